@@ -1,0 +1,192 @@
+//! Account operations shared by the HTTP API, the CLI and start-up bootstrap: validation of
+//! names and passwords, creation, password login.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::password::{PasswordError, Verification};
+use crate::config::{PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS};
+use crate::state::AppState;
+use crate::store::users::{self, NewUser, Role, User};
+use crate::store::StoreError;
+
+pub const NAME_MAX_CHARS: usize = 255;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// Input that cannot be accepted; (field, message).
+    #[error("{1}")]
+    Invalid(&'static str, String),
+    #[error("{0} is already taken")]
+    Taken(&'static str),
+    #[error("no such user")]
+    NotFound,
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+}
+
+impl From<StoreError> for AccountError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(field) => AccountError::Taken(field),
+            StoreError::NotFound => AccountError::NotFound,
+            other => AccountError::Store(other),
+        }
+    }
+}
+
+pub fn validate_username(username: &str) -> Result<(), AccountError> {
+    let count = username.chars().count();
+    if count == 0 || count > NAME_MAX_CHARS {
+        return Err(AccountError::Invalid(
+            "username",
+            format!("username must have 1 to {NAME_MAX_CHARS} characters"),
+        ));
+    }
+    if !username
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+'))
+    {
+        return Err(AccountError::Invalid(
+            "username",
+            "username may contain letters, digits and . _ - @ + only".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_email(email: &str) -> Result<(), AccountError> {
+    let invalid = || AccountError::Invalid("email", "email must be an address like name@example.org".into());
+    if email.chars().count() > NAME_MAX_CHARS || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid());
+    }
+    let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
+    if local.is_empty() || domain.contains('@') || !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+        return Err(invalid());
+    }
+    Ok(())
+}
+
+pub fn validate_new_password(password: &str) -> Result<(), AccountError> {
+    if password.len() > PASSWORD_MAX_BYTES {
+        return Err(AccountError::Invalid(
+            "password",
+            format!("password must have at most {PASSWORD_MAX_BYTES} bytes"),
+        ));
+    }
+    if password.chars().count() < PASSWORD_MIN_CHARS {
+        return Err(AccountError::Invalid(
+            "password",
+            format!("password must have at least {PASSWORD_MIN_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+pub struct CreateUser {
+    pub username: String,
+    pub email: String,
+    pub password: SecretString,
+    pub role: Role,
+}
+
+pub async fn create_user(state: &AppState, input: CreateUser) -> Result<User, AccountError> {
+    validate_username(&input.username)?;
+    validate_email(&input.email)?;
+    validate_new_password(input.password.expose_secret())?;
+    let password_hash = state.hasher.hash(input.password).await?;
+    let user = users::create(
+        &state.db,
+        NewUser {
+            username: input.username,
+            email: input.email,
+            password_hash,
+            role: input.role,
+            active: true,
+        },
+        state.clock.now(),
+    )
+    .await?;
+    Ok(user)
+}
+
+pub async fn set_password(state: &AppState, user: &User, password: SecretString) -> Result<(), AccountError> {
+    validate_new_password(password.expose_secret())?;
+    let hash = state.hasher.hash(password).await?;
+    users::set_password_hash(&state.db, user.id, &hash, state.clock.now()).await?;
+    Ok(())
+}
+
+pub async fn require_user(state: &AppState, username: &str) -> Result<User, AccountError> {
+    users::find_by_username(&state.db, username)
+        .await?
+        .ok_or(AccountError::NotFound)
+}
+
+/// Password login. Unknown, inactive and wrong-password cases do the same hashing work and
+/// all come back as `None`.
+pub async fn authenticate(
+    state: &AppState,
+    username: &str,
+    password: SecretString,
+) -> Result<Option<User>, AccountError> {
+    let user = users::find_by_username(&state.db, username).await?;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let verdict = state.hasher.verify(password, stored).await?;
+    let (Some(user), Verification::Valid { rehash }) = (user, verdict) else {
+        return Ok(None);
+    };
+    if !user.active {
+        return Ok(None);
+    }
+    if let Some(new_hash) = rehash {
+        // Best effort: a failure here must not fail a correct login.
+        if let Err(e) =
+            users::replace_password_hash(&state.db, user.id, &user.password_hash, &new_hash, state.clock.now()).await
+        {
+            tracing::warn!(user_id = %user.id, error = %e, "could not upgrade the password hash");
+        }
+    }
+    Ok(Some(user))
+}
+
+/// Creates the FIRST_SUPERUSER admin on start-up when it does not exist yet.
+pub async fn bootstrap_first_superuser(state: &AppState) -> Result<(), AccountError> {
+    let settings = &state.settings;
+    let (Some(name), Some(password)) = (&settings.first_superuser, &settings.first_superuser_password) else {
+        return Ok(());
+    };
+    if users::find_by_username(&state.db, name).await?.is_some() {
+        return Ok(());
+    }
+    let email = match &settings.first_superuser_email {
+        Some(e) => e.clone(),
+        None if name.contains('@') => name.clone(),
+        None => {
+            return Err(AccountError::Invalid(
+                "email",
+                "FIRST_SUPERUSER is not an email address; set FIRST_SUPERUSER_EMAIL too".into(),
+            ));
+        }
+    };
+    match create_user(
+        state,
+        CreateUser {
+            username: name.clone(),
+            email,
+            password: password.clone(),
+            role: Role::Admin,
+        },
+    )
+    .await
+    {
+        Ok(user) => {
+            tracing::info!(user_id = %user.id, username = %user.username, "created the first superuser");
+            Ok(())
+        }
+        // Another instance created it at the same moment.
+        Err(AccountError::Taken(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,211 @@
+//! Access tokens: HS512 JWTs, one validator for every entry point.
+//!
+//! Claims: `sub` (username), `user_id`, `role`, `iss`, `aud`, `iat`, `nbf`, `exp`, `jti`. A token
+//! must carry all of exp, iat, iss, aud, sub and jti. Time checks use the service clock with a
+//! small leeway. The header carries a `kid` derived from the signing key, so a key can be rotated:
+//! tokens signed with a key listed in PREVIOUS_SECRET_KEYS verify until they expire.
+
+use chrono::{DateTime, Duration, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::Settings;
+use crate::crypto::derive_key;
+use crate::store::users::{Role, User};
+
+/// Clock skew tolerated on exp, nbf and iat.
+pub const LEEWAY_SECS: i64 = 30;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AccessClaims {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    pub iss: String,
+    pub aud: serde_json::Value,
+    pub iat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    pub exp: i64,
+    pub jti: String,
+}
+
+/// Why a token was refused; for logs and audit only, never shown to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("unknown key id")]
+    UnknownKey,
+    #[error("bad signature or algorithm")]
+    Signature,
+    #[error("missing or invalid claims")]
+    Claims,
+    #[error("expired")]
+    Expired,
+    #[error("not yet valid")]
+    NotYetValid,
+    #[error("issued in the future")]
+    IssuedInFuture,
+}
+
+struct VerifyKey {
+    kid: String,
+    key: DecodingKey,
+}
+
+pub struct TokenService {
+    kid: String,
+    encoding: EncodingKey,
+    verify_keys: Vec<VerifyKey>,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    lifetime: Duration,
+}
+
+impl std::fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenService").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
+/// The public key id of a signing secret: derived, so it reveals nothing about the secret.
+pub fn key_id(secret: &SecretString) -> String {
+    hex::encode(&derive_key(secret, "jwt-kid")[..8])
+}
+
+pub struct IssuedToken {
+    pub token: String,
+    pub claims: AccessClaims,
+    pub expires_in: i64,
+}
+
+impl TokenService {
+    pub fn new(settings: &Settings) -> Self {
+        let current = &settings.secret_key;
+        let mut verify_keys = vec![VerifyKey {
+            kid: key_id(current),
+            key: DecodingKey::from_secret(current.expose_secret().as_bytes()),
+        }];
+        for previous in &settings.previous_secret_keys {
+            verify_keys.push(VerifyKey {
+                kid: key_id(previous),
+                key: DecodingKey::from_secret(previous.expose_secret().as_bytes()),
+            });
+        }
+        let mut validation = Validation::new(Algorithm::HS512);
+        validation.algorithms = vec![Algorithm::HS512];
+        validation.set_issuer(&[&settings.jwt_issuer]);
+        validation.set_audience(&[&settings.jwt_audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // Time claims are checked against the service clock below.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.leeway = 0;
+        TokenService {
+            kid: key_id(current),
+            encoding: EncodingKey::from_secret(current.expose_secret().as_bytes()),
+            verify_keys,
+            validation,
+            issuer: settings.jwt_issuer.clone(),
+            audience: settings.jwt_audience.clone(),
+            lifetime: Duration::minutes(settings.access_token_expire_minutes),
+        }
+    }
+
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    pub fn issue(&self, user: &User, now: DateTime<Utc>) -> Result<IssuedToken, jsonwebtoken::errors::Error> {
+        let iat = now.timestamp();
+        let claims = AccessClaims {
+            sub: user.username.clone(),
+            user_id: Some(user.id),
+            role: Some(user.role.as_str().to_owned()),
+            iss: self.issuer.clone(),
+            aud: serde_json::Value::String(self.audience.clone()),
+            iat,
+            nbf: Some(iat),
+            exp: iat + self.lifetime.num_seconds(),
+            jti: Uuid::new_v4().simple().to_string(),
+        };
+        let mut header = Header::new(Algorithm::HS512);
+        header.kid = Some(self.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)?;
+        Ok(IssuedToken {
+            token,
+            expires_in: self.lifetime.num_seconds(),
+            claims,
+        })
+    }
+
+    /// Verifies signature, algorithm, issuer, audience, required claims and time.
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::HS512 {
+            return Err(TokenError::Signature);
+        }
+        let candidates: Vec<&VerifyKey> = match header.kid.as_deref() {
+            Some(kid) => {
+                let key = self
+                    .verify_keys
+                    .iter()
+                    .find(|k| k.kid == kid)
+                    .ok_or(TokenError::UnknownKey)?;
+                vec![key]
+            }
+            // Tokens minted by other services of the platform with SECRET_KEY carry no kid.
+            None => self.verify_keys.iter().collect(),
+        };
+        let mut last = TokenError::Signature;
+        for candidate in candidates {
+            match jsonwebtoken::decode::<AccessClaims>(token, &candidate.key, &self.validation) {
+                Ok(data) => return check_time(data.claims, now),
+                Err(e) => {
+                    use jsonwebtoken::errors::ErrorKind;
+                    last = match e.kind() {
+                        ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => TokenError::Signature,
+                        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
+                            TokenError::Malformed
+                        }
+                        _ => TokenError::Claims,
+                    };
+                    if last != TokenError::Signature {
+                        return Err(last);
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+fn check_time(claims: AccessClaims, now: DateTime<Utc>) -> Result<AccessClaims, TokenError> {
+    let now = now.timestamp();
+    if claims.jti.trim().is_empty() || claims.sub.trim().is_empty() {
+        return Err(TokenError::Claims);
+    }
+    if claims.exp + LEEWAY_SECS <= now {
+        return Err(TokenError::Expired);
+    }
+    if let Some(nbf) = claims.nbf
+        && nbf > now + LEEWAY_SECS
+    {
+        return Err(TokenError::NotYetValid);
+    }
+    if claims.iat > now + LEEWAY_SECS {
+        return Err(TokenError::IssuedInFuture);
+    }
+    if let Some(role) = &claims.role
+        && role.parse::<Role>().is_err()
+    {
+        return Err(TokenError::Claims);
+    }
+    Ok(claims)
+}

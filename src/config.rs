@@ -1,0 +1,618 @@
+//! Settings: the environment variable names and defaults of the original service, our own
+//! `KYROS_*` additions, and the validation that makes a weak deployment refuse to start.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use base64::Engine;
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Bytes a password may have. Longer ones are refused (422), never truncated.
+pub const PASSWORD_MAX_BYTES: usize = 1024;
+/// Characters a new password must have at least.
+pub const PASSWORD_MIN_CHARS: usize = 8;
+/// Minimum length of a signing secret outside `local`.
+pub const SECRET_MIN_BYTES: usize = 32;
+pub const SECRET_FILE_NAME: &str = "secret_key";
+
+/// Values that were shipped as examples somewhere and must never sign a production token.
+const PLACEHOLDER_SECRETS: &[&str] = &[
+    "changethis",
+    "changeme",
+    "change-me",
+    "change_me",
+    "secret",
+    "secret_key",
+    "secretkey",
+    "supersecret",
+    "your_secret_key_here",
+    "your-secret-key-here",
+    "your_very_secure_app_secret_minimum_32_chars_generated_with_openssl_rand_hex_32",
+];
+/// Fragments that only appear in example values.
+const PLACEHOLDER_FRAGMENTS: &[&str] = &[
+    "changethis",
+    "change_me",
+    "change-me",
+    "your_secret",
+    "your-secret",
+    "your_very_secure",
+    "placeholder",
+    "example",
+    "generated_with_openssl",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Local,
+    Staging,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Local => "local",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
+
+    pub fn is_local(self) -> bool {
+        self == Environment::Local
+    }
+}
+
+impl FromStr for Environment {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "local" => Ok(Environment::Local),
+            "staging" => Ok(Environment::Staging),
+            "production" => Ok(Environment::Production),
+            _ => Err(()),
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the signing secret came from, so start-up can say so (never the value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Configured,
+    StoredFile(PathBuf),
+    GeneratedFile(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    pub requests: u32,
+    pub window_secs: u64,
+    pub burst: u32,
+    pub production_requests: u32,
+    pub production_window_secs: u64,
+    pub production_burst: u32,
+    pub auth_requests: u32,
+    pub auth_window_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordHashSettings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl PasswordHashSettings {
+    pub const MIN: PasswordHashSettings = PasswordHashSettings {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+}
+
+impl Default for PasswordHashSettings {
+    fn default() -> Self {
+        Self::MIN
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub environment: Environment,
+    pub project_name: String,
+    pub secret_key: SecretString,
+    pub secret_source: SecretSource,
+    pub previous_secret_keys: Vec<SecretString>,
+    pub access_token_expire_minutes: i64,
+    pub refresh_token_expire_minutes: i64,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub frontend_host: String,
+    /// FRONTEND_HOST plus BACKEND_CORS_ORIGINS, trailing `/` removed, no duplicates.
+    pub cors_origins: Vec<String>,
+    pub database_url: Option<String>,
+    pub redis_url: Option<SecretString>,
+    pub redis_key_prefix: String,
+    pub rate_limit: RateLimitSettings,
+    pub first_superuser: Option<String>,
+    pub first_superuser_email: Option<String>,
+    pub first_superuser_password: Option<SecretString>,
+    pub log_level: String,
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub trusted_proxies: Vec<IpNet>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub password_hash: PasswordHashSettings,
+    /// Things worth telling the operator once logging is up (never secret values).
+    pub warnings: Vec<String>,
+}
+
+/// A configuration problem: one line, naming the variable, never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// Variables by upper-cased name; empty values count as unset (as in the original service).
+#[derive(Debug, Default, Clone)]
+pub struct Vars(BTreeMap<String, String>);
+
+impl Vars {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn set(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
+        self.0.insert(name.to_ascii_uppercase(), value.into());
+        self
+    }
+
+    pub fn remove(&mut self, name: &str) -> &mut Self {
+        self.0.remove(&name.to_ascii_uppercase());
+        self
+    }
+
+    /// `.env` in the working directory first, then the process environment on top.
+    pub fn from_process() -> Result<Self, ConfigError> {
+        let mut vars = Vars::new();
+        match dotenvy::from_path_iter(".env") {
+            Ok(iter) => {
+                for item in iter {
+                    let (k, v) = item.map_err(|e| ConfigError(format!(".env could not be read: {e}")))?;
+                    vars.set(&k, v);
+                }
+            }
+            Err(e) if e.not_found() => {}
+            Err(e) => return err(format!(".env could not be read: {e}")),
+        }
+        for (k, v) in std::env::vars_os() {
+            if let (Some(k), Some(v)) = (k.to_str(), v.to_str()) {
+                vars.set(k, v);
+            }
+        }
+        Ok(vars)
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: FromStr>(&self, name: &str, default: T, what: &str) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| ConfigError(format!("{name} must be {what}"))),
+        }
+    }
+
+    fn positive<T: FromStr + PartialOrd + Default>(
+        &self,
+        name: &str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        let v = self.parse(name, default, "a positive whole number")?;
+        if v <= T::default() {
+            return err(format!("{name} must be a positive whole number"));
+        }
+        Ok(v)
+    }
+
+    fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) => match v.as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => err(format!("{name} must be true or false")),
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// Reads `.env` and the process environment.
+    pub fn load() -> Result<Settings, ConfigError> {
+        Settings::from_vars(&Vars::from_process()?)
+    }
+
+    pub fn from_vars(vars: &Vars) -> Result<Settings, ConfigError> {
+        let mut warnings = Vec::new();
+        let environment = match vars.get("ENVIRONMENT") {
+            None => Environment::Local,
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError("ENVIRONMENT must be one of local, staging, production".into())
+            })?,
+        };
+
+        if let Some(alg) = vars.get("JWT_ALGORITHM")
+            && !alg.eq_ignore_ascii_case("HS512")
+        {
+            return err("JWT_ALGORITHM must be HS512 (the only algorithm this service signs or accepts)");
+        }
+
+        let data_dir = PathBuf::from(vars.get("KYROS_DATA_DIR").unwrap_or("./data"));
+        let bind = vars.parse(
+            "KYROS_BIND",
+            SocketAddr::from(([127, 0, 0, 1], 8000)),
+            "an address and port such as 127.0.0.1:8000",
+        )?;
+
+        let (secret_key, secret_source) = match vars.get("SECRET_KEY") {
+            Some(key) => {
+                if let Some(problem) = secret_problem(key) {
+                    if environment.is_local() {
+                        warnings.push(format!(
+                            "SECRET_KEY {problem}; this is refused outside ENVIRONMENT=local"
+                        ));
+                    } else {
+                        return err(format!(
+                            "SECRET_KEY {problem}; set a random value of at least {SECRET_MIN_BYTES} bytes (e.g. `openssl rand -hex 32`)"
+                        ));
+                    }
+                }
+                (SecretString::from(key.to_owned()), SecretSource::Configured)
+            }
+            None if environment.is_local() => {
+                let (key, source) = local_secret(&data_dir)?;
+                let path = match &source {
+                    SecretSource::StoredFile(p) | SecretSource::GeneratedFile(p) => p.display().to_string(),
+                    SecretSource::Configured => String::new(),
+                };
+                warnings.push(format!(
+                    "SECRET_KEY is not set; using the key stored in {path} (allowed only with ENVIRONMENT=local)"
+                ));
+                (key, source)
+            }
+            None => {
+                return err(format!(
+                    "SECRET_KEY is required with ENVIRONMENT={environment}; set a random value of at least {SECRET_MIN_BYTES} bytes"
+                ));
+            }
+        };
+
+        let mut previous_secret_keys = Vec::new();
+        for (i, key) in csv(vars.get("PREVIOUS_SECRET_KEYS").unwrap_or("")).into_iter().enumerate() {
+            if let Some(problem) = secret_problem(&key) {
+                if environment.is_local() {
+                    warnings.push(format!("PREVIOUS_SECRET_KEYS entry {} {problem}", i + 1));
+                } else {
+                    return err(format!("PREVIOUS_SECRET_KEYS entry {} {problem}", i + 1));
+                }
+            }
+            previous_secret_keys.push(SecretString::from(key));
+        }
+
+        let frontend_host = vars
+            .get("FRONTEND_HOST")
+            .unwrap_or("http://localhost:3001")
+            .trim_end_matches('/')
+            .to_owned();
+        let mut cors_origins = parse_origins(vars.get("BACKEND_CORS_ORIGINS").unwrap_or(""))?;
+        cors_origins.push(frontend_host.clone());
+        let mut seen = std::collections::HashSet::new();
+        cors_origins.retain(|o| seen.insert(o.clone()));
+        for origin in &cors_origins {
+            if origin == "*" || origin.contains('*') {
+                return err("BACKEND_CORS_ORIGINS cannot contain '*': credentials are allowed, so every origin must be named");
+            }
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return err(format!(
+                    "BACKEND_CORS_ORIGINS and FRONTEND_HOST entries must start with http:// or https:// (got {origin:?})"
+                ));
+            }
+        }
+
+        let database_url = vars.get("DATABASE_URL").map(normalize_database_url).transpose()?;
+        let redis_url = match (vars.get("REDIS_URL"), vars.get("REDIS_HOST")) {
+            (Some(url), _) => {
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return err("REDIS_URL must start with redis:// or rediss://");
+                }
+                Some(SecretString::from(url.to_owned()))
+            }
+            (None, Some(host)) => {
+                let port: u16 = vars.parse("REDIS_PORT", 6379, "a port number")?;
+                let auth = vars
+                    .get("REDIS_PASSWORD")
+                    .map(|p| format!(":{p}@"))
+                    .unwrap_or_default();
+                Some(SecretString::from(format!("redis://{auth}{host}:{port}")))
+            }
+            (None, None) => None,
+        };
+
+        let rate_limit = RateLimitSettings {
+            enabled: vars.flag("RATE_LIMIT_ENABLED", true)?,
+            requests: vars.positive("RATE_LIMIT_REQUESTS", 100)?,
+            window_secs: vars.positive("RATE_LIMIT_WINDOW", 900)?,
+            burst: vars.parse("RATE_LIMIT_BURST", 0, "a whole number")?,
+            production_requests: vars.positive("PRODUCTION_RATE_LIMIT_REQUESTS", 1000)?,
+            production_window_secs: vars.positive("PRODUCTION_RATE_LIMIT_WINDOW", 3600)?,
+            production_burst: vars.parse("PRODUCTION_RATE_LIMIT_BURST", 50, "a whole number")?,
+            auth_requests: vars.positive("AUTH_RATE_LIMIT_REQUESTS", 10)?,
+            auth_window_secs: vars.positive("AUTH_RATE_LIMIT_WINDOW", 60)?,
+        };
+
+        let first_superuser = vars.get("FIRST_SUPERUSER").map(str::to_owned);
+        let first_superuser_password = vars.get("FIRST_SUPERUSER_PASSWORD").map(str::to_owned);
+        if first_superuser.is_some() != first_superuser_password.is_some() {
+            return err("FIRST_SUPERUSER and FIRST_SUPERUSER_PASSWORD must be set together");
+        }
+        if let Some(pw) = &first_superuser_password {
+            if pw.chars().count() < PASSWORD_MIN_CHARS || pw.len() > PASSWORD_MAX_BYTES {
+                return err(format!(
+                    "FIRST_SUPERUSER_PASSWORD must have {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_BYTES} bytes"
+                ));
+            }
+            if is_placeholder(pw) {
+                if environment.is_local() {
+                    warnings.push("FIRST_SUPERUSER_PASSWORD is a known placeholder; this is refused outside ENVIRONMENT=local".into());
+                } else {
+                    return err("FIRST_SUPERUSER_PASSWORD is a known placeholder");
+                }
+            }
+        }
+
+        let mut trusted_proxies = Vec::new();
+        for entry in csv(vars.get("TRUSTED_PROXIES").unwrap_or("")) {
+            let net = entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError(format!("TRUSTED_PROXIES entry {entry:?} is not an IP address or CIDR range")))?;
+            trusted_proxies.push(net);
+        }
+
+        let tls_cert_file = vars.get("TLS_CERT_FILE").map(PathBuf::from);
+        let tls_key_file = vars.get("TLS_KEY_FILE").map(PathBuf::from);
+        if tls_cert_file.is_some() != tls_key_file.is_some() {
+            return err("TLS_CERT_FILE and TLS_KEY_FILE must be set together");
+        }
+
+        let password_hash = PasswordHashSettings {
+            memory_kib: vars.positive("KYROS_ARGON2_MEMORY_KIB", PasswordHashSettings::MIN.memory_kib)?,
+            iterations: vars.positive("KYROS_ARGON2_ITERATIONS", PasswordHashSettings::MIN.iterations)?,
+            parallelism: vars.positive("KYROS_ARGON2_PARALLELISM", PasswordHashSettings::MIN.parallelism)?,
+        };
+        if password_hash.memory_kib < PasswordHashSettings::MIN.memory_kib
+            || password_hash.iterations < PasswordHashSettings::MIN.iterations
+        {
+            return err("KYROS_ARGON2_MEMORY_KIB must be at least 19456 and KYROS_ARGON2_ITERATIONS at least 2");
+        }
+
+        let log_level = vars.get("LOG_LEVEL").unwrap_or("INFO").to_owned();
+        if log_filter(&log_level).is_none() {
+            return err("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL (or a tracing filter)");
+        }
+
+        Ok(Settings {
+            environment,
+            project_name: vars.get("PROJECT_NAME").unwrap_or("Kyros Praxis").to_owned(),
+            secret_key,
+            secret_source,
+            previous_secret_keys,
+            access_token_expire_minutes: vars.positive("ACCESS_TOKEN_EXPIRE_MINUTES", 120)?,
+            refresh_token_expire_minutes: vars.positive("REFRESH_TOKEN_EXPIRE_MINUTES", 10_080)?,
+            jwt_issuer: vars.get("JWT_ISSUER").unwrap_or("kyros-praxis").to_owned(),
+            jwt_audience: vars.get("JWT_AUDIENCE").unwrap_or("kyros-app").to_owned(),
+            frontend_host,
+            cors_origins,
+            database_url,
+            redis_url,
+            redis_key_prefix: vars.get("REDIS_KEY_PREFIX").unwrap_or("kyros:").to_owned(),
+            rate_limit,
+            first_superuser,
+            first_superuser_email: vars.get("FIRST_SUPERUSER_EMAIL").map(str::to_owned),
+            first_superuser_password: first_superuser_password.map(SecretString::from),
+            log_level,
+            bind,
+            data_dir,
+            trusted_proxies,
+            tls_cert_file,
+            tls_key_file,
+            password_hash,
+            warnings,
+        })
+    }
+
+    /// The tracing filter for LOG_LEVEL.
+    pub fn log_filter(&self) -> String {
+        log_filter(&self.log_level).unwrap_or_else(|| "info".into())
+    }
+}
+
+/// Python logging level names map onto tracing levels; anything else must be a tracing directive.
+fn log_filter(level: &str) -> Option<String> {
+    let mapped = match level.to_ascii_uppercase().as_str() {
+        "TRACE" => "trace",
+        "DEBUG" => "debug",
+        "INFO" => "info",
+        "WARN" | "WARNING" => "warn",
+        "ERROR" | "CRITICAL" | "FATAL" => "error",
+        _ => {
+            return tracing_subscriber::EnvFilter::try_new(level)
+                .ok()
+                .map(|_| level.to_owned());
+        }
+    };
+    Some(mapped.to_owned())
+}
+
+fn csv(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// BACKEND_CORS_ORIGINS: a JSON list or a comma-separated string, as the original accepted.
+fn parse_origins(value: &str) -> Result<Vec<String>, ConfigError> {
+    let items = if value.trim_start().starts_with('[') {
+        serde_json::from_str::<Vec<String>>(value)
+            .map_err(|_| ConfigError("BACKEND_CORS_ORIGINS is not a valid JSON list of strings".into()))?
+    } else {
+        csv(value)
+    };
+    Ok(items
+        .into_iter()
+        .map(|o| o.trim().trim_end_matches('/').to_owned())
+        .filter(|o| !o.is_empty())
+        .collect())
+}
+
+/// Accepts SQLAlchemy-style URLs from the original deployment (`postgresql+asyncpg://`).
+fn normalize_database_url(url: &str) -> Result<String, ConfigError> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .or_else(|| url.split_once(':'))
+        .ok_or_else(|| ConfigError("DATABASE_URL must be a postgres:// or sqlite: URL".into()))?;
+    let base = scheme.split('+').next().unwrap_or(scheme).to_ascii_lowercase();
+    match base.as_str() {
+        "postgres" | "postgresql" => Ok(format!("postgres://{rest}")),
+        "sqlite" => Ok(if url.contains("://") {
+            format!("sqlite://{rest}")
+        } else {
+            format!("sqlite:{rest}")
+        }),
+        _ => err("DATABASE_URL must be a postgres:// or sqlite: URL"),
+    }
+}
+
+fn is_placeholder(value: &str) -> bool {
+    let lower = value.trim().to_ascii_lowercase();
+    PLACEHOLDER_SECRETS.contains(&lower.as_str())
+        || PLACEHOLDER_FRAGMENTS.iter().any(|f| lower.contains(f))
+}
+
+/// Why a signing secret is unacceptable, if it is.
+pub fn secret_problem(value: &str) -> Option<&'static str> {
+    if is_placeholder(value) {
+        return Some("is a known placeholder value");
+    }
+    if value.len() < SECRET_MIN_BYTES {
+        return Some("is shorter than 32 bytes");
+    }
+    let distinct: std::collections::HashSet<u8> = value.bytes().collect();
+    if distinct.len() < 8 {
+        return Some("has too few distinct characters to be random");
+    }
+    None
+}
+
+/// The local-only signing key: generated once, stored with mode 0600, reused on every start.
+fn local_secret(data_dir: &Path) -> Result<(SecretString, SecretSource), ConfigError> {
+    let path = data_dir.join(SECRET_FILE_NAME);
+    match std::fs::read_to_string(&path) {
+        Ok(content) => {
+            let key = content.trim().to_owned();
+            if key.len() < SECRET_MIN_BYTES {
+                return err(format!(
+                    "{} is damaged (too short); delete it to generate a new key",
+                    path.display()
+                ));
+            }
+            return Ok((SecretString::from(key), SecretSource::StoredFile(path)));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return err(format!("{} could not be read: {}", path.display(), e.kind())),
+    }
+    create_private_dir(data_dir)?;
+    let mut bytes = [0u8; 48];
+    rand::fill(&mut bytes);
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = match options.open(&path) {
+        Ok(f) => f,
+        // Another process created it between our read and our write: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return local_secret(data_dir),
+        Err(e) => return err(format!("{} could not be created: {}", path.display(), e.kind())),
+    };
+    file.write_all(key.as_bytes())
+        .and_then(|_| file.write_all(b"\n"))
+        .and_then(|_| file.sync_all())
+        .map_err(|e| ConfigError(format!("{} could not be written: {}", path.display(), e.kind())))?;
+    Ok((SecretString::from(key), SecretSource::GeneratedFile(path)))
+}
+
+pub fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| ConfigError(format!("KYROS_DATA_DIR {} could not be created: {}", dir.display(), e.kind())))
+}
+
+/// Convenience for tests and tools that build settings from a handful of pairs.
+impl From<HashMap<&str, &str>> for Vars {
+    fn from(map: HashMap<&str, &str>) -> Self {
+        let mut vars = Vars::new();
+        for (k, v) in map {
+            vars.set(k, v);
+        }
+        vars
+    }
+}
+
+/// Lets callers check a key without exposing it elsewhere.
+pub fn secret_bytes(secret: &SecretString) -> &[u8] {
+    secret.expose_secret().as_bytes()
+}

@@ -1,0 +1,273 @@
+//! The `kyros` command: serve the API, run migrations, administer users.
+
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kyros::auth::accounts::{self, AccountError, CreateUser};
+use kyros::config::{ConfigError, Environment, Settings};
+use kyros::state::AppState;
+use kyros::store::users::{self, Role};
+use secrecy::SecretString;
+
+#[derive(Parser)]
+#[command(name = "kyros", version, about = "Kyros orchestrator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (migrations run first).
+    Serve {
+        /// Address and port to listen on; overrides KYROS_BIND.
+        #[arg(long)]
+        bind: Option<SocketAddr>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    User,
+    Moderator,
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::User => Role::User,
+            RoleArg::Moderator => Role::Moderator,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user. The password is read from a prompt, or from stdin with --password-stdin.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_enum, default_value = "user")]
+        role: RoleArg,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Replace a user's password.
+    SetPassword {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change a user's role.
+    SetRole {
+        #[arg(long)]
+        username: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// Disable a user: they can no longer log in and their tokens stop working.
+    Disable {
+        #[arg(long)]
+        username: String,
+    },
+    /// Re-enable a disabled user.
+    Enable {
+        #[arg(long)]
+        username: String,
+    },
+}
+
+enum Failure {
+    Config(String),
+    Other(String),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::Config(e.0)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        match e.downcast::<ConfigError>() {
+            Ok(c) => Failure::Config(c.0),
+            Err(e) => Failure::Other(format!("{e:#}")),
+        }
+    }
+}
+
+impl From<AccountError> for Failure {
+    fn from(e: AccountError) -> Self {
+        Failure::Other(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Other(format!("cannot start the runtime: {e}")))
+        .and_then(|rt| rt.block_on(run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(msg)) => {
+            eprintln!("kyros: configuration error: {msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Other(msg)) => {
+            eprintln!("kyros: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(settings.log_filter())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Text for people at a terminal in local; JSON lines for log pipelines elsewhere.
+    if settings.environment == Environment::Local {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).with_current_span(true).init();
+    }
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let mut settings = Settings::load()?;
+    init_logging(&settings);
+    match cli.command {
+        Command::Serve { bind } => {
+            if let Some(bind) = bind {
+                settings.bind = bind;
+            }
+            kyros::serve(settings).await?;
+        }
+        Command::Migrate => {
+            let state = AppState::build(settings).await?;
+            println!("migrations applied ({})", state.db.engine());
+        }
+        Command::User(cmd) => user_command(AppState::build(settings).await?, cmd).await?,
+    }
+    Ok(())
+}
+
+async fn user_command(state: AppState, cmd: UserCommand) -> Result<(), Failure> {
+    let now = state.clock.now();
+    match cmd {
+        UserCommand::Create {
+            username,
+            email,
+            role,
+            password_stdin,
+        } => {
+            let password = read_password(password_stdin)?;
+            let user = accounts::create_user(
+                &state,
+                CreateUser {
+                    username,
+                    email,
+                    password,
+                    role: role.into(),
+                },
+            )
+            .await?;
+            println!("created user {} ({}, {})", user.username, user.id, user.role);
+        }
+        UserCommand::List => {
+            println!("id\tusername\temail\trole\tactive\tcreated_at");
+            for u in users::list(&state.db).await.map_err(AccountError::from)? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    u.id,
+                    u.username,
+                    u.email,
+                    u.role,
+                    u.active,
+                    u.created_at.to_rfc3339()
+                );
+            }
+        }
+        UserCommand::SetPassword {
+            username,
+            password_stdin,
+        } => {
+            let user = accounts::require_user(&state, &username).await?;
+            let password = read_password(password_stdin)?;
+            accounts::set_password(&state, &user, password).await?;
+            println!("password changed for {}", user.username);
+        }
+        UserCommand::SetRole { username, role } => {
+            let user = accounts::require_user(&state, &username).await?;
+            users::set_role(&state.db, user.id, role.into(), now)
+                .await
+                .map_err(AccountError::from)?;
+            println!("{} is now {}", user.username, Role::from(role));
+        }
+        UserCommand::Disable { username } => {
+            let user = accounts::require_user(&state, &username).await?;
+            users::set_active(&state.db, user.id, false, now)
+                .await
+                .map_err(AccountError::from)?;
+            println!("{} is disabled", user.username);
+        }
+        UserCommand::Enable { username } => {
+            let user = accounts::require_user(&state, &username).await?;
+            users::set_active(&state.db, user.id, true, now)
+                .await
+                .map_err(AccountError::from)?;
+            println!("{} is enabled", user.username);
+        }
+    }
+    Ok(())
+}
+
+/// A password from stdin (one line) or from a terminal prompt; never from the command line.
+fn read_password(from_stdin: bool) -> Result<SecretString, Failure> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Failure::Other(format!("cannot read the password from stdin: {e}")))?;
+        let password = line.strip_suffix('\n').unwrap_or(&line);
+        let password = password.strip_suffix('\r').unwrap_or(password);
+        return Ok(SecretString::from(password.to_owned()));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::Other(
+            "no terminal to prompt for the password; pass --password-stdin and pipe it in".into(),
+        ));
+    }
+    let first = rpassword::prompt_password("Password: ")
+        .map_err(|e| Failure::Other(format!("cannot read the password: {e}")))?;
+    let second = rpassword::prompt_password("Repeat password: ")
+        .map_err(|e| Failure::Other(format!("cannot read the password: {e}")))?;
+    if first != second {
+        return Err(Failure::Other("the passwords do not match".into()));
+    }
+    Ok(SecretString::from(first))
+}

@@ -1,0 +1,151 @@
+//! Database access. One schema, migrations for both engines, the same queries on both
+//! (SQLite understands the `$N` placeholders PostgreSQL uses).
+
+pub mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPoolOptions, PgPool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::config::{Settings, create_private_dir};
+
+pub const SQLITE_FILE_NAME: &str = "kyros.db";
+
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same body against whichever pool is configured; the body is compiled once per engine.
+#[macro_export]
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A unique constraint refused the write; the value names the field.
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                let text = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
+                let field = if text.contains("email") {
+                    "email"
+                } else if text.contains("username") {
+                    "username"
+                } else {
+                    "record"
+                };
+                StoreError::Conflict(field)
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Other(e.to_string()),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl Db {
+    /// PostgreSQL when DATABASE_URL says so, otherwise SQLite (the URL's file, or
+    /// `kyros.db` in the data directory).
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Db> {
+        match settings.database_url.as_deref() {
+            Some(url) if url.starts_with("postgres://") => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(url)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {}", redact_db_error(&e)))?;
+                Ok(Db::Postgres(pool))
+            }
+            url => {
+                let options = match url {
+                    Some(url) => SqliteConnectOptions::from_str(url)
+                        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid SQLite URL"))?,
+                    None => {
+                        create_private_dir(&settings.data_dir)?;
+                        SqliteConnectOptions::new().filename(settings.data_dir.join(SQLITE_FILE_NAME))
+                    }
+                };
+                let options = options
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot open the SQLite database: {e}"))?;
+                Ok(Db::Sqlite(pool))
+            }
+        }
+    }
+
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Db::Sqlite(pool) => sqlx::migrate!("src/store/migrations/sqlite").run(pool).await?,
+            Db::Postgres(pool) => sqlx::migrate!("src/store/migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Connection errors can carry the URL (with its password); keep only the kind of failure.
+fn redact_db_error(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::Io(io) => format!("{}", io.kind()),
+        sqlx::Error::PoolTimedOut => "timed out".into(),
+        sqlx::Error::Configuration(_) => "invalid DATABASE_URL".into(),
+        other => {
+            let text = other.to_string();
+            if text.contains("://") { "connection failed".into() } else { text }
+        }
+    }
+}

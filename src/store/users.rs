@@ -1,0 +1,254 @@
+//! The `users` table.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{Db, StoreError, StoreResult};
+use crate::on_pool;
+
+/// The three roles of the original service, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Moderator,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::User, Role::Moderator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Moderator => "moderator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Position in the hierarchy: user 0, moderator 1, admin 2.
+    pub fn level(self) -> u8 {
+        self as u8
+    }
+}
+
+impl FromStr for Role {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "user" => Ok(Role::User),
+            "moderator" => Ok(Role::Moderator),
+            "admin" => Ok(Role::Admin),
+            _ => Err(()),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct UserRow {
+    id: Uuid,
+    username: String,
+    email: String,
+    password_hash: String,
+    role: String,
+    active: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+    fn try_from(row: UserRow) -> StoreResult<User> {
+        let role = row
+            .role
+            .parse()
+            .map_err(|_| StoreError::Other(format!("user {} has an unknown role", row.id)))?;
+        Ok(User {
+            id: row.id,
+            username: row.username,
+            email: row.email,
+            password_hash: row.password_hash,
+            role,
+            active: row.active,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub active: bool,
+}
+
+macro_rules! select_users {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, username, email, password_hash, role, active, created_at, updated_at FROM users ",
+            $tail
+        )
+    };
+}
+
+fn one(row: Option<UserRow>) -> StoreResult<Option<User>> {
+    row.map(User::try_from).transpose()
+}
+
+pub async fn create(db: &Db, new: NewUser, now: DateTime<Utc>) -> StoreResult<User> {
+    let id = Uuid::new_v4();
+    let email = new.email.to_lowercase();
+    on_pool!(db, pool => sqlx::query(
+        "INSERT INTO users (id, username, email, password_hash, role, active, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(id)
+    .bind(&new.username)
+    .bind(&email)
+    .bind(&new.password_hash)
+    .bind(new.role.as_str())
+    .bind(new.active)
+    .bind(now)
+    .execute(pool)
+    .await
+    .map(|_| ()))?;
+    Ok(User {
+        id,
+        username: new.username,
+        email,
+        password_hash: new.password_hash,
+        role: new.role,
+        active: new.active,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+pub async fn find_by_username(db: &Db, username: &str) -> StoreResult<Option<User>> {
+    let row: Option<UserRow> = on_pool!(db, pool => sqlx::query_as(
+        select_users!("WHERE username = $1"),
+    )
+    .bind(username)
+    .fetch_optional(pool)
+    .await)?;
+    one(row)
+}
+
+pub async fn find_by_id(db: &Db, id: Uuid) -> StoreResult<Option<User>> {
+    let row: Option<UserRow> = on_pool!(db, pool => sqlx::query_as(
+        select_users!("WHERE id = $1"),
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await)?;
+    one(row)
+}
+
+pub async fn list(db: &Db) -> StoreResult<Vec<User>> {
+    let rows: Vec<UserRow> = on_pool!(db, pool => sqlx::query_as(
+        select_users!("ORDER BY created_at, username"),
+    )
+    .fetch_all(pool)
+    .await)?;
+    rows.into_iter().map(User::try_from).collect()
+}
+
+pub async fn count(db: &Db) -> StoreResult<i64> {
+    let n: i64 = on_pool!(db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await)?;
+    Ok(n)
+}
+
+/// Replaces the hash only if it is still `expected`, so a transparent rehash at login never
+/// overwrites a password that was changed meanwhile.
+pub async fn replace_password_hash(
+    db: &Db,
+    id: Uuid,
+    expected: &str,
+    new_hash: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let result = on_pool!(db, pool => sqlx::query(
+        "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND password_hash = $4",
+    )
+    .bind(new_hash)
+    .bind(now)
+    .bind(id)
+    .bind(expected)
+    .execute(pool)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(result == 1)
+}
+
+pub async fn set_password_hash(db: &Db, id: Uuid, hash: &str, now: DateTime<Utc>) -> StoreResult<()> {
+    let n = on_pool!(db, pool => sqlx::query(
+        "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3",
+    )
+    .bind(hash)
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await
+    .map(|r| r.rows_affected()))?;
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+pub async fn set_role(db: &Db, id: Uuid, role: Role, now: DateTime<Utc>) -> StoreResult<()> {
+    let n = on_pool!(db, pool => sqlx::query(
+        "UPDATE users SET role = $1, updated_at = $2 WHERE id = $3",
+    )
+    .bind(role.as_str())
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await
+    .map(|r| r.rows_affected()))?;
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+pub async fn set_active(db: &Db, id: Uuid, active: bool, now: DateTime<Utc>) -> StoreResult<()> {
+    let n = on_pool!(db, pool => sqlx::query(
+        "UPDATE users SET active = $1, updated_at = $2 WHERE id = $3",
+    )
+    .bind(active)
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await
+    .map(|r| r.rows_affected()))?;
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+pub async fn delete(db: &Db, id: Uuid) -> StoreResult<()> {
+    let n = on_pool!(db, pool => sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
