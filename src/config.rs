@@ -201,7 +201,8 @@ impl Vars {
         match dotenvy::from_path_iter(".env") {
             Ok(iter) => {
                 for item in iter {
-                    let (k, v) = item.map_err(|e| ConfigError(format!(".env could not be read: {e}")))?;
+                    let (k, v) =
+                        item.map_err(|e| ConfigError(format!(".env could not be read: {e}")))?;
                     vars.set(&k, v);
                 }
             }
@@ -217,10 +218,7 @@ impl Vars {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
     fn parse<T: FromStr>(&self, name: &str, default: T, what: &str) -> Result<T, ConfigError> {
@@ -274,7 +272,9 @@ impl Settings {
         if let Some(alg) = vars.get("JWT_ALGORITHM")
             && !alg.eq_ignore_ascii_case("HS512")
         {
-            return err("JWT_ALGORITHM must be HS512 (the only algorithm this service signs or accepts)");
+            return err(
+                "JWT_ALGORITHM must be HS512 (the only algorithm this service signs or accepts)",
+            );
         }
 
         let data_dir = PathBuf::from(vars.get("KYROS_DATA_DIR").unwrap_or("./data"));
@@ -302,7 +302,9 @@ impl Settings {
             None if environment.is_local() => {
                 let (key, source) = local_secret(&data_dir)?;
                 let path = match &source {
-                    SecretSource::StoredFile(p) | SecretSource::GeneratedFile(p) => p.display().to_string(),
+                    SecretSource::StoredFile(p) | SecretSource::GeneratedFile(p) => {
+                        p.display().to_string()
+                    }
                     SecretSource::Configured => String::new(),
                 };
                 warnings.push(format!(
@@ -318,7 +320,10 @@ impl Settings {
         };
 
         let mut previous_secret_keys = Vec::new();
-        for (i, key) in csv(vars.get("PREVIOUS_SECRET_KEYS").unwrap_or("")).into_iter().enumerate() {
+        for (i, key) in csv(vars.get("PREVIOUS_SECRET_KEYS").unwrap_or(""))
+            .into_iter()
+            .enumerate()
+        {
             if let Some(problem) = secret_problem(&key) {
                 if environment.is_local() {
                     warnings.push(format!("PREVIOUS_SECRET_KEYS entry {} {problem}", i + 1));
@@ -340,7 +345,9 @@ impl Settings {
         cors_origins.retain(|o| seen.insert(o.clone()));
         for origin in &cors_origins {
             if origin == "*" || origin.contains('*') {
-                return err("BACKEND_CORS_ORIGINS cannot contain '*': credentials are allowed, so every origin must be named");
+                return err(
+                    "BACKEND_CORS_ORIGINS cannot contain '*': credentials are allowed, so every origin must be named",
+                );
             }
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return err(format!(
@@ -349,7 +356,10 @@ impl Settings {
             }
         }
 
-        let database_url = vars.get("DATABASE_URL").map(normalize_database_url).transpose()?;
+        let database_url = vars
+            .get("DATABASE_URL")
+            .map(normalize_database_url)
+            .transpose()?;
         let redis_url = match (vars.get("REDIS_URL"), vars.get("REDIS_HOST")) {
             (Some(url), _) => {
                 if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
@@ -405,7 +415,11 @@ impl Settings {
             let net = entry
                 .parse::<IpNet>()
                 .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| ConfigError(format!("TRUSTED_PROXIES entry {entry:?} is not an IP address or CIDR range")))?;
+                .map_err(|_| {
+                    ConfigError(format!(
+                        "TRUSTED_PROXIES entry {entry:?} is not an IP address or CIDR range"
+                    ))
+                })?;
             trusted_proxies.push(net);
         }
 
@@ -416,24 +430,40 @@ impl Settings {
         }
 
         let password_hash = PasswordHashSettings {
-            memory_kib: vars.positive("KYROS_ARGON2_MEMORY_KIB", PasswordHashSettings::MIN.memory_kib)?,
-            iterations: vars.positive("KYROS_ARGON2_ITERATIONS", PasswordHashSettings::MIN.iterations)?,
-            parallelism: vars.positive("KYROS_ARGON2_PARALLELISM", PasswordHashSettings::MIN.parallelism)?,
+            memory_kib: vars.positive(
+                "KYROS_ARGON2_MEMORY_KIB",
+                PasswordHashSettings::MIN.memory_kib,
+            )?,
+            iterations: vars.positive(
+                "KYROS_ARGON2_ITERATIONS",
+                PasswordHashSettings::MIN.iterations,
+            )?,
+            parallelism: vars.positive(
+                "KYROS_ARGON2_PARALLELISM",
+                PasswordHashSettings::MIN.parallelism,
+            )?,
         };
         if password_hash.memory_kib < PasswordHashSettings::MIN.memory_kib
             || password_hash.iterations < PasswordHashSettings::MIN.iterations
         {
-            return err("KYROS_ARGON2_MEMORY_KIB must be at least 19456 and KYROS_ARGON2_ITERATIONS at least 2");
+            return err(
+                "KYROS_ARGON2_MEMORY_KIB must be at least 19456 and KYROS_ARGON2_ITERATIONS at least 2",
+            );
         }
 
         let log_level = vars.get("LOG_LEVEL").unwrap_or("INFO").to_owned();
         if log_filter(&log_level).is_none() {
-            return err("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL (or a tracing filter)");
+            return err(
+                "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL (or a tracing filter)",
+            );
         }
 
         Ok(Settings {
             environment,
-            project_name: vars.get("PROJECT_NAME").unwrap_or("Kyros Praxis").to_owned(),
+            project_name: vars
+                .get("PROJECT_NAME")
+                .unwrap_or("Kyros Praxis")
+                .to_owned(),
             secret_key,
             secret_source,
             previous_secret_keys,
@@ -496,8 +526,9 @@ fn csv(value: &str) -> Vec<String> {
 /// BACKEND_CORS_ORIGINS: a JSON list or a comma-separated string, as the original accepted.
 fn parse_origins(value: &str) -> Result<Vec<String>, ConfigError> {
     let items = if value.trim_start().starts_with('[') {
-        serde_json::from_str::<Vec<String>>(value)
-            .map_err(|_| ConfigError("BACKEND_CORS_ORIGINS is not a valid JSON list of strings".into()))?
+        serde_json::from_str::<Vec<String>>(value).map_err(|_| {
+            ConfigError("BACKEND_CORS_ORIGINS is not a valid JSON list of strings".into())
+        })?
     } else {
         csv(value)
     };
@@ -514,7 +545,11 @@ fn normalize_database_url(url: &str) -> Result<String, ConfigError> {
         .split_once("://")
         .or_else(|| url.split_once(':'))
         .ok_or_else(|| ConfigError("DATABASE_URL must be a postgres:// or sqlite: URL".into()))?;
-    let base = scheme.split('+').next().unwrap_or(scheme).to_ascii_lowercase();
+    let base = scheme
+        .split('+')
+        .next()
+        .unwrap_or(scheme)
+        .to_ascii_lowercase();
     match base.as_str() {
         "postgres" | "postgresql" => Ok(format!("postgres://{rest}")),
         "sqlite" => Ok(if url.contains("://") {
@@ -562,7 +597,13 @@ fn local_secret(data_dir: &Path) -> Result<(SecretString, SecretSource), ConfigE
             return Ok((SecretString::from(key), SecretSource::StoredFile(path)));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return err(format!("{} could not be read: {}", path.display(), e.kind())),
+        Err(e) => {
+            return err(format!(
+                "{} could not be read: {}",
+                path.display(),
+                e.kind()
+            ));
+        }
     }
     create_private_dir(data_dir)?;
     let mut bytes = [0u8; 48];
@@ -579,12 +620,24 @@ fn local_secret(data_dir: &Path) -> Result<(SecretString, SecretSource), ConfigE
         Ok(f) => f,
         // Another process created it between our read and our write: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return local_secret(data_dir),
-        Err(e) => return err(format!("{} could not be created: {}", path.display(), e.kind())),
+        Err(e) => {
+            return err(format!(
+                "{} could not be created: {}",
+                path.display(),
+                e.kind()
+            ));
+        }
     };
     file.write_all(key.as_bytes())
         .and_then(|_| file.write_all(b"\n"))
         .and_then(|_| file.sync_all())
-        .map_err(|e| ConfigError(format!("{} could not be written: {}", path.display(), e.kind())))?;
+        .map_err(|e| {
+            ConfigError(format!(
+                "{} could not be written: {}",
+                path.display(),
+                e.kind()
+            ))
+        })?;
     Ok((SecretString::from(key), SecretSource::GeneratedFile(path)))
 }
 
@@ -596,9 +649,13 @@ pub fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
-    builder
-        .create(dir)
-        .map_err(|e| ConfigError(format!("KYROS_DATA_DIR {} could not be created: {}", dir.display(), e.kind())))
+    builder.create(dir).map_err(|e| {
+        ConfigError(format!(
+            "KYROS_DATA_DIR {} could not be created: {}",
+            dir.display(),
+            e.kind()
+        ))
+    })
 }
 
 /// Convenience for tests and tools that build settings from a handful of pairs.

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -46,7 +46,7 @@ pub struct ApiError {
     pub kind: &'static str,
     pub message: Cow<'static, str>,
     pub fields: Vec<FieldError>,
-    pub headers: HeaderMap,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -61,12 +61,13 @@ impl ApiError {
             kind,
             message: message.into(),
             fields: Vec::new(),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.insert(name, value);
+        self.headers.retain(|(n, _)| n != name);
+        self.headers.push((name, value));
         self
     }
 
@@ -113,7 +114,10 @@ impl ApiError {
     /// A 500 that logs the cause and shows the client nothing of it.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "An internal server error occurred")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "An internal server error occurred",
+        )
     }
 
     /// 503 for a dependency that is down; the cause is logged, not shown.
@@ -144,7 +148,7 @@ impl ApiError {
     pub fn render(&self, method: &Method, path: &str) -> Response {
         let mut response = (self.status, axum::Json(self.body(method, path))).into_response();
         for (name, value) in &self.headers {
-            response.headers_mut().insert(name, value.clone());
+            response.headers_mut().insert(name.clone(), value.clone());
         }
         response
     }

@@ -149,7 +149,11 @@ fn init_logging(settings: &Settings) {
     if settings.environment == Environment::Local {
         builder.init();
     } else {
-        builder.json().flatten_event(true).with_current_span(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
     }
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
@@ -195,7 +199,10 @@ async fn user_command(state: AppState, cmd: UserCommand) -> Result<(), Failure> 
                 },
             )
             .await?;
-            println!("created user {} ({}, {})", user.username, user.id, user.role);
+            println!(
+                "created user {} ({}, {})",
+                user.username, user.id, user.role
+            );
         }
         UserCommand::List => {
             println!("id\tusername\temail\trole\tactive\tcreated_at");

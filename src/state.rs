@@ -34,7 +34,10 @@ impl AppState {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
     }
 
-    pub async fn build_with_clock(settings: Settings, clock: SharedClock) -> anyhow::Result<AppState> {
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: SharedClock,
+    ) -> anyhow::Result<AppState> {
         let db = Db::connect(&settings).await?;
         db.migrate().await?;
         let hasher = PasswordHasher::new(settings.password_hash)?;

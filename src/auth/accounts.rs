@@ -6,8 +6,8 @@ use secrecy::{ExposeSecret, SecretString};
 use super::password::{PasswordError, Verification};
 use crate::config::{PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS};
 use crate::state::AppState;
-use crate::store::users::{self, NewUser, Role, User};
 use crate::store::StoreError;
+use crate::store::users::{self, NewUser, Role, User};
 
 pub const NAME_MAX_CHARS: usize = 255;
 
@@ -57,12 +57,24 @@ pub fn validate_username(username: &str) -> Result<(), AccountError> {
 }
 
 pub fn validate_email(email: &str) -> Result<(), AccountError> {
-    let invalid = || AccountError::Invalid("email", "email must be an address like name@example.org".into());
-    if email.chars().count() > NAME_MAX_CHARS || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    let invalid = || {
+        AccountError::Invalid(
+            "email",
+            "email must be an address like name@example.org".into(),
+        )
+    };
+    if email.chars().count() > NAME_MAX_CHARS
+        || email.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(invalid());
     }
     let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
-    if local.is_empty() || domain.contains('@') || !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+    if local.is_empty()
+        || domain.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+    {
         return Err(invalid());
     }
     Ok(())
@@ -111,7 +123,11 @@ pub async fn create_user(state: &AppState, input: CreateUser) -> Result<User, Ac
     Ok(user)
 }
 
-pub async fn set_password(state: &AppState, user: &User, password: SecretString) -> Result<(), AccountError> {
+pub async fn set_password(
+    state: &AppState,
+    user: &User,
+    password: SecretString,
+) -> Result<(), AccountError> {
     validate_new_password(password.expose_secret())?;
     let hash = state.hasher.hash(password).await?;
     users::set_password_hash(&state.db, user.id, &hash, state.clock.now()).await?;
@@ -142,8 +158,14 @@ pub async fn authenticate(
     }
     if let Some(new_hash) = rehash {
         // Best effort: a failure here must not fail a correct login.
-        if let Err(e) =
-            users::replace_password_hash(&state.db, user.id, &user.password_hash, &new_hash, state.clock.now()).await
+        if let Err(e) = users::replace_password_hash(
+            &state.db,
+            user.id,
+            &user.password_hash,
+            &new_hash,
+            state.clock.now(),
+        )
+        .await
         {
             tracing::warn!(user_id = %user.id, error = %e, "could not upgrade the password hash");
         }
@@ -154,7 +176,10 @@ pub async fn authenticate(
 /// Creates the FIRST_SUPERUSER admin on start-up when it does not exist yet.
 pub async fn bootstrap_first_superuser(state: &AppState) -> Result<(), AccountError> {
     let settings = &state.settings;
-    let (Some(name), Some(password)) = (&settings.first_superuser, &settings.first_superuser_password) else {
+    let (Some(name), Some(password)) = (
+        &settings.first_superuser,
+        &settings.first_superuser_password,
+    ) else {
         return Ok(());
     };
     if users::find_by_username(&state.db, name).await?.is_some() {

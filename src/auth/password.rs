@@ -27,7 +27,9 @@ pub enum PasswordError {
 pub enum Verification {
     Invalid,
     /// Correct; `rehash` holds a fresh Argon2id hash when the stored one is outdated.
-    Valid { rehash: Option<String> },
+    Valid {
+        rehash: Option<String>,
+    },
 }
 
 #[derive(Clone)]
@@ -63,8 +65,13 @@ fn is_bcrypt(hash: &str) -> bool {
 impl PasswordHasher {
     /// Builds the hasher; computes the dummy hash, so call it at start-up.
     pub fn new(settings: PasswordHashSettings) -> Result<Self, PasswordError> {
-        let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)
-            .map_err(|e| PasswordError::Hashing(e.to_string()))?;
+        let params = Params::new(
+            settings.memory_kib,
+            settings.iterations,
+            settings.parallelism,
+            None,
+        )
+        .map_err(|e| PasswordError::Hashing(e.to_string()))?;
         let mut dummy = [0u8; 24];
         rand::fill(&mut dummy);
         let dummy_hash = argon2(&params)

@@ -18,7 +18,10 @@ pub struct CurrentUser {
 
 /// The token of an `Authorization: Bearer …` header (scheme compared case-insensitively).
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
@@ -57,7 +60,9 @@ async fn resolve(
         None => users::find_by_username(&state.db, &claims.sub).await?,
     };
     match user {
-        Some(user) if user.active && user.username == claims.sub => Ok(Ok(CurrentUser { user, claims })),
+        Some(user) if user.active && user.username == claims.sub => {
+            Ok(Ok(CurrentUser { user, claims }))
+        }
         _ => Ok(Err(AuthFailure::UnknownUser)),
     }
 }

@@ -70,7 +70,9 @@ pub struct TokenService {
 
 impl std::fmt::Debug for TokenService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenService").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("TokenService")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -122,7 +124,11 @@ impl TokenService {
         self.lifetime
     }
 
-    pub fn issue(&self, user: &User, now: DateTime<Utc>) -> Result<IssuedToken, jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        user: &User,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedToken, jsonwebtoken::errors::Error> {
         let iat = now.timestamp();
         let claims = AccessClaims {
             sub: user.username.clone(),
@@ -170,7 +176,9 @@ impl TokenService {
                 Err(e) => {
                     use jsonwebtoken::errors::ErrorKind;
                     last = match e.kind() {
-                        ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => TokenError::Signature,
+                        ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => {
+                            TokenError::Signature
+                        }
                         ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
                             TokenError::Malformed
                         }

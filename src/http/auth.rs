@@ -33,7 +33,9 @@ impl From<AccountError> for ApiError {
     fn from(e: AccountError) -> Self {
         match e {
             AccountError::Invalid(field, msg) => ApiError::field(field, "value_error", msg),
-            AccountError::Taken(field) => ApiError::conflict(format!("A user with this {field} already exists")),
+            AccountError::Taken(field) => {
+                ApiError::conflict(format!("A user with this {field} already exists"))
+            }
             AccountError::NotFound => ApiError::not_found("User not found"),
             AccountError::Store(e) => e.into(),
             AccountError::Password(e) => ApiError::internal(e),
@@ -54,7 +56,10 @@ async fn login(State(state): State<AppState>, body: JsonObject) -> Result<Respon
         tracing::info!(target: "auth", "password login refused");
         return Err(ApiError::unauthorized("Incorrect username or password"));
     };
-    let issued = state.tokens.issue(&user, state.clock.now()).map_err(ApiError::internal)?;
+    let issued = state
+        .tokens
+        .issue(&user, state.clock.now())
+        .map_err(ApiError::internal)?;
     tracing::info!(target: "auth", user_id = %user.id, "password login");
     Ok(no_store(
         Json(json!({

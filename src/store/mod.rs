@@ -6,8 +6,10 @@ pub mod users;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPoolOptions, PgPool};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::config::{Settings, create_private_dir};
 
@@ -82,7 +84,9 @@ impl Db {
                     .acquire_timeout(Duration::from_secs(5))
                     .connect(url)
                     .await
-                    .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {}", redact_db_error(&e)))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot connect to PostgreSQL: {}", redact_db_error(&e))
+                    })?;
                 Ok(Db::Postgres(pool))
             }
             url => {
@@ -91,7 +95,8 @@ impl Db {
                         .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid SQLite URL"))?,
                     None => {
                         create_private_dir(&settings.data_dir)?;
-                        SqliteConnectOptions::new().filename(settings.data_dir.join(SQLITE_FILE_NAME))
+                        SqliteConnectOptions::new()
+                            .filename(settings.data_dir.join(SQLITE_FILE_NAME))
                     }
                 };
                 let options = options
@@ -120,8 +125,16 @@ impl Db {
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Db::Sqlite(pool) => sqlx::migrate!("src/store/migrations/sqlite").run(pool).await?,
-            Db::Postgres(pool) => sqlx::migrate!("src/store/migrations/postgres").run(pool).await?,
+            Db::Sqlite(pool) => {
+                sqlx::migrate!("src/store/migrations/sqlite")
+                    .run(pool)
+                    .await?
+            }
+            Db::Postgres(pool) => {
+                sqlx::migrate!("src/store/migrations/postgres")
+                    .run(pool)
+                    .await?
+            }
         }
         Ok(())
     }
@@ -145,7 +158,11 @@ fn redact_db_error(e: &sqlx::Error) -> String {
         sqlx::Error::Configuration(_) => "invalid DATABASE_URL".into(),
         other => {
             let text = other.to_string();
-            if text.contains("://") { "connection failed".into() } else { text }
+            if text.contains("://") {
+                "connection failed".into()
+            } else {
+                text
+            }
         }
     }
 }

@@ -205,7 +205,12 @@ pub async fn replace_password_hash(
     Ok(result == 1)
 }
 
-pub async fn set_password_hash(db: &Db, id: Uuid, hash: &str, now: DateTime<Utc>) -> StoreResult<()> {
+pub async fn set_password_hash(
+    db: &Db,
+    id: Uuid,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
     let n = on_pool!(db, pool => sqlx::query(
         "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3",
     )
@@ -215,7 +220,11 @@ pub async fn set_password_hash(db: &Db, id: Uuid, hash: &str, now: DateTime<Utc>
     .execute(pool)
     .await
     .map(|r| r.rows_affected()))?;
-    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
 }
 
 pub async fn set_role(db: &Db, id: Uuid, role: Role, now: DateTime<Utc>) -> StoreResult<()> {
@@ -228,7 +237,11 @@ pub async fn set_role(db: &Db, id: Uuid, role: Role, now: DateTime<Utc>) -> Stor
     .execute(pool)
     .await
     .map(|r| r.rows_affected()))?;
-    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
 }
 
 pub async fn set_active(db: &Db, id: Uuid, active: bool, now: DateTime<Utc>) -> StoreResult<()> {
@@ -241,7 +254,11 @@ pub async fn set_active(db: &Db, id: Uuid, active: bool, now: DateTime<Utc>) -> 
     .execute(pool)
     .await
     .map(|r| r.rows_affected()))?;
-    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
 }
 
 pub async fn delete(db: &Db, id: Uuid) -> StoreResult<()> {
@@ -250,5 +267,9 @@ pub async fn delete(db: &Db, id: Uuid) -> StoreResult<()> {
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;
-    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
 }

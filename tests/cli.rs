@@ -1,0 +1,216 @@
+//! The `kyros` command: migrations and user administration, checked through the API.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use common::{Backend, PgDatabase, TestApp, json, random_secret};
+
+struct Cli {
+    dir: Arc<tempfile::TempDir>,
+    pg: Option<Arc<PgDatabase>>,
+    secret: String,
+}
+
+impl Cli {
+    async fn new(backend: Backend) -> Option<Cli> {
+        let pg = match backend {
+            Backend::Postgres => Some(Arc::new(PgDatabase::create().await?)),
+            Backend::Sqlite => None,
+        };
+        Some(Cli {
+            dir: Arc::new(tempfile::tempdir().expect("dir")),
+            pg,
+            secret: random_secret(),
+        })
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kyros"));
+        cmd.args(args)
+            .env_clear()
+            .env("KYROS_DATA_DIR", self.dir.path())
+            .env("SECRET_KEY", &self.secret)
+            .env("LOG_LEVEL", "WARNING")
+            .current_dir(self.dir.path())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(pg) = &self.pg {
+            cmd.env("DATABASE_URL", &pg.url);
+        }
+        let mut child = cmd.spawn().expect("spawn kyros");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        child.wait_with_output().expect("kyros output")
+    }
+
+    async fn app(&self, backend: Backend) -> TestApp {
+        TestApp::builder(backend)
+            .var("SECRET_KEY", self.secret.clone())
+            .storage(Arc::clone(&self.dir), self.pg.clone())
+            .start()
+            .await
+            .expect("app")
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+async fn user_administration_from_the_command_line(backend: Backend) {
+    let Some(cli) = Cli::new(backend).await else {
+        return;
+    };
+    let out = cli.run(&["migrate"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("migrations applied"));
+
+    let out = cli.run(
+        &[
+            "user",
+            "create",
+            "--username",
+            "ops",
+            "--email",
+            "ops@example.org",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        Some("an operator password\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("created user ops"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("an operator password"));
+
+    // Same name again, a short password, and a missing password are refused with exit code 1.
+    let out = cli.run(
+        &[
+            "user",
+            "create",
+            "--username",
+            "ops",
+            "--email",
+            "x@example.org",
+            "--password-stdin",
+        ],
+        Some("another password\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("username is already taken"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli.run(
+        &[
+            "user",
+            "create",
+            "--username",
+            "short",
+            "--email",
+            "s@example.org",
+            "--password-stdin",
+        ],
+        Some("abc\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("at least 8 characters"));
+    let out = cli.run(
+        &[
+            "user",
+            "create",
+            "--username",
+            "np",
+            "--email",
+            "np@example.org",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--password-stdin"));
+
+    let out = cli.run(&["user", "list"], None);
+    assert!(out.status.success());
+    let listing = stdout(&out);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains("\tops\tops@example.org\tadmin\ttrue\t")),
+        "{listing}"
+    );
+    assert_eq!(listing.lines().count(), 2, "header and one user");
+
+    let app = cli.app(backend).await;
+    let token = app.token("ops", "an operator password").await;
+    assert_eq!(
+        json(app.get_with_token("/auth/user", &token).await).await["role"],
+        "admin"
+    );
+
+    let out = cli.run(
+        &[
+            "user",
+            "set-role",
+            "--username",
+            "ops",
+            "--role",
+            "moderator",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli.run(
+        &[
+            "user",
+            "set-password",
+            "--username",
+            "ops",
+            "--password-stdin",
+        ],
+        Some("a brand new password\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(app.login("ops", "an operator password").await.status(), 401);
+    let token = app.token("ops", "a brand new password").await;
+    assert_eq!(
+        json(app.get_with_token("/auth/user", &token).await).await["role"],
+        "moderator"
+    );
+
+    let out = cli.run(&["user", "disable", "--username", "ops"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(app.login("ops", "a brand new password").await.status(), 401);
+    assert_eq!(app.get_with_token("/auth/user", &token).await.status(), 401);
+    let out = cli.run(&["user", "enable", "--username", "ops"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    app.token("ops", "a brand new password").await;
+
+    let out = cli.run(&["user", "disable", "--username", "ghost"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no such user"));
+}
+
+backend_tests!(user_administration_from_the_command_line);

@@ -1,0 +1,325 @@
+//! Test harness: the real router on 127.0.0.1:0, a fresh SQLite file or a fresh PostgreSQL
+//! database per test, a manual clock, and an HTTP client.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use kyros::auth::accounts::{self, CreateUser};
+use kyros::clock::ManualClock;
+use kyros::config::{Settings, Vars};
+use kyros::state::AppState;
+use kyros::store::users::{Role, User};
+use secrecy::SecretString;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one `#[tokio::test]` per backend for each listed `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("KYROS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A random secret for one test.
+pub fn random_secret() -> String {
+    let bytes: [u8; 32] = kyros::crypto::random_bytes();
+    hex::encode(bytes)
+}
+
+/// A throw-away PostgreSQL database, dropped when this value is.
+pub struct PgDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    /// `None` when PostgreSQL is unreachable outside CI (the test is skipped, loudly);
+    /// in CI an unreachable server fails the test.
+    pub async fn create() -> Option<PgDatabase> {
+        use sqlx::Connection;
+        let admin = postgres_admin_url();
+        let mut conn = match sqlx::PgConnection::connect(&admin).await {
+            Ok(c) => c,
+            Err(e) => {
+                if in_ci() {
+                    panic!("PostgreSQL is required in CI but unreachable: {e}");
+                }
+                eprintln!("SKIPPED: PostgreSQL unreachable at {admin}: {e}");
+                return None;
+            }
+        };
+        let name = format!("kyros_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+        Some(PgDatabase {
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = postgres_admin_url();
+        // Drop runs outside any runtime guarantee, so use a private one on a plain thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&admin).await.ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .ok()
+            })
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub clock: Arc<ManualClock>,
+    pub vars: Vars,
+    pub data_dir: Arc<tempfile::TempDir>,
+    pub backend: Backend,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    pg: Option<Arc<PgDatabase>>,
+}
+
+pub struct AppBuilder {
+    backend: Backend,
+    vars: Vars,
+    data_dir: Option<Arc<tempfile::TempDir>>,
+    pg: Option<Arc<PgDatabase>>,
+}
+
+impl AppBuilder {
+    pub fn var(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.vars.set(name, value);
+        self
+    }
+
+    pub fn without(mut self, name: &str) -> Self {
+        self.vars.remove(name);
+        self
+    }
+
+    /// Use this data directory and (for PostgreSQL) database, e.g. prepared by the CLI.
+    pub fn storage(mut self, dir: Arc<tempfile::TempDir>, pg: Option<Arc<PgDatabase>>) -> Self {
+        self.vars
+            .set("KYROS_DATA_DIR", dir.path().display().to_string());
+        self.data_dir = Some(dir);
+        if let Some(pg) = &pg {
+            self.vars.set("DATABASE_URL", pg.url.clone());
+        }
+        self.pg = pg;
+        self
+    }
+
+    /// Reuse the storage (data dir and database) of an earlier app, like a restart.
+    pub fn sharing_storage_with(mut self, other: &TestApp) -> Self {
+        self.data_dir = Some(Arc::clone(&other.data_dir));
+        self.pg = other.pg.clone();
+        self.vars.set(
+            "KYROS_DATA_DIR",
+            other.data_dir.path().display().to_string(),
+        );
+        if let Some(pg) = &other.pg {
+            self.vars.set("DATABASE_URL", pg.url.clone());
+        }
+        self
+    }
+
+    pub async fn start(mut self) -> Option<TestApp> {
+        let data_dir = match self.data_dir.take() {
+            Some(d) => d,
+            None => {
+                let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+                self.vars
+                    .set("KYROS_DATA_DIR", dir.path().display().to_string());
+                dir
+            }
+        };
+        if self.backend == Backend::Postgres && self.pg.is_none() {
+            let pg = PgDatabase::create().await?;
+            self.vars.set("DATABASE_URL", pg.url.clone());
+            self.pg = Some(Arc::new(pg));
+        }
+        let settings = Settings::from_vars(&self.vars).expect("test settings are valid");
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let state = AppState::build_with_clock(settings, clock.clone())
+            .await
+            .expect("app state builds");
+        accounts::bootstrap_first_superuser(&state)
+            .await
+            .expect("bootstrap");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let server_state = state.clone();
+        let server = tokio::spawn(async move {
+            kyros::serve_on(server_state, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        Some(TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            state,
+            clock,
+            vars: self.vars,
+            data_dir,
+            backend: self.backend,
+            shutdown: Some(tx),
+            server: Some(server),
+            pg: self.pg,
+        })
+    }
+}
+
+impl TestApp {
+    pub fn builder(backend: Backend) -> AppBuilder {
+        let mut vars = Vars::new();
+        vars.set("SECRET_KEY", random_secret());
+        vars.set("LOG_LEVEL", "WARNING");
+        AppBuilder {
+            backend,
+            vars,
+            data_dir: None,
+            pg: None,
+        }
+    }
+
+    /// `None` only when the backend is unavailable outside CI.
+    pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::builder(backend).start().await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn secret(&self) -> String {
+        use secrecy::ExposeSecret;
+        self.state.settings.secret_key.expose_secret().to_owned()
+    }
+
+    /// Stops the server and waits until it has finished.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        self.state.db.close().await;
+    }
+
+    pub async fn create_user(&self, username: &str, password: &str, role: Role) -> User {
+        accounts::create_user(
+            &self.state,
+            CreateUser {
+                username: username.into(),
+                email: format!("{username}@example.org"),
+                password: SecretString::from(password.to_owned()),
+                role,
+            },
+        )
+        .await
+        .expect("create user")
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/auth/login"))
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("login request")
+    }
+
+    /// Logs in and returns the access token, asserting success.
+    pub async fn token(&self, username: &str, password: &str) -> String {
+        let res = self.login(username, password).await;
+        assert_eq!(res.status(), 200, "login of {username} should succeed");
+        let body: Value = res.json().await.expect("json");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+
+    pub async fn get_with_token(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Reads a JSON body, failing the test on anything else.
+pub async fn json(res: reqwest::Response) -> Value {
+    res.json().await.expect("JSON body")
+}

@@ -1,0 +1,182 @@
+//! The user store behaves the same on SQLite and PostgreSQL.
+
+mod common;
+
+use chrono::{Duration, TimeZone, Utc};
+use common::{Backend, TestApp};
+use kyros::store::StoreError;
+use kyros::store::users::{self, NewUser, Role};
+
+fn new_user(name: &str, email: &str) -> NewUser {
+    NewUser {
+        username: name.into(),
+        email: email.into(),
+        password_hash: format!("hash-of-{name}"),
+        role: Role::User,
+        active: true,
+    }
+}
+
+async fn users_round_trip_with_utc_timestamps(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let db = &app.state.db;
+    let at = Utc
+        .with_ymd_and_hms(2026, 3, 4, 5, 6, 7)
+        .single()
+        .expect("time")
+        + Duration::microseconds(123_456);
+    let created = users::create(db, new_user("Zed", "Zed@Example.org"), at)
+        .await
+        .expect("create");
+    assert_eq!(
+        created.email, "zed@example.org",
+        "emails are stored lower-case"
+    );
+
+    let found = users::find_by_username(db, "Zed")
+        .await
+        .expect("query")
+        .expect("found");
+    assert_eq!(found.id, created.id);
+    assert_eq!(found.created_at, at);
+    assert_eq!(found.updated_at, at);
+    assert_eq!(found.role, Role::User);
+    assert!(found.active);
+    assert!(
+        users::find_by_username(db, "zed")
+            .await
+            .expect("query")
+            .is_none(),
+        "lookup is exact"
+    );
+    assert_eq!(
+        users::find_by_id(db, created.id)
+            .await
+            .expect("query")
+            .expect("found")
+            .username,
+        "Zed"
+    );
+    assert!(
+        users::find_by_id(db, uuid::Uuid::new_v4())
+            .await
+            .expect("query")
+            .is_none()
+    );
+}
+
+async fn usernames_and_emails_are_unique_ignoring_case(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let db = &app.state.db;
+    let now = Utc::now();
+    users::create(db, new_user("amy", "amy@example.org"), now)
+        .await
+        .expect("create");
+    let dup_name = users::create(db, new_user("AMY", "other@example.org"), now).await;
+    assert!(
+        matches!(dup_name, Err(StoreError::Conflict("username"))),
+        "{dup_name:?}"
+    );
+    let dup_mail = users::create(db, new_user("amy2", "AMY@example.org"), now).await;
+    assert!(
+        matches!(dup_mail, Err(StoreError::Conflict("email"))),
+        "{dup_mail:?}"
+    );
+    assert_eq!(users::count(db).await.expect("count"), 1);
+}
+
+async fn updates_change_only_what_they_name(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let db = &app.state.db;
+    let t0 = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .expect("time");
+    let u = users::create(db, new_user("ben", "ben@example.org"), t0)
+        .await
+        .expect("create");
+    let t1 = t0 + Duration::hours(1);
+    users::set_role(db, u.id, Role::Admin, t1)
+        .await
+        .expect("role");
+    users::set_active(db, u.id, false, t1)
+        .await
+        .expect("active");
+    let got = users::find_by_id(db, u.id)
+        .await
+        .expect("q")
+        .expect("found");
+    assert_eq!(
+        (got.role, got.active, got.updated_at, got.created_at),
+        (Role::Admin, false, t1, t0)
+    );
+
+    assert!(
+        !users::replace_password_hash(db, u.id, "stale", "new", t1)
+            .await
+            .expect("cas"),
+        "stale expectation"
+    );
+    assert!(
+        users::replace_password_hash(db, u.id, "hash-of-ben", "new", t1)
+            .await
+            .expect("cas")
+    );
+    assert_eq!(
+        users::find_by_id(db, u.id)
+            .await
+            .expect("q")
+            .expect("found")
+            .password_hash,
+        "new"
+    );
+
+    let missing = uuid::Uuid::new_v4();
+    assert!(matches!(
+        users::set_role(db, missing, Role::User, t1).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        users::delete(db, missing).await,
+        Err(StoreError::NotFound)
+    ));
+    users::delete(db, u.id).await.expect("delete");
+    assert!(users::find_by_id(db, u.id).await.expect("q").is_none());
+}
+
+async fn list_is_ordered_by_creation(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let db = &app.state.db;
+    let t0 = Utc::now();
+    for (i, name) in ["c", "a", "b"].iter().enumerate() {
+        users::create(
+            db,
+            new_user(name, &format!("{name}@example.org")),
+            t0 + Duration::seconds(i as i64),
+        )
+        .await
+        .expect("create");
+    }
+    let names: Vec<String> = users::list(db)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["c", "a", "b"]);
+}
+
+backend_tests!(
+    users_round_trip_with_utc_timestamps,
+    usernames_and_emails_are_unique_ignoring_case,
+    updates_change_only_what_they_name,
+    list_is_ordered_by_creation,
+);
