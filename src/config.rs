@@ -1,7 +1,7 @@
 //! Settings: the environment variable names and defaults of the original service, our own
 //! `KYROS_*` additions, and the validation that makes a weak deployment refuse to start.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use base64::Engine;
 use ipnet::IpNet;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 /// Bytes a password may have. Longer ones are refused (422), never truncated.
 pub const PASSWORD_MAX_BYTES: usize = 1024;
@@ -156,6 +156,18 @@ pub struct Settings {
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     pub password_hash: PasswordHashSettings,
+    /// Requests over plain HTTP are refused (staging and production).
+    pub enforce_https: bool,
+    /// Answer plain-HTTP GET/HEAD with a 308 to the https URL instead of a 400.
+    pub https_redirect: bool,
+    /// Exact paths served over plain HTTP even when HTTPS is enforced (load-balancer probes).
+    pub https_exempt_paths: Vec<String>,
+    pub session_idle_minutes: i64,
+    pub session_absolute_hours: i64,
+    pub csrf_max_age_secs: i64,
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub request_timeout_secs: u64,
     /// Things worth telling the operator once logging is up (never secret values).
     pub warnings: Vec<String>,
 }
@@ -487,6 +499,15 @@ impl Settings {
             tls_cert_file,
             tls_key_file,
             password_hash,
+            enforce_https: !environment.is_local(),
+            https_redirect: vars.flag("KYROS_HTTPS_REDIRECT", false)?,
+            https_exempt_paths: csv(vars.get("KYROS_HTTPS_EXEMPT_PATHS").unwrap_or("")),
+            session_idle_minutes: vars.positive("KYROS_SESSION_IDLE_MINUTES", 30)?,
+            session_absolute_hours: vars.positive("KYROS_SESSION_ABSOLUTE_HOURS", 12)?,
+            csrf_max_age_secs: vars.positive("KYROS_CSRF_MAX_AGE", 3600)?,
+            max_body_bytes: vars.positive("KYROS_MAX_BODY_BYTES", 1024 * 1024)?,
+            max_header_bytes: vars.positive("KYROS_MAX_HEADER_BYTES", 16 * 1024)?,
+            request_timeout_secs: vars.positive("KYROS_REQUEST_TIMEOUT_SECS", 30)?,
             warnings,
         })
     }
@@ -656,20 +677,4 @@ pub fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
             e.kind()
         ))
     })
-}
-
-/// Convenience for tests and tools that build settings from a handful of pairs.
-impl From<HashMap<&str, &str>> for Vars {
-    fn from(map: HashMap<&str, &str>) -> Self {
-        let mut vars = Vars::new();
-        for (k, v) in map {
-            vars.set(k, v);
-        }
-        vars
-    }
-}
-
-/// Lets callers check a key without exposing it elsewhere.
-pub fn secret_bytes(secret: &SecretString) -> &[u8] {
-    secret.expose_secret().as_bytes()
 }

@@ -8,13 +8,16 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod http;
+pub mod security;
 pub mod state;
 pub mod store;
 
 use std::future::Future;
 use std::net::SocketAddr;
 
-use tokio::net::TcpListener;
+use std::time::Duration;
+
+use axum_server::tls_rustls::RustlsConfig;
 
 pub use config::Settings;
 pub use http::router;
@@ -22,34 +25,73 @@ pub use state::AppState;
 
 /// Builds the state, creates the first admin if configured, and serves until SIGINT/SIGTERM.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    install_crypto_provider();
+    let tls = match (&settings.tls_cert_file, &settings.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            Some(RustlsConfig::from_pem_file(cert, key).await.map_err(|e| {
+                config::ConfigError(format!(
+                    "TLS_CERT_FILE/TLS_KEY_FILE could not be loaded: {}",
+                    e.kind()
+                ))
+            })?)
+        }
+        _ => None,
+    };
     let state = AppState::build(settings).await?;
     auth::accounts::bootstrap_first_superuser(&state).await?;
-    let listener = TcpListener::bind(state.settings.bind)
-        .await
+    let listener = std::net::TcpListener::bind(state.settings.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {}", state.settings.bind, e.kind()))?;
     tracing::info!(
         address = %listener.local_addr()?,
+        tls = tls.is_some(),
         environment = %state.settings.environment,
         database = state.db.engine(),
         "kyros is listening"
     );
-    serve_on(state.clone(), listener, shutdown_signal()).await?;
+    serve_on(state.clone(), listener, tls, shutdown_signal()).await?;
+    state.audit.flush().await;
     state.db.close().await;
     Ok(())
 }
 
-/// Serves the router on an already bound listener until `shutdown` completes.
+/// rustls needs one process-wide crypto provider; ring is the one this build ships.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Serves the router on an already bound listener (over TLS when `tls` is given) until
+/// `shutdown` completes; in-flight requests then get a grace period to finish.
 pub async fn serve_on(
     state: AppState,
-    listener: TcpListener,
+    listener: std::net::TcpListener,
+    tls: Option<RustlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let handle = axum_server::Handle::new();
+    let signal = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        signal.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let app = router(state);
+    match tls {
+        Some(config) => {
+            let app = app
+                .layer(axum::Extension(security::client_ip::TlsTransport))
+                .into_make_service_with_connect_info::<SocketAddr>();
+            axum_server::from_tcp_rustls(listener, config)?
+                .handle(handle)
+                .serve(app)
+                .await
+        }
+        None => {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(app)
+                .await
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -4,9 +4,13 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::auth::password::PasswordHasher;
+use crate::auth::sessions::SessionPolicy;
 use crate::auth::tokens::TokenService;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
+use crate::security::audit::Audit;
+use crate::security::csrf::CsrfKeys;
+use crate::security::headers::SecurityHeaders;
 use crate::store::Db;
 
 #[derive(Debug, Clone)]
@@ -19,6 +23,10 @@ pub struct Inner {
     pub clock: SharedClock,
     pub hasher: PasswordHasher,
     pub tokens: TokenService,
+    pub audit: Audit,
+    pub session_policy: SessionPolicy,
+    pub csrf: CsrfKeys,
+    pub security_headers: SecurityHeaders,
 }
 
 impl Deref for AppState {
@@ -42,12 +50,17 @@ impl AppState {
         db.migrate().await?;
         let hasher = PasswordHasher::new(settings.password_hash)?;
         let tokens = TokenService::new(&settings);
+        let audit = Audit::start(db.clone(), clock.clone());
         Ok(AppState(Arc::new(Inner {
+            session_policy: SessionPolicy::new(&settings),
+            csrf: CsrfKeys::new(&settings),
+            security_headers: SecurityHeaders::new(&settings)?,
             settings,
             db,
             clock,
             hasher,
             tokens,
+            audit,
         })))
     }
 }

@@ -87,31 +87,8 @@ async fn unknown_routes_and_methods_get_the_envelope(backend: Backend) {
     assert_eq!(body["error"]["method"], "DELETE");
 }
 
-async fn the_request_id_is_generated_or_kept(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let a = app.client.get(app.url("/health")).send().await.expect("a");
-    let b = app.client.get(app.url("/health")).send().await.expect("b");
-    let id_a = a.headers()["x-request-id"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
-    assert_eq!(id_a.len(), 36, "a UUID");
-    assert_ne!(id_a, b.headers()["x-request-id"].to_str().expect("ascii"));
-    let c = app
-        .client
-        .get(app.url("/health"))
-        .header("x-request-id", "trace-123")
-        .send()
-        .await
-        .expect("c");
-    assert_eq!(c.headers()["x-request-id"], "trace-123");
-}
-
 backend_tests!(
     root_and_health_answer_as_before,
     healthz_reports_a_dead_database_without_details,
     unknown_routes_and_methods_get_the_envelope,
-    the_request_id_is_generated_or_kept,
 );

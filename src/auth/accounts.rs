@@ -140,21 +140,43 @@ pub async fn require_user(state: &AppState, username: &str) -> Result<User, Acco
         .ok_or(AccountError::NotFound)
 }
 
-/// Password login. Unknown, inactive and wrong-password cases do the same hashing work and
-/// all come back as `None`.
+/// The result of a password check.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    Accepted(User),
+    /// Refused; the reason is for the audit log only, the client sees the same 401 for all.
+    Refused {
+        reason: &'static str,
+        user: Option<User>,
+    },
+}
+
+/// Password login. Unknown, inactive and wrong-password cases do the same hashing work.
 pub async fn authenticate(
     state: &AppState,
     username: &str,
     password: SecretString,
-) -> Result<Option<User>, AccountError> {
+) -> Result<LoginOutcome, AccountError> {
     let user = users::find_by_username(&state.db, username).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let verdict = state.hasher.verify(password, stored).await?;
-    let (Some(user), Verification::Valid { rehash }) = (user, verdict) else {
-        return Ok(None);
+    let Some(user) = user else {
+        return Ok(LoginOutcome::Refused {
+            reason: "unknown_user",
+            user: None,
+        });
+    };
+    let Verification::Valid { rehash } = verdict else {
+        return Ok(LoginOutcome::Refused {
+            reason: "bad_password",
+            user: Some(user),
+        });
     };
     if !user.active {
-        return Ok(None);
+        return Ok(LoginOutcome::Refused {
+            reason: "inactive",
+            user: Some(user),
+        });
     }
     if let Some(new_hash) = rehash {
         // Best effort: a failure here must not fail a correct login.
@@ -170,7 +192,7 @@ pub async fn authenticate(
             tracing::warn!(user_id = %user.id, error = %e, "could not upgrade the password hash");
         }
     }
-    Ok(Some(user))
+    Ok(LoginOutcome::Accepted(user))
 }
 
 /// Creates the FIRST_SUPERUSER admin on start-up when it does not exist yet.

@@ -3,4 +3,5 @@
 pub mod accounts;
 pub mod password;
 pub mod principal;
+pub mod sessions;
 pub mod tokens;

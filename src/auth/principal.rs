@@ -1,19 +1,39 @@
-//! Who is calling: extractors that authenticate a request or refuse it with 401.
+//! Who is calling. The `authenticate` middleware resolves the credentials of a request once —
+//! a bearer token first, else the session cookie — so the rate limiter, CSRF and the handlers all
+//! see the same answer; the `CurrentUser` extractor reads it or refuses with 401.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use uuid::Uuid;
 
+use super::sessions::{self, SESSION_COOKIE};
 use super::tokens::{AccessClaims, TokenError};
 use crate::error::ApiError;
+use crate::security::audit::AuditEvent;
+use crate::security::client_ip::RequestContext;
+use crate::security::cookies;
 use crate::state::AppState;
+use crate::store::StoreError;
 use crate::store::users::{self, User};
 
-/// An authenticated, active user and the claims of the token that proved it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Bearer,
+    /// A browser session; the value is the session id.
+    Session(Uuid),
+}
+
+/// An authenticated, active user and how they proved it.
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
     pub user: User,
-    pub claims: AccessClaims,
+    pub method: AuthMethod,
+    /// The access token's claims, for bearer requests.
+    pub claims: Option<AccessClaims>,
 }
 
 /// The token of an `Authorization: Bearer …` header (scheme compared case-insensitively).
@@ -36,21 +56,10 @@ pub enum AuthFailure {
 }
 
 /// The one path from an access token to a user, used by every entry point.
-pub async fn user_from_token(state: &AppState, token: &str) -> Result<CurrentUser, ApiError> {
-    match resolve(state, token).await {
-        Ok(Ok(current)) => Ok(current),
-        Ok(Err(failure)) => {
-            tracing::info!(target: "auth", reason = %failure, "access token refused");
-            Err(ApiError::invalid_credentials())
-        }
-        Err(store) => Err(store.into()),
-    }
-}
-
-async fn resolve(
+pub async fn user_from_token(
     state: &AppState,
     token: &str,
-) -> Result<Result<CurrentUser, AuthFailure>, crate::store::StoreError> {
+) -> Result<Result<CurrentUser, AuthFailure>, StoreError> {
     let claims = match state.tokens.verify(token, state.clock.now()) {
         Ok(c) => c,
         Err(e) => return Ok(Err(e.into())),
@@ -60,23 +69,74 @@ async fn resolve(
         None => users::find_by_username(&state.db, &claims.sub).await?,
     };
     match user {
-        Some(user) if user.active && user.username == claims.sub => {
-            Ok(Ok(CurrentUser { user, claims }))
-        }
+        Some(user) if user.active && user.username == claims.sub => Ok(Ok(CurrentUser {
+            user,
+            method: AuthMethod::Bearer,
+            claims: Some(claims),
+        })),
         _ => Ok(Err(AuthFailure::UnknownUser)),
     }
+}
+
+/// Middleware: resolves the caller once per request.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let resolved = if let Some(token) = bearer_token(request.headers()) {
+        match user_from_token(&state, token).await {
+            Ok(Ok(current)) => Some(current),
+            Ok(Err(failure)) => {
+                let ctx = request.extensions().get::<RequestContext>();
+                state.audit.record(
+                    AuditEvent::new("auth.token_rejected", "denied")
+                        .context(ctx)
+                        .details(
+                            json!({"reason": failure.to_string(), "path": request.uri().path()}),
+                        ),
+                );
+                None
+            }
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    } else if let Some(cookie) = cookies::get(request.headers(), SESSION_COOKIE) {
+        match sessions::authenticate(&state, &cookie).await {
+            Ok(live) => live.map(|live| CurrentUser {
+                method: AuthMethod::Session(live.session.id),
+                user: live.user,
+                claims: None,
+            }),
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    } else {
+        None
+    };
+    if let Some(current) = resolved {
+        request.extensions_mut().insert(current);
+    }
+    next.run(request).await
 }
 
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(current) = parts.extensions.get::<CurrentUser>() {
-            return Ok(current.clone());
-        }
-        let token = bearer_token(&parts.headers).ok_or_else(ApiError::invalid_credentials)?;
-        let current = user_from_token(state, token).await?;
-        parts.extensions.insert(current.clone());
-        Ok(current)
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<CurrentUser>()
+            .cloned()
+            .ok_or_else(ApiError::invalid_credentials)
+    }
+}
+
+impl axum::extract::OptionalFromRequestParts<AppState> for CurrentUser {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<CurrentUser>().cloned())
     }
 }

@@ -1,5 +1,6 @@
 //! `/auth/*`: password login and the caller's profile.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -9,11 +10,14 @@ use secrecy::SecretString;
 use serde_json::json;
 
 use super::body::JsonObject;
-use crate::auth::accounts::{self, AccountError};
+use crate::auth::accounts::{self, AccountError, LoginOutcome};
 use crate::auth::principal::CurrentUser;
 use crate::config::PASSWORD_MAX_BYTES;
 use crate::error::ApiError;
+use crate::security::audit::AuditEvent;
+use crate::security::client_ip::RequestContext;
 use crate::state::AppState;
+use crate::store::users::User;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -43,24 +47,61 @@ impl From<AccountError> for ApiError {
     }
 }
 
-async fn login(State(state): State<AppState>, body: JsonObject) -> Result<Response, ApiError> {
+/// `{username, password}` from a JSON body, validated.
+pub fn credentials(body: &JsonObject) -> Result<(String, SecretString), ApiError> {
     let mut fields = body.fields();
     let username = fields.string("username", accounts::NAME_MAX_CHARS * 4);
     let password = fields.string("password", PASSWORD_MAX_BYTES);
     fields.finish()?;
-    let (Some(username), Some(password)) = (username, password) else {
-        return Err(ApiError::internal("validated fields missing"));
-    };
-    let user = accounts::authenticate(&state, &username, SecretString::from(password)).await?;
-    let Some(user) = user else {
-        tracing::info!(target: "auth", "password login refused");
-        return Err(ApiError::unauthorized("Incorrect username or password"));
-    };
+    match (username, password) {
+        (Some(u), Some(p)) => Ok((u, SecretString::from(p))),
+        _ => Err(ApiError::internal("validated fields missing")),
+    }
+}
+
+/// Checks a password login and audits the outcome; every refusal is the same 401.
+pub async fn password_login(
+    state: &AppState,
+    ctx: Option<&RequestContext>,
+    via: &'static str,
+    username: &str,
+    password: SecretString,
+) -> Result<User, ApiError> {
+    match accounts::authenticate(state, username, password).await? {
+        LoginOutcome::Accepted(user) => {
+            state.audit.record(
+                AuditEvent::new("auth.login", "success")
+                    .context(ctx)
+                    .user(&user)
+                    .details(json!({"via": via})),
+            );
+            Ok(user)
+        }
+        LoginOutcome::Refused { reason, user } => {
+            let event = AuditEvent::new("auth.login", "failure")
+                .context(ctx)
+                .details(json!({"via": via, "reason": reason}));
+            state.audit.record(match &user {
+                Some(user) => event.user(user),
+                None => event.attempted(username),
+            });
+            Err(ApiError::unauthorized("Incorrect username or password"))
+        }
+    }
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ctx: Option<Extension<RequestContext>>,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    let (username, password) = credentials(&body)?;
+    let ctx = ctx.map(|Extension(c)| c);
+    let user = password_login(&state, ctx.as_ref(), "token", &username, password).await?;
     let issued = state
         .tokens
         .issue(&user, state.clock.now())
         .map_err(ApiError::internal)?;
-    tracing::info!(target: "auth", user_id = %user.id, "password login");
     Ok(no_store(
         Json(json!({
             "access_token": issued.token,

@@ -1,58 +1,81 @@
-//! Routes and the middleware stack around them.
+//! Routes and the middleware stack around them (DESIGN.md §5).
 
 pub mod auth;
 pub mod body;
 pub mod health;
+pub mod security;
+pub mod sessions;
 
 use std::any::Any;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::header;
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::principal::authenticate;
 use crate::error::{self, ApiError};
+use crate::security::client_ip::{RequestContext, request_context};
+use crate::security::{cors, csrf, headers, https, limits};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(health::routes())
         .merge(auth::routes())
+        .merge(sessions::routes())
+        .merge(security::routes())
+        // Runs only for matched routes, so an unknown path is a 404 before any CSRF verdict.
+        .route_layer(from_fn_with_state(state.clone(), csrf::csrf_guard))
         .fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .with_state(state)
+        .method_not_allowed_fallback(error::method_not_allowed);
+
+    routes
         .layer(
             // Outermost first.
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(SetSensitiveRequestHeadersLayer::new([
                     header::AUTHORIZATION,
                     header::COOKIE,
+                    header::SET_COOKIE,
                     header::HeaderName::from_static("x-api-key"),
+                    header::HeaderName::from_static("x-csrf-token"),
                 ]))
+                .layer(from_fn_with_state(state.clone(), request_context))
                 .layer(TraceLayer::new_for_http().make_span_with(request_span))
-                .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(from_fn(error::render_errors))
-                .layer(CatchPanicLayer::custom(panic_response)),
+                .layer(cors::layer(&state.settings))
+                .layer(from_fn_with_state(state.clone(), headers::security_headers))
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(from_fn_with_state(state.clone(), https::enforce_https))
+                .layer(from_fn_with_state(state.clone(), limits::request_limits))
+                .layer(from_fn_with_state(state.clone(), authenticate))
+                .layer(DefaultBodyLimit::max(state.settings.max_body_bytes)),
         )
+        .with_state(state)
 }
 
-/// The span of one request: method, path without the query string (it can carry a token), id.
+/// The span of one request: method, path without the query string (it can carry a token),
+/// request id and client address.
 fn request_span(request: &Request) -> tracing::Span {
-    let id = request
+    let (id, client) = request
         .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or("-");
-    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        .get::<RequestContext>()
+        .map_or(("-".to_owned(), "-".to_owned()), |c| {
+            (c.request_id.clone(), c.client_ip.to_string())
+        });
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %id,
+        client_ip = %client,
+    )
 }
 
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {

@@ -1,6 +1,8 @@
 //! Database access. One schema, migrations for both engines, the same queries on both
 //! (SQLite understands the `$N` placeholders PostgreSQL uses).
 
+pub mod audit;
+pub mod sessions;
 pub mod users;
 
 use std::str::FromStr;

@@ -133,6 +133,7 @@ pub struct TestApp {
 
 pub struct AppBuilder {
     backend: Backend,
+    tls: Option<(Vec<u8>, Vec<u8>)>,
     vars: Vars,
     data_dir: Option<Arc<tempfile::TempDir>>,
     pg: Option<Arc<PgDatabase>>,
@@ -146,6 +147,12 @@ impl AppBuilder {
 
     pub fn without(mut self, name: &str) -> Self {
         self.vars.remove(name);
+        self
+    }
+
+    /// Serve HTTPS with this PEM certificate and key.
+    pub fn tls(mut self, cert_pem: Vec<u8>, key_pem: Vec<u8>) -> Self {
+        self.tls = Some((cert_pem, key_pem));
         self
     }
 
@@ -176,6 +183,7 @@ impl AppBuilder {
     }
 
     pub async fn start(mut self) -> Option<TestApp> {
+        kyros::install_crypto_provider();
         let data_dir = match self.data_dir.take() {
             Some(d) => d,
             None => {
@@ -198,23 +206,36 @@ impl AppBuilder {
         accounts::bootstrap_first_superuser(&state)
             .await
             .expect("bootstrap");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
         let server_state = state.clone();
+        let tls = match self.tls {
+            Some((cert, key)) => Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem(cert, key)
+                    .await
+                    .expect("tls config"),
+            ),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let server = tokio::spawn(async move {
-            kyros::serve_on(server_state, listener, async {
+            kyros::serve_on(server_state, listener, tls, async {
                 let _ = rx.await;
             })
             .await
             .expect("server runs");
         });
+        let host = if scheme == "https" {
+            "localhost".to_owned()
+        } else {
+            addr.ip().to_string()
+        };
         Some(TestApp {
-            base: format!("http://{addr}"),
+            base: format!("{scheme}://{host}:{}", addr.port()),
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .tls_danger_accept_invalid_certs(scheme == "https")
                 .build()
                 .expect("client"),
             state,
@@ -236,6 +257,7 @@ impl TestApp {
         vars.set("LOG_LEVEL", "WARNING");
         AppBuilder {
             backend,
+            tls: None,
             vars,
             data_dir: None,
             pg: None,
@@ -322,4 +344,97 @@ impl Drop for TestApp {
 /// Reads a JSON body, failing the test on anything else.
 pub async fn json(res: reqwest::Response) -> Value {
     res.json().await.expect("JSON body")
+}
+
+/// The cookies a response sets, parsed.
+pub fn set_cookies(res: &reqwest::Response) -> Vec<cookie::Cookie<'static>> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| cookie::Cookie::parse(v.to_str().expect("ascii").to_owned()).expect("cookie"))
+        .collect()
+}
+
+pub fn find_cookie(
+    cookies: &[cookie::Cookie<'static>],
+    name: &str,
+) -> Option<cookie::Cookie<'static>> {
+    cookies.iter().find(|c| c.name() == name).cloned()
+}
+
+/// A browser session as a client holds it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub token: String,
+    pub csrf: String,
+}
+
+impl Session {
+    /// The `Cookie` header a browser would send.
+    pub fn cookie_header(&self) -> String {
+        format!("kyros_session={}; csrf_token={}", self.token, self.csrf)
+    }
+}
+
+impl TestApp {
+    pub async fn session_login_response(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url("/auth/session"))
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("session login")
+    }
+
+    /// Logs in with a cookie session, asserting success.
+    pub async fn session(&self, username: &str, password: &str) -> Session {
+        let res = self.session_login_response(username, password).await;
+        assert_eq!(res.status(), 200, "session login of {username}");
+        let cookies = set_cookies(&res);
+        let body: Value = res.json().await.expect("json");
+        Session {
+            id: body["session_id"].as_str().expect("session_id").to_owned(),
+            token: find_cookie(&cookies, "kyros_session")
+                .expect("session cookie")
+                .value()
+                .to_owned(),
+            csrf: body["csrf_token"].as_str().expect("csrf_token").to_owned(),
+        }
+    }
+
+    /// A request carrying the session's cookies (and no CSRF header).
+    pub fn with_session(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        session: &Session,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("cookie", session.cookie_header())
+    }
+
+    /// A request carrying the session's cookies and its CSRF header, as a same-origin page sends it.
+    pub fn with_csrf(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        session: &Session,
+    ) -> reqwest::RequestBuilder {
+        self.with_session(method, path, session)
+            .header("x-csrf-token", session.csrf.clone())
+    }
+
+    /// Waits for the audit writer and returns the rows of `event`, newest first.
+    pub async fn audit_rows(&self, event: &str) -> Vec<kyros::store::audit::AuditRow> {
+        self.state.audit.flush().await;
+        kyros::store::audit::recent(&self.state.db, Some(event), 1000)
+            .await
+            .expect("audit rows")
+    }
 }

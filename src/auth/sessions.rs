@@ -1,0 +1,137 @@
+//! Server-side browser sessions: a random cookie value (only its keyed hash is stored), an idle
+//! timeout and an absolute lifetime measured on the service clock, a new id at every login.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::config::Settings;
+use crate::crypto::{derive_key, random_bytes};
+use crate::state::AppState;
+use crate::store::StoreResult;
+use crate::store::sessions::{self, NewSession, SessionRow};
+use crate::store::users::{self, User};
+
+pub const SESSION_COOKIE: &str = "kyros_session";
+/// `last_seen_at` is written at most this often per session.
+const TOUCH_EVERY_SECS: i64 = 60;
+
+#[derive(Clone)]
+pub struct SessionPolicy {
+    key: [u8; 32],
+    pub idle: Duration,
+    pub absolute: Duration,
+}
+
+impl std::fmt::Debug for SessionPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionPolicy")
+            .field("idle", &self.idle)
+            .field("absolute", &self.absolute)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionPolicy {
+    pub fn new(settings: &Settings) -> Self {
+        SessionPolicy {
+            key: derive_key(&settings.secret_key, "session-token-hash"),
+            idle: Duration::minutes(settings.session_idle_minutes),
+            absolute: Duration::hours(settings.session_absolute_hours),
+        }
+    }
+
+    pub fn hash(&self, token: &str) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(token.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// When this session stops being valid: the earlier of idle and absolute expiry.
+    pub fn valid_until(&self, s: &SessionRow) -> DateTime<Utc> {
+        (s.last_seen_at + self.idle).min(s.expires_at)
+    }
+}
+
+/// A live session and its user.
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    pub session: SessionRow,
+    pub user: User,
+}
+
+pub struct Created {
+    pub session: SessionRow,
+    /// The cookie value; shown once, never stored.
+    pub token: String,
+}
+
+pub async fn create(
+    state: &AppState,
+    user: &User,
+    ip: Option<String>,
+    user_agent: Option<String>,
+) -> StoreResult<Created> {
+    let now = state.clock.now();
+    let token = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+    let hash = state.session_policy.hash(&token);
+    let id = Uuid::new_v4();
+    let expires_at = now + state.session_policy.absolute;
+    let user_agent = user_agent.map(|ua| ua.chars().take(512).collect::<String>());
+    sessions::create(
+        &state.db,
+        NewSession {
+            id,
+            token_hash: &hash,
+            user_id: user.id,
+            now,
+            expires_at,
+            ip: ip.clone(),
+            user_agent: user_agent.clone(),
+        },
+    )
+    .await?;
+    Ok(Created {
+        session: SessionRow {
+            id,
+            user_id: user.id,
+            created_at: now,
+            last_seen_at: now,
+            expires_at,
+            revoked_at: None,
+            ip,
+            user_agent,
+        },
+        token,
+    })
+}
+
+/// The live session a cookie value stands for, if any; refreshes its idle timer.
+pub async fn authenticate(state: &AppState, token: &str) -> StoreResult<Option<LiveSession>> {
+    if token.is_empty() || token.len() > 128 {
+        return Ok(None);
+    }
+    let hash = state.session_policy.hash(token);
+    let Some(mut session) = sessions::find_by_token_hash(&state.db, &hash).await? else {
+        return Ok(None);
+    };
+    let now = state.clock.now();
+    if now >= state.session_policy.valid_until(&session) {
+        return Ok(None);
+    }
+    let Some(user) = users::find_by_id(&state.db, session.user_id).await? else {
+        return Ok(None);
+    };
+    if !user.active {
+        return Ok(None);
+    }
+    if (now - session.last_seen_at).num_seconds() >= TOUCH_EVERY_SECS {
+        sessions::touch(&state.db, session.id, now).await?;
+        session.last_seen_at = now;
+    }
+    Ok(Some(LiveSession { session, user }))
+}

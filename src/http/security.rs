@@ -1,0 +1,119 @@
+//! `/api/v1/security/*`: the CSP violation report endpoint that the CSP header points at.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use serde_json::{Map, Value, json};
+
+use crate::error::{ApiError, FieldError};
+use crate::security::audit::AuditEvent;
+use crate::security::client_ip::RequestContext;
+use crate::security::headers::CSP_REPORT_PATH;
+use crate::state::AppState;
+
+/// Reports are small; anything bigger is not a report.
+const MAX_REPORT_BYTES: usize = 64 * 1024;
+const MAX_REPORTS: usize = 20;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(CSP_REPORT_PATH, post(csp_report))
+}
+
+fn text(obj: &Map<String, Value>, keys: &[&str]) -> Value {
+    keys.iter()
+        .find_map(|k| obj.get(*k))
+        .map(|v| match v {
+            Value::String(s) => Value::String(s.chars().take(512).collect()),
+            Value::Number(n) => Value::Number(n.clone()),
+            _ => Value::Null,
+        })
+        .unwrap_or(Value::Null)
+}
+
+/// One violation in a common shape, whichever of the three formats it came in.
+fn normalize(report: &Map<String, Value>) -> Value {
+    json!({
+        "document_uri": text(report, &["document-uri", "documentURL", "document_uri"]),
+        "violated_directive": text(report, &["violated-directive", "violated_directive", "effectiveDirective"]),
+        "effective_directive": text(report, &["effective-directive", "effectiveDirective", "effective_directive"]),
+        "blocked_uri": text(report, &["blocked-uri", "blockedURL", "blocked_uri"]),
+        "source_file": text(report, &["source-file", "sourceFile", "source_file"]),
+        "line_number": text(report, &["line-number", "lineNumber", "line_number"]),
+        "disposition": text(report, &["disposition"]),
+        "status_code": text(report, &["status-code", "statusCode", "status_code"]),
+    })
+}
+
+fn invalid() -> ApiError {
+    ApiError::validation(vec![FieldError {
+        kind: "value_error",
+        loc: vec![json!("body")],
+        msg: "Expected a CSP violation report".into(),
+    }])
+}
+
+/// Accepts `application/csp-report` (`{"csp-report":{…}}`), `application/reports+json`
+/// (`[{"type":"csp-violation","body":{…}}]`) and the original service's `{"csp_report":{…}}`.
+async fn csp_report(
+    State(state): State<AppState>,
+    ctx: Option<Extension<RequestContext>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    if body.len() > MAX_REPORT_BYTES {
+        return Err(ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body too large",
+        ));
+    }
+    let mime = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if !matches!(
+        mime.as_str(),
+        "application/csp-report" | "application/reports+json" | "application/json"
+    ) {
+        return Err(invalid());
+    }
+    let value: Value = serde_json::from_slice(&body).map_err(|_| invalid())?;
+    let reports: Vec<Value> = match &value {
+        Value::Object(o) => match o.get("csp-report").or_else(|| o.get("csp_report")) {
+            Some(Value::Object(r)) => vec![normalize(r)],
+            _ => return Err(invalid()),
+        },
+        Value::Array(items) => items
+            .iter()
+            .take(MAX_REPORTS)
+            .filter_map(|item| {
+                let item = item.as_object()?;
+                (item.get("type")?.as_str()? == "csp-violation").then_some(())?;
+                Some(normalize(item.get("body")?.as_object()?))
+            })
+            .collect(),
+        _ => return Err(invalid()),
+    };
+    if reports.is_empty() {
+        return Err(invalid());
+    }
+    let ctx = ctx.map(|Extension(c)| c);
+    let user_agent: String = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(256)
+        .collect();
+    for report in reports {
+        state.audit.record(
+            AuditEvent::new("csp.violation", "denied")
+                .context(ctx.as_ref())
+                .details(json!({"report": report, "user_agent": user_agent})),
+        );
+    }
+    Ok(Json(json!({"status": "reported"})))
+}

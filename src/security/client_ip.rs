@@ -1,0 +1,321 @@
+//! Who is on the other end: the client address, whether the request came over HTTPS, and the
+//! request id — one resolver for everything that needs them (rate limits, lockout, audit, logs).
+//!
+//! The socket peer is the truth unless it is a configured trusted proxy. Only then are
+//! `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto` read, walking the chain from the right
+//! and stopping at the first hop that is not a trusted proxy, so a client can never choose the
+//! address it is keyed by.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use ipnet::IpNet;
+
+use crate::state::AppState;
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Marks connections accepted by the TLS listener.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsTransport;
+
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The resolved client address.
+    pub client_ip: IpAddr,
+    /// The socket peer.
+    pub peer: IpAddr,
+    /// Whether the client's connection is HTTPS (this socket, or a trusted proxy says so).
+    pub https: bool,
+    pub request_id: String,
+}
+
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    let ip = canonical(ip);
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are treated as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// One hop of a forwarding chain, oldest (client side) first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hop {
+    addr: Option<IpAddr>,
+    proto: Option<String>,
+}
+
+/// Parses a node of `Forwarded: for=` or an `X-Forwarded-For` entry: `1.2.3.4`, `1.2.3.4:80`,
+/// `[2001:db8::1]:443`, `2001:db8::1`, possibly quoted. `unknown` and obfuscated ids give `None`.
+pub fn parse_node(raw: &str) -> Option<IpAddr> {
+    let s = raw.trim().trim_matches('"');
+    if let Some(rest) = s.strip_prefix('[') {
+        let end = rest.find(']')?;
+        return rest[..end].parse().ok().map(canonical);
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    s.parse::<SocketAddr>().ok().map(|sa| canonical(sa.ip()))
+}
+
+/// RFC 7239 `Forwarded` elements, in order.
+fn forwarded_hops(values: &[&str]) -> Vec<Hop> {
+    let mut hops = Vec::new();
+    for value in values {
+        for element in value.split(',') {
+            let mut hop = Hop {
+                addr: None,
+                proto: None,
+            };
+            for pair in element.split(';') {
+                let Some((k, v)) = pair.split_once('=') else {
+                    continue;
+                };
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "for" => hop.addr = parse_node(v),
+                    "proto" => hop.proto = Some(v.trim().trim_matches('"').to_ascii_lowercase()),
+                    _ => {}
+                }
+            }
+            hops.push(hop);
+        }
+    }
+    hops
+}
+
+fn header_values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect()
+}
+
+/// Resolves client address and scheme from the peer, the socket scheme and the headers.
+pub fn resolve(
+    peer: IpAddr,
+    socket_https: bool,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+) -> (IpAddr, bool) {
+    let peer = canonical(peer);
+    if !is_trusted(peer, trusted) {
+        return (peer, socket_https);
+    }
+    let forwarded = header_values(headers, "forwarded");
+    let hops: Vec<Hop> = if !forwarded.is_empty() {
+        forwarded_hops(&forwarded)
+    } else {
+        let xff = header_values(headers, "x-forwarded-for");
+        let protos: Vec<String> = header_values(headers, "x-forwarded-proto")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|p| p.trim().to_ascii_lowercase())
+            .filter(|p| !p.is_empty())
+            .collect();
+        let mut hops: Vec<Hop> = xff
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|entry| Hop {
+                addr: parse_node(entry),
+                proto: None,
+            })
+            .collect();
+        // The nearest proxy's view of the scheme is the only one we can believe.
+        let nearest_proto = protos.last().cloned();
+        match hops.last_mut() {
+            Some(last) => last.proto = nearest_proto,
+            None => hops.push(Hop {
+                addr: None,
+                proto: nearest_proto,
+            }),
+        }
+        hops
+    };
+
+    // Walk from the nearest hop towards the client while the hops are trusted proxies. Every
+    // element visited was written by a trusted proxy; the scheme is the one of the furthest
+    // visited element that states it (the client-facing proxy's view).
+    let mut client = peer;
+    let mut proto: Option<&str> = None;
+    for hop in hops.iter().rev() {
+        if let Some(p) = hop.proto.as_deref() {
+            proto = Some(p);
+        }
+        match hop.addr {
+            Some(addr) => {
+                client = addr;
+                if !is_trusted(addr, trusted) {
+                    break;
+                }
+            }
+            None => break,
+        }
+    }
+    let https = proto.map_or(socket_https, |p| p == "https" || p == "wss");
+    (client, https)
+}
+
+fn valid_request_id(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then(|| s.to_owned())
+}
+
+/// Middleware: builds the `RequestContext` and echoes the request id on the response.
+pub async fn request_context(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ci| ci.0.ip());
+    let socket_https = request.extensions().get::<TlsTransport>().is_some();
+    let trusted = &state.settings.trusted_proxies;
+    let (client_ip, https) = resolve(peer, socket_https, request.headers(), trusted);
+    // A request id is kept only from a trusted proxy; anyone else could use it to forge log lines.
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .filter(|_| is_trusted(peer, trusted))
+        .and_then(valid_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let header =
+        HeaderValue::from_str(&request_id).unwrap_or_else(|_| HeaderValue::from_static("-"));
+    request.headers_mut().insert(REQUEST_ID, header.clone());
+    request.extensions_mut().insert(RequestContext {
+        client_ip,
+        peer: canonical(peer),
+        https,
+        request_id,
+    });
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(REQUEST_ID, header);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|s| s.parse().expect("cidr")).collect()
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn untrusted_peers_cannot_choose_their_address_or_scheme() {
+        let h = headers(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=2.2.2.2;proto=https"),
+        ]);
+        assert_eq!(
+            resolve(ip("9.9.9.9"), false, &h, &nets(&["10.0.0.0/8"])),
+            (ip("9.9.9.9"), false)
+        );
+        assert_eq!(
+            resolve(ip("9.9.9.9"), false, &h, &[]),
+            (ip("9.9.9.9"), false)
+        );
+    }
+
+    #[test]
+    fn the_chain_is_walked_right_to_left_to_the_first_untrusted_hop() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        // client-supplied garbage, the real client, then two of our proxies
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.0.0.2"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        assert_eq!(
+            resolve(ip("10.0.0.1"), false, &h, &trusted),
+            (ip("203.0.113.7"), true)
+        );
+        let h = headers(&[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-for", "10.0.0.2"),
+        ]);
+        assert_eq!(
+            resolve(ip("10.0.0.1"), false, &h, &trusted).0,
+            ip("203.0.113.7")
+        );
+        // Only the nearest proxy's proto counts: a client's "https" prepended is ignored.
+        let h = headers(&[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-proto", "https, http"),
+        ]);
+        assert_eq!(
+            resolve(ip("10.0.0.1"), false, &h, &trusted),
+            (ip("203.0.113.7"), false)
+        );
+    }
+
+    #[test]
+    fn forwarded_header_is_understood() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        // The client-facing proxy saw https; the inner hop between proxies was plain http.
+        let h = headers(&[(
+            "forwarded",
+            "for=\"[2001:db8:cafe::17]:4711\";proto=https, for=10.1.2.3;proto=http",
+        )]);
+        assert_eq!(
+            resolve(ip("10.0.0.1"), false, &h, &trusted),
+            (ip("2001:db8:cafe::17"), true)
+        );
+        let h = headers(&[("forwarded", "for=198.51.100.9:1234;proto=http")]);
+        assert_eq!(
+            resolve(ip("10.0.0.1"), true, &h, &trusted),
+            (ip("198.51.100.9"), false)
+        );
+        let h = headers(&[("forwarded", "for=unknown")]);
+        assert_eq!(
+            resolve(ip("10.0.0.1"), false, &h, &trusted).0,
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn mapped_ipv6_peers_match_ipv4_ranges() {
+        let h = headers(&[("x-forwarded-for", "203.0.113.7")]);
+        assert_eq!(
+            resolve(ip("::ffff:10.0.0.1"), false, &h, &nets(&["10.0.0.0/8"])).0,
+            ip("203.0.113.7")
+        );
+    }
+
+    #[test]
+    fn nodes_parse_in_all_their_forms() {
+        assert_eq!(parse_node(" 1.2.3.4 "), Some(ip("1.2.3.4")));
+        assert_eq!(parse_node("1.2.3.4:80"), Some(ip("1.2.3.4")));
+        assert_eq!(parse_node("\"[::1]:80\""), Some(ip("::1")));
+        assert_eq!(parse_node("2001:db8::1"), Some(ip("2001:db8::1")));
+        assert_eq!(parse_node("_hidden"), None);
+        assert_eq!(parse_node("unknown"), None);
+    }
+}
