@@ -215,6 +215,19 @@ async fn oversized_and_malformed_requests_get_clear_errors(backend: Backend) {
         .await
         .expect("utf8");
     assert_eq!(res.status(), 422);
+    let reasons: Vec<_> = app
+        .audit_rows("request.rejected")
+        .await
+        .iter()
+        .map(|r| r.details.0["reason"].clone())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            json!("Request header fields too large"),
+            json!("Request body too large")
+        ]
+    );
     // The service is still fine.
     assert_eq!(
         app.client

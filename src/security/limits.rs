@@ -1,14 +1,32 @@
-//! Request size and time limits, each answered with the error envelope.
+//! Request size and time limits, each answered with the error envelope and audited.
 
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde_json::json;
 
+use super::audit::AuditEvent;
+use super::client_ip::RequestContext;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+fn refuse(
+    state: &AppState,
+    ctx: Option<&RequestContext>,
+    (method, path): (&Method, &str),
+    status: StatusCode,
+    message: &'static str,
+) -> Response {
+    state.audit.record(
+        AuditEvent::new("request.rejected", "denied")
+            .context(ctx)
+            .details(json!({"reason": message, "method": method.as_str(), "path": path})),
+    );
+    ApiError::new(status, message).into_response()
+}
 
 pub async fn request_limits(
     State(state): State<AppState>,
@@ -16,17 +34,24 @@ pub async fn request_limits(
     next: Next,
 ) -> Response {
     let settings = &state.settings;
+    let ctx = request.extensions().get::<RequestContext>().cloned();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let at = (&method, path.as_str());
     let header_bytes: usize = request
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
     if header_bytes > settings.max_header_bytes {
-        return ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+        return refuse(
+            &state,
+            ctx.as_ref(),
+            at,
+            status,
             "Request header fields too large",
-        )
-        .into_response();
+        );
     }
     let declared = request
         .headers()
@@ -34,8 +59,13 @@ pub async fn request_limits(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > settings.max_body_bytes as u64) {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
-            .into_response();
+        return refuse(
+            &state,
+            ctx.as_ref(),
+            at,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body too large",
+        );
     }
     match tokio::time::timeout(
         Duration::from_secs(settings.request_timeout_secs),
@@ -44,6 +74,12 @@ pub async fn request_limits(
     .await
     {
         Ok(response) => response,
-        Err(_) => ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request timeout").into_response(),
+        Err(_) => refuse(
+            &state,
+            ctx.as_ref(),
+            at,
+            StatusCode::REQUEST_TIMEOUT,
+            "Request timeout",
+        ),
     }
 }
