@@ -94,6 +94,23 @@ pub enum SecretSource {
     GeneratedFile(PathBuf),
 }
 
+/// What the limiter does while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitFailMode {
+    /// Keep serving under each instance's local limits.
+    Open,
+    /// Refuse (503) everything but the login-type endpoints, which keep their local limits.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutSettings {
+    /// Consecutive failures that lock an account.
+    pub threshold: u32,
+    pub base_secs: u64,
+    pub max_secs: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct RateLimitSettings {
     pub enabled: bool,
@@ -105,6 +122,14 @@ pub struct RateLimitSettings {
     pub production_burst: u32,
     pub auth_requests: u32,
     pub auth_window_secs: u64,
+    /// Separate budget of anonymous addresses (requests, window, burst); `None`: the general one.
+    pub anonymous: Option<(u32, u64, u32)>,
+    pub fail_mode: RateLimitFailMode,
+    pub strikes: u32,
+    pub strike_window_secs: u64,
+    pub penalty_factor: u32,
+    pub penalty_cooling_secs: u64,
+    pub max_local_keys: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +171,9 @@ pub struct Settings {
     pub redis_url: Option<SecretString>,
     pub redis_key_prefix: String,
     pub rate_limit: RateLimitSettings,
+    pub lockout: LockoutSettings,
+    /// Longest wait for one Redis call before falling back.
+    pub redis_timeout_ms: u64,
     pub first_superuser: Option<String>,
     pub first_superuser_email: Option<String>,
     pub first_superuser_password: Option<SecretString>,
@@ -400,6 +428,33 @@ impl Settings {
             production_burst: vars.parse("PRODUCTION_RATE_LIMIT_BURST", 50, "a whole number")?,
             auth_requests: vars.positive("AUTH_RATE_LIMIT_REQUESTS", 10)?,
             auth_window_secs: vars.positive("AUTH_RATE_LIMIT_WINDOW", 60)?,
+            anonymous: match vars.get("KYROS_ANON_RATE_LIMIT_REQUESTS") {
+                None => None,
+                Some(_) => Some((
+                    vars.positive("KYROS_ANON_RATE_LIMIT_REQUESTS", 100)?,
+                    vars.positive("KYROS_ANON_RATE_LIMIT_WINDOW", 900)?,
+                    vars.parse("KYROS_ANON_RATE_LIMIT_BURST", 0, "a whole number")?,
+                )),
+            },
+            fail_mode: match vars
+                .get("RATE_LIMIT_FAIL_MODE")
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
+                None | Some("open") => RateLimitFailMode::Open,
+                Some("closed") => RateLimitFailMode::Closed,
+                Some(_) => return err("RATE_LIMIT_FAIL_MODE must be open or closed"),
+            },
+            strikes: vars.positive("KYROS_PENALTY_STRIKES", 10)?,
+            strike_window_secs: vars.positive("KYROS_PENALTY_WINDOW", 600)?,
+            penalty_factor: vars.positive("KYROS_PENALTY_FACTOR", 4)?,
+            penalty_cooling_secs: vars.positive("KYROS_PENALTY_COOLING", 900)?,
+            max_local_keys: vars.positive("KYROS_RATE_LIMIT_MAX_KEYS", 2_000_000)?,
+        };
+        let lockout = LockoutSettings {
+            threshold: vars.positive("KYROS_LOCKOUT_THRESHOLD", 5)?,
+            base_secs: vars.positive("KYROS_LOCKOUT_BASE_SECONDS", 60)?,
+            max_secs: vars.positive("KYROS_LOCKOUT_MAX_SECONDS", 3600)?,
         };
 
         let first_superuser = vars.get("FIRST_SUPERUSER").map(str::to_owned);
@@ -489,6 +544,8 @@ impl Settings {
             redis_url,
             redis_key_prefix: vars.get("REDIS_KEY_PREFIX").unwrap_or("kyros:").to_owned(),
             rate_limit,
+            lockout,
+            redis_timeout_ms: vars.positive("KYROS_REDIS_TIMEOUT_MS", 100)?,
             first_superuser,
             first_superuser_email: vars.get("FIRST_SUPERUSER_EMAIL").map(str::to_owned),
             first_superuser_password: first_superuser_password.map(SecretString::from),

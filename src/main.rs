@@ -91,6 +91,11 @@ enum UserCommand {
         #[arg(long)]
         username: String,
     },
+    /// Lift a lockout caused by failed logins.
+    Unlock {
+        #[arg(long)]
+        username: String,
+    },
 }
 
 enum Failure {
@@ -240,6 +245,11 @@ async fn user_command(state: AppState, cmd: UserCommand) -> Result<(), Failure> 
                 .await
                 .map_err(AccountError::from)?;
             println!("{} is disabled", user.username);
+        }
+        UserCommand::Unlock { username } => {
+            let user = accounts::require_user(&state, &username).await?;
+            accounts::unlock(&state, &user).await?;
+            println!("{} is unlocked", user.username);
         }
         UserCommand::Enable { username } => {
             let user = accounts::require_user(&state, &username).await?;

@@ -11,7 +11,9 @@ use crate::config::Settings;
 use crate::security::audit::Audit;
 use crate::security::csrf::CsrfKeys;
 use crate::security::headers::SecurityHeaders;
+use crate::security::rate_limit::Limiter;
 use crate::store::Db;
+use crate::store::redis::Redis;
 
 #[derive(Debug, Clone)]
 pub struct AppState(Arc<Inner>);
@@ -27,6 +29,8 @@ pub struct Inner {
     pub session_policy: SessionPolicy,
     pub csrf: CsrfKeys,
     pub security_headers: SecurityHeaders,
+    pub redis: Option<Redis>,
+    pub limiter: Arc<Limiter>,
 }
 
 impl Deref for AppState {
@@ -51,6 +55,21 @@ impl AppState {
         let hasher = PasswordHasher::new(settings.password_hash)?;
         let tokens = TokenService::new(&settings);
         let audit = Audit::start(db.clone(), clock.clone());
+        let redis = match &settings.redis_url {
+            Some(url) => {
+                let timeout = std::time::Duration::from_millis(settings.redis_timeout_ms);
+                let redis = Redis::start(url, &settings.redis_key_prefix, timeout)?;
+                // Use it from the first request when it is up; otherwise the probe picks it up later.
+                if !redis.connect_now().await {
+                    tracing::warn!(
+                        "redis is not reachable at start-up; using local state until it is"
+                    );
+                }
+                Some(redis)
+            }
+            None => None,
+        };
+        let limiter = Limiter::start(&settings, redis.clone(), clock.clone());
         Ok(AppState(Arc::new(Inner {
             session_policy: SessionPolicy::new(&settings),
             csrf: CsrfKeys::new(&settings),
@@ -61,6 +80,8 @@ impl AppState {
             hasher,
             tokens,
             audit,
+            redis,
+            limiter,
         })))
     }
 }

@@ -5,6 +5,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::password::{PasswordError, Verification};
 use crate::config::{PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS};
+use crate::security::audit::AuditEvent;
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::users::{self, NewUser, Role, User};
@@ -166,17 +167,30 @@ pub async fn authenticate(
             user: None,
         });
     };
-    let Verification::Valid { rehash } = verdict else {
-        return Ok(LoginOutcome::Refused {
-            reason: "bad_password",
-            user: Some(user),
-        });
+    let now = state.clock.now();
+    // A locked account answers exactly like a wrong password, after the same work.
+    let reason = match verdict {
+        _ if user.locked_at(now) => Some("locked"),
+        Verification::Invalid => Some("bad_password"),
+        Verification::Valid { .. } if !user.active => Some("inactive"),
+        Verification::Valid { .. } => None,
     };
-    if !user.active {
+    if let Some(reason) = reason {
+        if reason != "inactive" {
+            register_failure(state, &user).await?;
+        }
         return Ok(LoginOutcome::Refused {
-            reason: "inactive",
+            reason,
             user: Some(user),
         });
+    }
+    let Verification::Valid { rehash } = verdict else {
+        return Err(AccountError::Store(StoreError::Other(
+            "unreachable login state".into(),
+        )));
+    };
+    if user.failed_logins > 0 || user.locked_until.is_some() {
+        users::clear_failures(&state.db, user.id).await?;
     }
     if let Some(new_hash) = rehash {
         // Best effort: a failure here must not fail a correct login.
@@ -193,6 +207,36 @@ pub async fn authenticate(
         }
     }
     Ok(LoginOutcome::Accepted(user))
+}
+
+/// Counts a failure; at the threshold and beyond, locks the account for a backoff that doubles
+/// with every further failure (up to the configured maximum). Audited.
+async fn register_failure(state: &AppState, user: &User) -> Result<(), AccountError> {
+    let failures = users::record_failed_login(&state.db, user.id).await?;
+    let policy = state.settings.lockout;
+    let threshold = i64::from(policy.threshold);
+    if failures < threshold {
+        return Ok(());
+    }
+    let doublings = (failures - threshold).min(20) as u32;
+    let secs = policy
+        .base_secs
+        .saturating_mul(1u64 << doublings)
+        .min(policy.max_secs);
+    let until = state.clock.now() + chrono::Duration::seconds(secs as i64);
+    users::lock_until(&state.db, user.id, until).await?;
+    state.audit.record(
+        AuditEvent::new("auth.lockout", "denied")
+            .user(user)
+            .details(serde_json::json!({"failures": failures, "locked_seconds": secs, "locked_until": until})),
+    );
+    Ok(())
+}
+
+/// Lifts a lockout (administrator action).
+pub async fn unlock(state: &AppState, user: &User) -> Result<(), AccountError> {
+    users::clear_failures(&state.db, user.id).await?;
+    Ok(())
 }
 
 /// Creates the FIRST_SUPERUSER admin on start-up when it does not exist yet.

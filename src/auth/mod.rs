@@ -3,5 +3,6 @@
 pub mod accounts;
 pub mod password;
 pub mod principal;
+pub mod rbac;
 pub mod sessions;
 pub mod tokens;

@@ -16,6 +16,7 @@ use crate::config::PASSWORD_MAX_BYTES;
 use crate::error::ApiError;
 use crate::security::audit::AuditEvent;
 use crate::security::client_ip::RequestContext;
+use crate::security::rate_limit::{Policy, Verdict, limited_error};
 use crate::state::AppState;
 use crate::store::users::User;
 
@@ -67,6 +68,17 @@ pub async fn password_login(
     username: &str,
     password: SecretString,
 ) -> Result<User, ApiError> {
+    // The per-account budget, before any hashing work; unknown names are counted the same way.
+    let account = format!("acct:{}", username.to_lowercase());
+    if let Verdict::Limited(q) = state.limiter.check(Policy::AuthAccount, &account).await {
+        state.audit.record(
+            AuditEvent::new("ratelimit.exceeded", "denied")
+                .context(ctx)
+                .attempted(username)
+                .details(json!({"policy": "acct", "key_kind": "acct", "path": via})),
+        );
+        return Err(limited_error(&q));
+    }
     match accounts::authenticate(state, username, password).await? {
         LoginOutcome::Accepted(user) => {
             state.audit.record(

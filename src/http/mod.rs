@@ -1,5 +1,6 @@
 //! Routes and the middleware stack around them (DESIGN.md §5).
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod health;
@@ -21,7 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::principal::authenticate;
 use crate::error::{self, ApiError};
 use crate::security::client_ip::{RequestContext, request_context};
-use crate::security::{cors, csrf, headers, https, limits};
+use crate::security::{cors, csrf, headers, https, limits, rate_limit};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::routes())
         .merge(sessions::routes())
         .merge(security::routes())
+        .merge(admin::routes())
         // Runs only for matched routes, so an unknown path is a 404 before any CSRF verdict.
         .route_layer(from_fn_with_state(state.clone(), csrf::csrf_guard))
         .fallback(error::not_found)
@@ -53,8 +55,9 @@ pub fn router(state: AppState) -> Router {
                 .layer(from_fn_with_state(state.clone(), headers::security_headers))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(from_fn_with_state(state.clone(), https::enforce_https))
-                .layer(from_fn_with_state(state.clone(), limits::request_limits))
                 .layer(from_fn_with_state(state.clone(), authenticate))
+                .layer(from_fn_with_state(state.clone(), rate_limit::rate_limit))
+                .layer(from_fn_with_state(state.clone(), limits::request_limits))
                 .layer(DefaultBodyLimit::max(state.settings.max_body_bytes)),
         )
         .with_state(state)

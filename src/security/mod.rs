@@ -8,3 +8,4 @@ pub mod csrf;
 pub mod headers;
 pub mod https;
 pub mod limits;
+pub mod rate_limit;

@@ -2,6 +2,7 @@
 //! (SQLite understands the `$N` placeholders PostgreSQL uses).
 
 pub mod audit;
+pub mod redis;
 pub mod sessions;
 pub mod users;
 

@@ -64,6 +64,8 @@ struct UserRow {
     active: bool,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    failed_logins: i32,
+    locked_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +78,15 @@ pub struct User {
     pub active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Consecutive failed logins since the last success or unlock.
+    pub failed_logins: i32,
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+impl User {
+    pub fn locked_at(&self, now: DateTime<Utc>) -> bool {
+        self.locked_until.is_some_and(|until| until > now)
+    }
 }
 
 impl TryFrom<UserRow> for User {
@@ -94,6 +105,8 @@ impl TryFrom<UserRow> for User {
             active: row.active,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            failed_logins: row.failed_logins,
+            locked_until: row.locked_until,
         })
     }
 }
@@ -110,7 +123,7 @@ pub struct NewUser {
 macro_rules! select_users {
     ($tail:literal) => {
         concat!(
-            "SELECT id, username, email, password_hash, role, active, created_at, updated_at FROM users ",
+            "SELECT id, username, email, password_hash, role, active, created_at, updated_at, failed_logins, locked_until FROM users ",
             $tail
         )
     };
@@ -146,6 +159,8 @@ pub async fn create(db: &Db, new: NewUser, now: DateTime<Utc>) -> StoreResult<Us
         active: new.active,
         created_at: now,
         updated_at: now,
+        failed_logins: 0,
+        locked_until: None,
     })
 }
 
@@ -263,6 +278,41 @@ pub async fn set_active(db: &Db, id: Uuid, active: bool, now: DateTime<Utc>) -> 
 
 pub async fn delete(db: &Db, id: Uuid) -> StoreResult<()> {
     let n = on_pool!(db, pool => sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+/// Counts one failed login atomically; returns the new count of consecutive failures.
+pub async fn record_failed_login(db: &Db, id: Uuid) -> StoreResult<i64> {
+    let n: i32 = on_pool!(db, pool => sqlx::query_scalar(
+        "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await)?;
+    Ok(i64::from(n))
+}
+
+pub async fn lock_until(db: &Db, id: Uuid, until: DateTime<Utc>) -> StoreResult<()> {
+    on_pool!(db, pool => sqlx::query("UPDATE users SET locked_until = $1 WHERE id = $2")
+        .bind(until)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// Clears the failure count and any lock (after a successful login, or by an administrator).
+pub async fn clear_failures(db: &Db, id: Uuid) -> StoreResult<()> {
+    let n = on_pool!(db, pool => sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
         .bind(id)
         .execute(pool)
         .await

@@ -47,6 +47,10 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
+pub fn redis_url() -> String {
+    std::env::var("KYROS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
 pub fn postgres_admin_url() -> String {
     std::env::var("KYROS_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
@@ -56,6 +60,28 @@ pub fn postgres_admin_url() -> String {
 pub fn random_secret() -> String {
     let bytes: [u8; 32] = kyros::crypto::random_bytes();
     hex::encode(bytes)
+}
+
+async fn redis_reachable(settings: &Settings) -> bool {
+    use secrecy::ExposeSecret;
+    let Some(url) = &settings.redis_url else {
+        return true;
+    };
+    let Ok(client) = redis::Client::open(url.expose_secret()) else {
+        return false;
+    };
+    let Ok(Ok(mut conn)) = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    else {
+        return false;
+    };
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .is_ok()
 }
 
 /// A throw-away PostgreSQL database, dropped when this value is.
@@ -199,6 +225,13 @@ impl AppBuilder {
             self.pg = Some(Arc::new(pg));
         }
         let settings = Settings::from_vars(&self.vars).expect("test settings are valid");
+        if settings.redis_url.is_some() && !redis_reachable(&settings).await {
+            if in_ci() {
+                panic!("Redis is required in CI but unreachable");
+            }
+            eprintln!("SKIPPED: Redis unreachable");
+            return None;
+        }
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let state = AppState::build_with_clock(settings, clock.clone())
             .await
@@ -255,6 +288,19 @@ impl TestApp {
         let mut vars = Vars::new();
         vars.set("SECRET_KEY", random_secret());
         vars.set("LOG_LEVEL", "WARNING");
+        // Budgets large enough that only the rate-limit tests, which set their own, meet them.
+        vars.set("RATE_LIMIT_REQUESTS", "1000000");
+        vars.set("PRODUCTION_RATE_LIMIT_REQUESTS", "1000000");
+        vars.set("AUTH_RATE_LIMIT_REQUESTS", "1000000");
+        vars.set("KYROS_PENALTY_STRIKES", "1000000");
+        if backend == Backend::Postgres {
+            // The scale-out deployment: PostgreSQL and Redis, with a key prefix of its own.
+            vars.set("REDIS_URL", redis_url());
+            vars.set(
+                "REDIS_KEY_PREFIX",
+                format!("kyros-test-{}:", uuid::Uuid::new_v4().simple()),
+            );
+        }
         AppBuilder {
             backend,
             tls: None,
