@@ -257,6 +257,11 @@ impl Vars {
         Ok(vars)
     }
 
+    /// The value of a variable, if set and not empty.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.get(&name.to_ascii_uppercase())
+    }
+
     fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
     }

@@ -176,7 +176,8 @@ pub async fn authenticate(
         Verification::Valid { .. } => None,
     };
     if let Some(reason) = reason {
-        if reason != "inactive" {
+        // Attempts during a lock are not counted, so the owner waiting it out is not punished.
+        if reason == "bad_password" {
             register_failure(state, &user).await?;
         }
         return Ok(LoginOutcome::Refused {

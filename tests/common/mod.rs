@@ -361,8 +361,9 @@ impl TestApp {
     /// Logs in and returns the access token, asserting success.
     pub async fn token(&self, username: &str, password: &str) -> String {
         let res = self.login(username, password).await;
-        assert_eq!(res.status(), 200, "login of {username} should succeed");
+        let status = res.status();
         let body: Value = res.json().await.expect("json");
+        assert_eq!(status, 200, "login of {username} should succeed: {body}");
         body["access_token"]
             .as_str()
             .expect("access_token")
@@ -474,6 +475,18 @@ impl TestApp {
     ) -> reqwest::RequestBuilder {
         self.with_session(method, path, session)
             .header("x-csrf-token", session.csrf.clone())
+    }
+
+    pub async fn state_user(&self, username: &str) -> User {
+        kyros::store::users::find_by_username(&self.state.db, username)
+            .await
+            .expect("query")
+            .expect("user exists")
+    }
+
+    pub fn clock_now(&self) -> chrono::DateTime<Utc> {
+        use kyros::clock::Clock;
+        self.clock.now()
     }
 
     /// Waits for the audit writer and returns the rows of `event`, newest first.

@@ -337,8 +337,9 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
     }
     let ctx = request.extensions().get::<RequestContext>().cloned();
     let (policy, key, ip) = client_key(&request);
+    let login_type = is_auth_route(request.method(), &path);
     let mut checks = vec![(policy, key.clone(), state.limiter.check(policy, &key).await)];
-    if is_auth_route(request.method(), &path) {
+    if login_type {
         let ip_key = format!(
             "ip:{}",
             ip.map_or_else(|| "unknown".to_owned(), address_key)
@@ -346,7 +347,8 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
         let v = state.limiter.check(Policy::Auth, &ip_key).await;
         checks.push((Policy::Auth, ip_key, v));
     }
-    if checks.iter().any(|(_, _, v)| *v == Verdict::Unavailable) {
+    // Failing closed spares the login-type endpoints: their own budget is kept locally.
+    if !login_type && checks.iter().any(|(_, _, v)| *v == Verdict::Unavailable) {
         return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Rate limiter unavailable")
             .into_response();
     }

@@ -6,7 +6,7 @@ use redis::Script;
 use super::gcra::{Gcra, Step};
 use crate::store::redis::{Redis, RedisError};
 
-/// The GCRA step of `gcra.rs`, atomically. KEYS[1] bucket, KEYS[2] penalty flag.
+/// The GCRA step of `gcra.rs`, atomically. KEYS[1] bucket, KEYS[2] penalty (its end, in µs).
 /// ARGV: now_us, emission_us, tolerance_us, cost, penalty_factor, mode ("decide"|"strike"),
 /// penalty_until_us. Returns {allowed (0|1), tat, newly_penalized (0|1)}.
 const SCRIPT: &str = r#"
@@ -15,7 +15,9 @@ local T = tonumber(ARGV[2])
 local tau = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
 local mode = ARGV[6]
-if mode == "decide" and redis.call('EXISTS', KEYS[2]) == 1 then
+local penalty_until = tonumber(redis.call('GET', KEYS[2]))
+local penalized = penalty_until ~= nil and penalty_until > now
+if mode == "decide" and penalized then
   cost = cost * tonumber(ARGV[5])
 end
 local tat = tonumber(redis.call('GET', KEYS[1]))
@@ -25,8 +27,8 @@ if now < new_tat - tau - T then
   local newly = 0
   if mode == "strike" then
     local until_us = tonumber(ARGV[7])
-    newly = redis.call('EXISTS', KEYS[2]) == 1 and 0 or 1
-    redis.call('SET', KEYS[2], '1', 'PX', math.max(1, math.ceil((until_us - now) / 1000)))
+    newly = penalized and 0 or 1
+    redis.call('SET', KEYS[2], string.format('%.0f', until_us), 'PX', math.max(1, math.ceil((until_us - now) / 1000)))
   end
   return {0, string.format('%.0f', tat), newly}
 end
