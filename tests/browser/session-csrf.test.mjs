@@ -292,6 +292,8 @@ describe('browser cookie session and CSRF protection', { timeout: 300_000 }, () 
         FIRST_SUPERUSER: ADMIN,
         FIRST_SUPERUSER_PASSWORD: PASSWORD,
         LOG_LEVEL: 'WARNING',
+        // This run logs in several times within seconds; keep the login budget out of its way.
+        AUTH_RATE_LIMIT_REQUESTS: '100',
         ENVIRONMENT: 'local',
       };
       state.service = spawn(KYROS_BIN, ['serve'], { cwd: state.dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
