@@ -208,6 +208,20 @@ async fn user_administration_from_the_command_line(backend: Backend) {
     assert!(out.status.success(), "{}", stderr(&out));
     app.token("ops", "a brand new password").await;
 
+    // Five wrong passwords lock the account; the operator lifts the lock.
+    for i in 0..5 {
+        assert_eq!(app.login("ops", &format!("wrong {i}")).await.status(), 401);
+    }
+    assert_eq!(
+        app.login("ops", "a brand new password").await.status(),
+        401,
+        "locked"
+    );
+    let out = cli.run(&["user", "unlock", "--username", "ops"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("ops is unlocked"));
+    app.token("ops", "a brand new password").await;
+
     let out = cli.run(&["user", "disable", "--username", "ghost"], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no such user"));
