@@ -177,6 +177,12 @@ pub struct Settings {
     pub first_superuser: Option<String>,
     pub first_superuser_email: Option<String>,
     pub first_superuser_password: Option<SecretString>,
+    /// Plaintext keys of the original service (`API_KEYS`), imported at start-up as hashes.
+    pub api_keys: Vec<SecretString>,
+    /// Owner of the imported `API_KEYS` (`API_KEYS_OWNER`, default `FIRST_SUPERUSER`).
+    pub api_keys_owner: Option<String>,
+    /// Scopes of the imported `API_KEYS` (`API_KEYS_SCOPES`).
+    pub api_keys_scopes: crate::auth::api_keys::Scopes,
     pub log_level: String,
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
@@ -482,6 +488,26 @@ impl Settings {
             }
         }
 
+        let mut api_keys = Vec::new();
+        for (i, key) in csv(vars.get("API_KEYS").unwrap_or(""))
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(problem) = crate::auth::api_keys::legacy_value_problem(&key) {
+                return err(format!("API_KEYS entry {} {problem}", i + 1));
+            }
+            if key.len() < 16 {
+                warnings.push(format!(
+                    "API_KEYS entry {} is shorter than 16 characters; replace it with a key from `kyros apikey create`",
+                    i + 1
+                ));
+            }
+            api_keys.push(SecretString::from(key));
+        }
+        let api_keys_scopes =
+            crate::auth::api_keys::Scopes::parse_csv(vars.get("API_KEYS_SCOPES").unwrap_or("jobs:read,jobs:write"))
+                .map_err(|problem| ConfigError(format!("API_KEYS_SCOPES: {problem}")))?;
+
         let mut trusted_proxies = Vec::new();
         for entry in csv(vars.get("TRUSTED_PROXIES").unwrap_or("")) {
             let net = entry
@@ -554,6 +580,9 @@ impl Settings {
             first_superuser,
             first_superuser_email: vars.get("FIRST_SUPERUSER_EMAIL").map(str::to_owned),
             first_superuser_password: first_superuser_password.map(SecretString::from),
+            api_keys,
+            api_keys_owner: vars.get("API_KEYS_OWNER").map(str::to_owned),
+            api_keys_scopes,
             log_level,
             bind,
             data_dir,

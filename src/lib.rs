@@ -39,6 +39,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let state = AppState::build(settings).await?;
     auth::accounts::bootstrap_first_superuser(&state).await?;
+    auth::api_keys::bootstrap_legacy_api_keys(&state).await?;
     let listener = std::net::TcpListener::bind(state.settings.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {}", state.settings.bind, e.kind()))?;
     tracing::info!(

@@ -33,6 +33,9 @@ enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage API keys of agents and services.
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -95,6 +98,34 @@ enum UserCommand {
     Unlock {
         #[arg(long)]
         username: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key; the key alone is printed on stdout (it is shown only this once).
+    Create {
+        /// Username of the owner; the key never does more than the owner's role allows.
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: jobs:read, jobs:write, jobs:claim, events:read, events:write, admin.
+        #[arg(long)]
+        scopes: String,
+        /// Lifetime in days (1 to 3650); without it the key does not expire.
+        #[arg(long)]
+        expires_in_days: Option<i64>,
+    },
+    /// List keys (tab-separated), of one owner or of everyone.
+    List {
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Revoke a key by its id.
+    Revoke {
+        #[arg(long)]
+        id: String,
     },
 }
 
@@ -180,12 +211,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             println!("migrations applied ({})", state.db.engine());
         }
         Command::User(cmd) => user_command(AppState::build(settings).await?, cmd).await?,
+        Command::Apikey(cmd) => {
+            let state = AppState::build(settings).await?;
+            let result = apikey_command(&state, cmd).await;
+            // The CLI's audit rows are written before the process ends.
+            state.audit.flush().await;
+            result?
+        }
     }
     Ok(())
 }
 
 async fn user_command(state: AppState, cmd: UserCommand) -> Result<(), Failure> {
-    let now = state.clock.now();
     match cmd {
         UserCommand::Create {
             username,
@@ -234,16 +271,12 @@ async fn user_command(state: AppState, cmd: UserCommand) -> Result<(), Failure> 
         }
         UserCommand::SetRole { username, role } => {
             let user = accounts::require_user(&state, &username).await?;
-            users::set_role(&state.db, user.id, role.into(), now)
-                .await
-                .map_err(AccountError::from)?;
+            accounts::set_role(&state, &user, role.into()).await?;
             println!("{} is now {}", user.username, Role::from(role));
         }
         UserCommand::Disable { username } => {
             let user = accounts::require_user(&state, &username).await?;
-            users::set_active(&state.db, user.id, false, now)
-                .await
-                .map_err(AccountError::from)?;
+            accounts::set_active(&state, &user, false).await?;
             println!("{} is disabled", user.username);
         }
         UserCommand::Unlock { username } => {
@@ -253,10 +286,112 @@ async fn user_command(state: AppState, cmd: UserCommand) -> Result<(), Failure> 
         }
         UserCommand::Enable { username } => {
             let user = accounts::require_user(&state, &username).await?;
-            users::set_active(&state.db, user.id, true, now)
-                .await
-                .map_err(AccountError::from)?;
+            accounts::set_active(&state, &user, true).await?;
             println!("{} is enabled", user.username);
+        }
+    }
+    Ok(())
+}
+
+async fn apikey_command(state: &AppState, cmd: ApiKeyCommand) -> Result<(), Failure> {
+    use kyros::auth::api_keys::{self, ApiKey, NewApiKey, Scopes};
+    use kyros::security::audit::AuditEvent;
+    use kyros::store::api_keys as store;
+
+    let failed = |e: &dyn std::fmt::Display| Failure::Other(e.to_string());
+    let owner_named = |name: String| async move {
+        users::find_by_username(&state.db, &name)
+            .await
+            .map_err(|e| failed(&e))?
+            .ok_or_else(|| Failure::Other(format!("user {name} does not exist")))
+    };
+    match cmd {
+        ApiKeyCommand::Create {
+            owner,
+            name,
+            scopes,
+            expires_in_days,
+        } => {
+            let scopes = Scopes::parse_csv(&scopes)
+                .map_err(|problem| Failure::Other(format!("--scopes: {problem}")))?;
+            let owner = owner_named(owner).await?;
+            let created = api_keys::create(
+                state,
+                &owner,
+                NewApiKey {
+                    name,
+                    scopes,
+                    expires_in_days,
+                },
+            )
+            .await
+            .map_err(|e| failed(&e))?;
+            let mut details = api_keys::audit_details(&created.key);
+            details["via"] = serde_json::json!("cli");
+            state
+                .audit
+                .record(AuditEvent::new("apikey.created", "success").details(details));
+            println!("{}", created.secret.key);
+            eprintln!(
+                "kyros: created API key {} ({}) for {}; it is not shown again",
+                created.key.id, created.key.lookup_id, owner.username
+            );
+        }
+        ApiKeyCommand::List { owner } => {
+            let owner_id = match owner {
+                Some(name) => Some(owner_named(name).await?.id),
+                None => None,
+            };
+            let names: std::collections::HashMap<_, _> = users::list(&state.db)
+                .await
+                .map_err(|e| failed(&e))?
+                .into_iter()
+                .map(|u| (u.id, u.username))
+                .collect();
+            let rows = store::list(&state.db, owner_id)
+                .await
+                .map_err(|e| failed(&e))?;
+            let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339())
+            };
+            println!(
+                "id\tlookup_id\tname\towner\tscopes\tcreated_at\texpires_at\tlast_used_at\trevoked"
+            );
+            for key in rows.iter().map(ApiKey::from) {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    key.id,
+                    key.lookup_id,
+                    key.name,
+                    names.get(&key.owner_id).map_or("-", String::as_str),
+                    key.scopes,
+                    key.created_at.to_rfc3339(),
+                    time(key.expires_at),
+                    time(key.last_used_at),
+                    key.revoked_at.is_some(),
+                );
+            }
+        }
+        ApiKeyCommand::Revoke { id } => {
+            let id = uuid::Uuid::parse_str(id.trim())
+                .map_err(|_| Failure::Other("--id must be a UUID".into()))?;
+            let row = store::find_by_id(&state.db, id)
+                .await
+                .map_err(|e| failed(&e))?
+                .ok_or_else(|| Failure::Other(format!("API key {id} does not exist")))?;
+            if row.revoked_at.is_some() {
+                println!("API key {id} was already revoked");
+                return Ok(());
+            }
+            store::revoke(&state.db, id, state.clock.now())
+                .await
+                .map_err(|e| failed(&e))?;
+            let mut details = api_keys::audit_details(&ApiKey::from(&row));
+            details["via"] = serde_json::json!("cli");
+            state
+                .audit
+                .record(AuditEvent::new("apikey.revoked", "success").details(details));
+            println!("revoked API key {id}");
         }
     }
     Ok(())

@@ -13,6 +13,7 @@ use crate::security::csrf::CsrfKeys;
 use crate::security::headers::SecurityHeaders;
 use crate::security::rate_limit::Limiter;
 use crate::store::Db;
+use crate::auth::revocation::Revocations;
 use crate::store::redis::Redis;
 
 #[derive(Debug, Clone)]
@@ -31,6 +32,7 @@ pub struct Inner {
     pub security_headers: SecurityHeaders,
     pub redis: Option<Redis>,
     pub limiter: Arc<Limiter>,
+    pub revocations: Arc<Revocations>,
 }
 
 impl Deref for AppState {
@@ -70,6 +72,7 @@ impl AppState {
             None => None,
         };
         let limiter = Limiter::start(&settings, redis.clone(), clock.clone());
+        let revocations = Revocations::start(db.clone(), redis.clone(), clock.clone()).await?;
         Ok(AppState(Arc::new(Inner {
             session_policy: SessionPolicy::new(&settings),
             csrf: CsrfKeys::new(&settings),
@@ -82,6 +85,7 @@ impl AppState {
             audit,
             redis,
             limiter,
+            revocations,
         })))
     }
 }

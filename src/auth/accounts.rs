@@ -124,6 +124,7 @@ pub async fn create_user(state: &AppState, input: CreateUser) -> Result<User, Ac
     Ok(user)
 }
 
+/// Sets a new password and revokes every token and session of the user.
 pub async fn set_password(
     state: &AppState,
     user: &User,
@@ -132,6 +133,30 @@ pub async fn set_password(
     validate_new_password(password.expose_secret())?;
     let hash = state.hasher.hash(password).await?;
     users::set_password_hash(&state.db, user.id, &hash, state.clock.now()).await?;
+    revoke_everything(state, user).await
+}
+
+/// Changes the role; tokens carrying the old role are revoked.
+pub async fn set_role(state: &AppState, user: &User, role: Role) -> Result<(), AccountError> {
+    users::set_role(&state.db, user.id, role, state.clock.now()).await?;
+    revoke_everything(state, user).await
+}
+
+/// Disables or re-enables a user; disabling revokes every token and session.
+pub async fn set_active(state: &AppState, user: &User, active: bool) -> Result<(), AccountError> {
+    users::set_active(&state.db, user.id, active, state.clock.now()).await?;
+    if !active {
+        revoke_everything(state, user).await?;
+    }
+    Ok(())
+}
+
+/// Logs a user out everywhere: access tokens (generation), refresh families, browser sessions.
+pub async fn revoke_everything(state: &AppState, user: &User) -> Result<(), AccountError> {
+    let now = state.clock.now();
+    users::bump_token_generation(&state.db, user.id).await?;
+    crate::store::tokens::revoke_user_families(&state.db, user.id, now).await?;
+    crate::store::sessions::revoke_all_for_user(&state.db, user.id, now).await?;
     Ok(())
 }
 

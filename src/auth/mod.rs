@@ -1,8 +1,11 @@
 //! Authentication primitives, usable from HTTP handlers, the WebSocket and the CLI alike.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod password;
 pub mod principal;
 pub mod rbac;
+pub mod refresh;
+pub mod revocation;
 pub mod sessions;
 pub mod tokens;

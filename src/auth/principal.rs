@@ -1,5 +1,6 @@
 //! Who is calling. The `authenticate` middleware resolves the credentials of a request once —
-//! a bearer token first, else the session cookie — so the rate limiter, CSRF and the handlers all
+//! an API key (`X-API-Key` or `Bearer kyr_…`) first, then a bearer token, else the session
+//! cookie — so the rate limiter, CSRF and the handlers all
 //! see the same answer; the `CurrentUser` extractor reads it or refuses with 401.
 
 use axum::extract::{FromRequestParts, Request, State};
@@ -25,6 +26,11 @@ pub enum AuthMethod {
     Bearer,
     /// A browser session; the value is the session id.
     Session(Uuid),
+    /// An API key of an agent or service; `scopes` limit what it may do besides its owner's role.
+    ApiKey {
+        key_id: Uuid,
+        scopes: super::api_keys::Scopes,
+    },
 }
 
 /// An authenticated, active user and how they proved it.
@@ -53,6 +59,8 @@ pub enum AuthFailure {
     Token(#[from] TokenError),
     #[error("the token's user does not exist or is inactive")]
     UnknownUser,
+    #[error("the token was revoked")]
+    Revoked,
 }
 
 /// The one path from an access token to a user, used by every entry point.
@@ -64,11 +72,15 @@ pub async fn user_from_token(
         Ok(c) => c,
         Err(e) => return Ok(Err(e.into())),
     };
+    if state.revocations.is_denied(&claims.jti) {
+        return Ok(Err(AuthFailure::Revoked));
+    }
     let user = match claims.user_id {
         Some(id) => users::find_by_id(&state.db, id).await?,
         None => users::find_by_username(&state.db, &claims.sub).await?,
     };
     match user {
+        Some(user) if user.token_generation != claims.generation.unwrap_or(0) => Ok(Err(AuthFailure::Revoked)),
         Some(user) if user.active && user.username == claims.sub => Ok(Ok(CurrentUser {
             user,
             method: AuthMethod::Bearer,
@@ -84,7 +96,23 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let resolved = if let Some(token) = bearer_token(request.headers()) {
+    let key = match super::api_keys::resolve(
+        &state,
+        request.headers(),
+        request.extensions().get::<RequestContext>(),
+        request.uri().path(),
+    )
+    .await
+    {
+        Ok(outcome) => outcome,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    // A presented key decides alone: a refused key never falls back to other credentials.
+    let resolved = if let super::api_keys::Outcome::Accepted(current) = key {
+        Some(current)
+    } else if matches!(key, super::api_keys::Outcome::Rejected) {
+        None
+    } else if let Some(token) = bearer_token(request.headers()) {
         match user_from_token(&state, token).await {
             Ok(Ok(current)) => Some(current),
             Ok(Err(failure)) => {

@@ -1,11 +1,13 @@
 //! Role checks as extractors: the three roles of the original service and their hierarchy
-//! (user < moderator < admin), and exact-role checks.
+//! (user < moderator < admin), and exact-role checks. API keys are further limited by their
+//! scopes (`require_scope`), and some endpoints are for people only (`UserPrincipal`).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde_json::json;
 
-use super::principal::CurrentUser;
+use super::api_keys::Scope;
+use super::principal::{AuthMethod, CurrentUser};
 use crate::error::ApiError;
 use crate::security::audit::AuditEvent;
 use crate::security::client_ip::RequestContext;
@@ -46,6 +48,83 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let current = CurrentUser::from_request_parts(parts, state).await?;
         require_at_least(state, parts, &current, Role::Admin)?;
+        // An API key acts as an administrator only with the `admin` scope.
+        require_scope_audited(state, parts, &current, Scope::Admin)?;
         Ok(Admin(current))
+    }
+}
+
+/// Refuses (403) unless the caller may act with `scope`: an API key must carry the scope, and
+/// every principal's role (for a key, its owner's current role) must reach the scope's minimum.
+/// People (bearer token, session) are limited by their role only.
+pub fn require_scope(current: &CurrentUser, scope: Scope) -> Result<(), ApiError> {
+    if let AuthMethod::ApiKey { scopes, .. } = current.method
+        && !scopes.contains(scope)
+    {
+        return Err(ApiError::forbidden(format!(
+            "Access denied. The API key lacks the {scope} scope"
+        )));
+    }
+    let required = scope.min_role();
+    if current.user.role < required {
+        return Err(ApiError::forbidden(format!(
+            "Access denied. Required role: {required}, user role: {}",
+            current.user.role
+        )));
+    }
+    Ok(())
+}
+
+/// [`require_scope`] in an extractor: refusals are audited as `rbac.denied`.
+pub fn require_scope_audited(
+    state: &AppState,
+    parts: &Parts,
+    current: &CurrentUser,
+    scope: Scope,
+) -> Result<(), ApiError> {
+    require_scope(current, scope).inspect_err(|_| {
+        state.audit.record(
+            AuditEvent::new("rbac.denied", "denied")
+                .context(parts.extensions.get::<RequestContext>())
+                .user(&current.user)
+                .details(json!({
+                    "required_scope": scope,
+                    "role": current.user.role,
+                    "api_key_id": match current.method {
+                        AuthMethod::ApiKey { key_id, .. } => Some(key_id),
+                        _ => None,
+                    },
+                    "path": parts.uri.path(),
+                })),
+        );
+    })
+}
+
+/// A person, authenticated by bearer token or browser session — not an API key. For managing
+/// credentials and the account itself; an API key gets 403 (audited).
+#[derive(Debug, Clone)]
+pub struct UserPrincipal(pub CurrentUser);
+
+impl FromRequestParts<AppState> for UserPrincipal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let current = CurrentUser::from_request_parts(parts, state).await?;
+        if let AuthMethod::ApiKey { key_id, .. } = current.method {
+            state.audit.record(
+                AuditEvent::new("rbac.denied", "denied")
+                    .context(parts.extensions.get::<RequestContext>())
+                    .user(&current.user)
+                    .details(json!({
+                        "required": "user_principal",
+                        "api_key_id": key_id,
+                        "path": parts.uri.path(),
+                    })),
+            );
+            return Err(ApiError::forbidden(
+                "Access denied. This endpoint requires a user login, not an API key",
+            ));
+        }
+        Ok(UserPrincipal(current))
     }
 }

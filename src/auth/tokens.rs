@@ -32,6 +32,10 @@ pub struct AccessClaims {
     pub nbf: Option<i64>,
     pub exp: i64,
     pub jti: String,
+    /// The user's token generation at issue time (absent in tokens of other issuers: 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "gen")]
+    pub generation: Option<i64>,
 }
 
 /// Why a token was refused; for logs and audit only, never shown to the client.
@@ -140,6 +144,7 @@ impl TokenService {
             nbf: Some(iat),
             exp: iat + self.lifetime.num_seconds(),
             jti: Uuid::new_v4().simple().to_string(),
+            generation: Some(user.token_generation),
         };
         let mut header = Header::new(Algorithm::HS512);
         header.kid = Some(self.kid.clone());

@@ -8,10 +8,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use secrecy::SecretString;
 use serde_json::json;
+use uuid::Uuid;
 
 use super::body::JsonObject;
 use crate::auth::accounts::{self, AccountError, LoginOutcome};
-use crate::auth::principal::CurrentUser;
+use crate::auth::principal::{AuthMethod, CurrentUser};
+use crate::auth::refresh::{self, Rotation};
 use crate::config::PASSWORD_MAX_BYTES;
 use crate::error::ApiError;
 use crate::security::audit::AuditEvent;
@@ -23,6 +25,9 @@ use crate::store::users::User;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/auth/logout-all", post(logout_all))
         .route("/auth/user", get(profile))
 }
 
@@ -110,18 +115,125 @@ async fn login(
     let (username, password) = credentials(&body)?;
     let ctx = ctx.map(|Extension(c)| c);
     let user = password_login(&state, ctx.as_ref(), "token", &username, password).await?;
-    let issued = state
-        .tokens
-        .issue(&user, state.clock.now())
-        .map_err(ApiError::internal)?;
+    token_response(&state, &user, None).await
+}
+
+/// `{access_token, token_type, expires_in, refresh_token}`: a new access token and the next
+/// refresh token of `family` (or of a new family).
+pub async fn token_response(state: &AppState, user: &User, family: Option<Uuid>) -> Result<Response, ApiError> {
+    let issued = state.tokens.issue(user, state.clock.now()).map_err(ApiError::internal)?;
+    let refresh = refresh::issue(state, user, family).await?;
     Ok(no_store(
         Json(json!({
             "access_token": issued.token,
             "token_type": "bearer",
             "expires_in": issued.expires_in,
+            "refresh_token": refresh.token,
         }))
         .into_response(),
     ))
+}
+
+fn invalid_refresh() -> ApiError {
+    ApiError::unauthorized("Invalid or expired refresh token")
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    ctx: Option<Extension<RequestContext>>,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    let mut fields = body.fields();
+    let token = fields.string("refresh_token", 256);
+    fields.finish()?;
+    let token = token.ok_or_else(invalid_refresh)?;
+    let ctx = ctx.map(|Extension(c)| c);
+    let ip = ctx.as_ref().map(|c| c.client_ip.to_string());
+    match refresh::rotate(&state, &token, ip.as_deref()).await? {
+        Rotation::Rotated { user, family_id } => {
+            state.audit.record(
+                AuditEvent::new("auth.refresh", "success")
+                    .context(ctx.as_ref())
+                    .user(&user)
+                    .details(json!({"family_id": family_id})),
+            );
+            token_response(&state, &user, Some(family_id)).await
+        }
+        Rotation::Reused { user_id, family_id } => {
+            let mut event = AuditEvent::new("auth.refresh_reuse", "denied")
+                .context(ctx.as_ref())
+                .details(json!({"family_id": family_id, "action": "family revoked"}));
+            event.actor_id = Some(user_id);
+            state.audit.record(event);
+            Err(invalid_refresh())
+        }
+        Rotation::Invalid => {
+            state.audit.record(
+                AuditEvent::new("auth.refresh", "failure")
+                    .context(ctx.as_ref())
+                    .details(json!({"reason": "invalid, expired or revoked"})),
+            );
+            Err(invalid_refresh())
+        }
+    }
+}
+
+/// Logs out the caller: the access token of this request (or the browser session), and the
+/// refresh family of the `refresh_token` in the body when it is the caller's.
+async fn logout(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    ctx: Option<Extension<RequestContext>>,
+    body: Option<JsonObject>,
+) -> Result<Response, ApiError> {
+    let refresh_token = match &body {
+        Some(body) => {
+            let mut fields = body.fields();
+            let t = fields.optional_string("refresh_token", 256);
+            fields.finish()?;
+            t
+        }
+        None => None,
+    };
+    let mut revoked = false;
+    match &current.method {
+        AuthMethod::Session(id) => {
+            revoked |= crate::store::sessions::revoke(&state.db, *id, state.clock.now()).await?;
+        }
+        _ => {
+            if let Some(claims) = &current.claims {
+                let exp = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(|| state.clock.now());
+                state.revocations.deny(&claims.jti, Some(current.user.id), exp).await?;
+                revoked = true;
+            }
+        }
+    }
+    let family_revoked = match refresh_token {
+        Some(t) => refresh::revoke_own(&state, &current.user, &t).await?,
+        None => false,
+    };
+    state.audit.record(
+        AuditEvent::new("auth.logout", "success")
+            .context(ctx.map(|Extension(c)| c).as_ref())
+            .user(&current.user)
+            .details(json!({"access_revoked": revoked, "refresh_family_revoked": family_revoked})),
+    );
+    Ok(Json(json!({"message": "Logged out successfully", "token_revoked": revoked || family_revoked})).into_response())
+}
+
+/// Logs the caller out everywhere: every access token, refresh token and browser session.
+async fn logout_all(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    ctx: Option<Extension<RequestContext>>,
+) -> Result<Response, ApiError> {
+    accounts::revoke_everything(&state, &current.user).await?;
+    state.audit.record(
+        AuditEvent::new("auth.logout_all", "success")
+            .context(ctx.map(|Extension(c)| c).as_ref())
+            .user(&current.user),
+    );
+    Ok(Json(json!({"message": "Logged out everywhere"})).into_response())
 }
 
 async fn profile(current: CurrentUser) -> Json<serde_json::Value> {

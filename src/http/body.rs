@@ -126,3 +126,21 @@ impl Fields<'_> {
         }
     }
 }
+
+/// An optional JSON object body: absent when the request has no body at all.
+impl<S: Send + Sync> axum::extract::OptionalFromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
+        let headers = req.headers();
+        let length = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+        if length.unwrap_or(0) == 0 && !chunked {
+            return Ok(None);
+        }
+        <JsonObject as FromRequest<S>>::from_request(req, state).await.map(Some)
+    }
+}

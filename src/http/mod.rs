@@ -1,6 +1,7 @@
 //! Routes and the middleware stack around them (DESIGN.md §5).
 
 pub mod admin;
+pub mod api_keys;
 pub mod auth;
 pub mod body;
 pub mod health;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sessions::routes())
         .merge(security::routes())
         .merge(admin::routes())
+        .merge(api_keys::routes())
         // Runs only for matched routes, so an unknown path is a 404 before any CSRF verdict.
         .route_layer(from_fn_with_state(state.clone(), csrf::csrf_guard))
         .fallback(error::not_found)

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::auth::{credentials, no_store, password_login};
 use super::body::JsonObject;
 use crate::auth::principal::{AuthMethod, CurrentUser};
+use crate::auth::rbac::UserPrincipal;
 use crate::auth::sessions::{self, SESSION_COOKIE};
 use crate::error::ApiError;
 use crate::security::audit::AuditEvent;
@@ -145,7 +146,7 @@ fn is_live(state: &AppState, s: &SessionRow, now: DateTime<Utc>) -> bool {
 
 async fn list(
     State(state): State<AppState>,
-    current: CurrentUser,
+    UserPrincipal(current): UserPrincipal,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let is_admin = current.user.role == Role::Admin;
@@ -176,7 +177,7 @@ async fn list(
     let now = state.clock.now();
     let current_id = match current.method {
         AuthMethod::Session(id) => Some(id),
-        AuthMethod::Bearer => None,
+        AuthMethod::Bearer | AuthMethod::ApiKey { .. } => None,
     };
     let sessions: Vec<Value> = store::list(&state.db, filter)
         .await?
@@ -189,7 +190,7 @@ async fn list(
 
 async fn revoke(
     State(state): State<AppState>,
-    current: CurrentUser,
+    UserPrincipal(current): UserPrincipal,
     ctx: Option<Extension<RequestContext>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {

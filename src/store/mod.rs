@@ -1,9 +1,11 @@
 //! Database access. One schema, migrations for both engines, the same queries on both
 //! (SQLite understands the `$N` placeholders PostgreSQL uses).
 
+pub mod api_keys;
 pub mod audit;
 pub mod redis;
 pub mod sessions;
+pub mod tokens;
 pub mod users;
 
 use std::str::FromStr;

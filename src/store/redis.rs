@@ -67,6 +67,19 @@ impl Redis {
         Ok(redis)
     }
 
+    pub fn client(&self) -> &redis::Client {
+        &self.inner.client
+    }
+
+    /// Publishes on a prefixed channel; best effort (subscribers have other ways to catch up).
+    pub async fn publish(&self, channel: &str, payload: &str) -> Result<(), RedisError> {
+        let channel = self.key(channel);
+        let payload = payload.to_owned();
+        self.run(|mut conn| async move { redis::cmd("PUBLISH").arg(channel).arg(payload).query_async::<i64>(&mut conn).await })
+            .await
+            .map(|_| ())
+    }
+
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
     }

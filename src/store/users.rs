@@ -66,6 +66,7 @@ struct UserRow {
     updated_at: DateTime<Utc>,
     failed_logins: i32,
     locked_until: Option<DateTime<Utc>>,
+    token_generation: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +82,8 @@ pub struct User {
     /// Consecutive failed logins since the last success or unlock.
     pub failed_logins: i32,
     pub locked_until: Option<DateTime<Utc>>,
+    /// Access tokens carry the generation they were issued in; raising it revokes them all.
+    pub token_generation: i64,
 }
 
 impl User {
@@ -107,6 +110,7 @@ impl TryFrom<UserRow> for User {
             updated_at: row.updated_at,
             failed_logins: row.failed_logins,
             locked_until: row.locked_until,
+            token_generation: row.token_generation,
         })
     }
 }
@@ -123,7 +127,7 @@ pub struct NewUser {
 macro_rules! select_users {
     ($tail:literal) => {
         concat!(
-            "SELECT id, username, email, password_hash, role, active, created_at, updated_at, failed_logins, locked_until FROM users ",
+            "SELECT id, username, email, password_hash, role, active, created_at, updated_at, failed_logins, locked_until, token_generation FROM users ",
             $tail
         )
     };
@@ -161,6 +165,7 @@ pub async fn create(db: &Db, new: NewUser, now: DateTime<Utc>) -> StoreResult<Us
         updated_at: now,
         failed_logins: 0,
         locked_until: None,
+        token_generation: 0,
     })
 }
 
@@ -322,4 +327,14 @@ pub async fn clear_failures(db: &Db, id: Uuid) -> StoreResult<()> {
     } else {
         Ok(())
     }
+}
+
+/// Invalidates every access token issued to the user so far.
+pub async fn bump_token_generation(db: &Db, id: Uuid) -> StoreResult<()> {
+    let n = on_pool!(db, pool => sqlx::query("UPDATE users SET token_generation = token_generation + 1 WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
 }

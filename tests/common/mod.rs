@@ -239,6 +239,9 @@ impl AppBuilder {
         accounts::bootstrap_first_superuser(&state)
             .await
             .expect("bootstrap");
+        kyros::auth::api_keys::bootstrap_legacy_api_keys(&state)
+            .await
+            .expect("legacy API keys");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();

@@ -1,10 +1,11 @@
 //! Rate limiting: GCRA budgets per client, shared through Redis when configured, in-process
 //! otherwise or while Redis is down.
 //!
-//! Keys: the authenticated user (`user:<id>`), else the client address from the trusted-proxy
-//! resolver (`ip:<addr>`, IPv6 grouped by /64). Policies: the general budget (authenticated users
-//! and anonymous addresses configured separately), the stricter budget of the login-type
-//! endpoints (by address here, by account in the handlers), and strikes.
+//! Keys: the API key (`key:<id>`) or the authenticated user (`user:<id>`), else the client
+//! address from the trusted-proxy resolver (`ip:<addr>`, IPv6 grouped by /64). Policies: the
+//! general budget (authenticated principals and anonymous addresses configured separately), the
+//! stricter budget of the login-type endpoints (by address here, by account in the handlers), and
+//! strikes.
 //!
 //! Adaptive limiting: every 401 and every 429 is a strike against the client's key. A client that
 //! collects more strikes than the strike budget allows (default 10 in 10 minutes) is penalized for
@@ -31,7 +32,7 @@ use self::memory::MemoryStore;
 use self::redis::RedisStore;
 use super::audit::AuditEvent;
 use super::client_ip::RequestContext;
-use crate::auth::principal::CurrentUser;
+use crate::auth::principal::{AuthMethod, CurrentUser};
 use crate::clock::SharedClock;
 use crate::config::{RateLimitFailMode, Settings};
 use crate::error::ApiError;
@@ -291,6 +292,11 @@ pub fn client_key(request: &Request) -> (Policy, String, Option<IpAddr>) {
         .get::<RequestContext>()
         .map(|c| c.client_ip);
     match request.extensions().get::<CurrentUser>() {
+        // An API key has a budget of its own, apart from its owner's.
+        Some(CurrentUser {
+            method: AuthMethod::ApiKey { key_id, .. },
+            ..
+        }) => (Policy::General, format!("key:{key_id}"), ip),
         Some(current) => (Policy::General, format!("user:{}", current.user.id), ip),
         None => (
             Policy::Anonymous,

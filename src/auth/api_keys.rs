@@ -1,0 +1,986 @@
+//! API keys for agents and services.
+//!
+//! A key looks like `kyr_<16 lowercase hex lookup id>_<43-char base64url secret>` (32 random
+//! bytes). Only the lookup id and a keyed hash of the whole key (hex HMAC-SHA256 under a key
+//! derived from `SECRET_KEY`) are stored; the key itself is shown once, at creation. Keys are
+//! presented in `X-API-Key` or as `Authorization: Bearer kyr_…`.
+//!
+//! A key carries scopes, and can never do more than its scopes *and* its owner's current role
+//! allow; the owner's account is loaded on every request, so demoting or disabling the owner
+//! takes effect at once.
+//!
+//! Legacy keys (plaintext `API_KEYS` of the original service) are imported at start-up under a
+//! lookup id derived from their hash, so they authenticate through the same path as new keys.
+
+use std::fmt;
+
+use axum::http::HeaderMap;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Serialize, Serializer};
+use serde_json::json;
+use sha2::Sha256;
+use uuid::Uuid;
+
+use super::principal::{AuthMethod, CurrentUser, bearer_token};
+use crate::config::Settings;
+use crate::crypto::{ct_eq, derive_key, random_bytes};
+use crate::security::audit::AuditEvent;
+use crate::security::client_ip::RequestContext;
+use crate::state::AppState;
+use crate::store::api_keys::{self as store, ApiKeyRow};
+use crate::store::users::{self, Role, User};
+use crate::store::{StoreError, StoreResult};
+
+/// The prefix of every key this service issues.
+pub const KEY_PREFIX: &str = "kyr_";
+/// Hex characters of the lookup id (8 random bytes).
+pub const LOOKUP_ID_LEN: usize = 16;
+/// Characters of the base64url secret (32 random bytes, unpadded).
+pub const SECRET_LEN: usize = 43;
+/// Length of a whole key: `kyr_` + lookup id + `_` + secret.
+pub const KEY_LEN: usize = KEY_PREFIX.len() + LOOKUP_ID_LEN + 1 + SECRET_LEN;
+/// Longest presented value looked at; anything longer is refused without a database query.
+pub const MAX_PRESENTED_BYTES: usize = 256;
+pub const NAME_MAX_CHARS: usize = 100;
+pub const MAX_EXPIRES_IN_DAYS: i64 = 3650;
+/// Unrevoked, unexpired keys one owner may have at a time.
+pub const MAX_LIVE_KEYS_PER_OWNER: usize = 100;
+/// The request header that carries a key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+/// `last_used_at` is written at most this often per key.
+const TOUCH_EVERY_SECS: i64 = 60;
+
+// ---------------------------------------------------------------------------------------------
+// Scopes
+
+/// What a key may be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    JobsRead,
+    JobsWrite,
+    JobsClaim,
+    EventsRead,
+    EventsWrite,
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 6] = [
+        Scope::JobsRead,
+        Scope::JobsWrite,
+        Scope::JobsClaim,
+        Scope::EventsRead,
+        Scope::EventsWrite,
+        Scope::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::JobsRead => "jobs:read",
+            Scope::JobsWrite => "jobs:write",
+            Scope::JobsClaim => "jobs:claim",
+            Scope::EventsRead => "events:read",
+            Scope::EventsWrite => "events:write",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
+    }
+
+    /// The lowest role whose keys the scope is worth anything on (and who may grant it).
+    pub fn min_role(self) -> Role {
+        match self {
+            Scope::Admin => Role::Admin,
+            _ => Role::User,
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// The allowed names, for messages.
+    pub fn names() -> String {
+        Scope::ALL.map(Scope::as_str).join(", ")
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A set of scopes (a small bit set, so principals stay `Copy`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    pub const fn empty() -> Scopes {
+        Scopes(0)
+    }
+
+    pub fn contains(self, scope: Scope) -> bool {
+        self.0 & scope.bit() != 0
+    }
+
+    pub fn insert(&mut self, scope: Scope) {
+        self.0 |= scope.bit();
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The scopes in canonical order.
+    pub fn iter(self) -> impl Iterator<Item = Scope> {
+        Scope::ALL.into_iter().filter(move |s| self.contains(*s))
+    }
+
+    pub fn names(self) -> Vec<&'static str> {
+        self.iter().map(Scope::as_str).collect()
+    }
+
+    /// The stored form: canonical order, comma-separated.
+    pub fn to_db(self) -> String {
+        self.names().join(",")
+    }
+
+    /// The stored form back. Names this version does not know grant nothing.
+    pub fn from_db(s: &str) -> Scopes {
+        s.split(',')
+            .filter_map(|name| Scope::parse(name.trim()))
+            .collect()
+    }
+
+    /// A comma-separated list (CLI, configuration): every entry must be a known scope and at
+    /// least one must be given. The error names the offending entry's position (1-based).
+    pub fn parse_csv(s: &str) -> Result<Scopes, String> {
+        let mut scopes = Scopes::empty();
+        for (i, name) in s.split(',').map(str::trim).enumerate() {
+            if name.is_empty() {
+                continue;
+            }
+            match Scope::parse(name) {
+                Some(scope) => scopes.insert(scope),
+                None => {
+                    return Err(format!(
+                        "scope {} is not a known scope (allowed: {})",
+                        i + 1,
+                        Scope::names()
+                    ));
+                }
+            }
+        }
+        if scopes.is_empty() {
+            return Err(format!(
+                "at least one scope is required ({})",
+                Scope::names()
+            ));
+        }
+        Ok(scopes)
+    }
+
+    /// The first scope a user of `role` may not grant.
+    pub fn beyond(self, role: Role) -> Option<Scope> {
+        self.iter().find(|s| role < s.min_role())
+    }
+}
+
+impl FromIterator<Scope> for Scopes {
+    fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
+        let mut scopes = Scopes::empty();
+        for s in iter {
+            scopes.insert(s);
+        }
+        scopes
+    }
+}
+
+impl fmt::Debug for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.names()).finish()
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_db())
+    }
+}
+
+impl Serialize for Scopes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.names())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key format and hashing
+
+/// The parts of a well-formed `kyr_…` key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ParsedKey<'a> {
+    pub lookup_id: &'a str,
+    secret: &'a str,
+}
+
+impl fmt::Debug for ParsedKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParsedKey")
+            .field("lookup_id", &self.lookup_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ParsedKey<'_> {
+    pub fn secret_len(&self) -> usize {
+        self.secret.len()
+    }
+}
+
+/// Parses `kyr_<16 lowercase hex>_<43 base64url chars encoding 32 bytes>`; anything else is
+/// `None`. (The secret may itself contain `_` and `-`, so the parts are cut by position.)
+pub fn parse_key(value: &str) -> Option<ParsedKey<'_>> {
+    let rest = value.strip_prefix(KEY_PREFIX)?;
+    if value.len() != KEY_LEN || !rest.is_ascii() {
+        return None;
+    }
+    let (lookup_id, rest) = rest.split_at(LOOKUP_ID_LEN);
+    let secret = rest.strip_prefix('_')?;
+    if !lookup_id
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    let decoded = URL_SAFE_NO_PAD.decode(secret).ok()?;
+    (decoded.len() == 32).then_some(ParsedKey { lookup_id, secret })
+}
+
+/// A legacy (`API_KEYS`) value must be something a header can carry: 1 to 256 visible ASCII
+/// characters, without the `kyr_` prefix of real keys.
+pub fn legacy_value_problem(value: &str) -> Option<&'static str> {
+    if value.is_empty() || value.len() > MAX_PRESENTED_BYTES {
+        return Some("must have 1 to 256 characters");
+    }
+    if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Some("must consist of visible ASCII characters");
+    }
+    if value.starts_with(KEY_PREFIX) && parse_key(value).is_none() {
+        return Some("starts with kyr_ but is not a well-formed key");
+    }
+    None
+}
+
+/// A freshly generated key; the value is shown once and never stored.
+pub struct GeneratedKey {
+    pub lookup_id: String,
+    pub key: String,
+}
+
+impl fmt::Debug for GeneratedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeneratedKey")
+            .field("lookup_id", &self.lookup_id)
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn generate_key() -> GeneratedKey {
+    let lookup_id = hex::encode(random_bytes::<8>());
+    let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+    let key = format!("{KEY_PREFIX}{lookup_id}_{secret}");
+    GeneratedKey { lookup_id, key }
+}
+
+/// The keys (derived from `SECRET_KEY`) that hash keys and derive legacy lookup ids.
+#[derive(Clone)]
+pub struct KeyHasher {
+    hash_key: [u8; 32],
+    lookup_key: [u8; 32],
+}
+
+impl fmt::Debug for KeyHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyHasher").finish_non_exhaustive()
+    }
+}
+
+fn hmac(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+impl KeyHasher {
+    pub fn new(settings: &Settings) -> KeyHasher {
+        KeyHasher {
+            hash_key: derive_key(&settings.secret_key, "api-key-hash"),
+            lookup_key: derive_key(&settings.secret_key, "api-key-legacy-lookup"),
+        }
+    }
+
+    /// Hex HMAC-SHA256 of the whole presented key.
+    pub fn hash(&self, key: &str) -> String {
+        hex::encode(hmac(&self.hash_key, key.as_bytes()))
+    }
+
+    /// The lookup id a presented value is filed under: the one inside a `kyr_` key, or for a
+    /// legacy value one derived from its keyed hash. `None` for values that cannot be keys.
+    pub fn lookup_id(&self, value: &str) -> Option<String> {
+        if value.starts_with(KEY_PREFIX) {
+            return parse_key(value).map(|p| p.lookup_id.to_owned());
+        }
+        if legacy_value_problem(value).is_some() {
+            return None;
+        }
+        let digest = hmac(&self.lookup_key, value.as_bytes());
+        Some(hex::encode(&digest[..LOOKUP_ID_LEN / 2]))
+    }
+
+    /// Constant-time check of a presented value against a stored hash.
+    pub fn matches(&self, value: &str, stored_hash: &str) -> bool {
+        ct_eq(self.hash(value).as_bytes(), stored_hash.as_bytes())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys as the rest of the service sees them
+
+/// A stored key, without its hash.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub lookup_id: String,
+    pub name: String,
+    pub owner_id: Uuid,
+    pub scopes: Scopes,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<&ApiKeyRow> for ApiKey {
+    fn from(row: &ApiKeyRow) -> ApiKey {
+        ApiKey {
+            id: row.id,
+            lookup_id: row.lookup_id.clone(),
+            name: row.name.clone(),
+            owner_id: row.owner_id,
+            scopes: Scopes::from_db(&row.scopes),
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            last_used_at: row.last_used_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+impl ApiKey {
+    pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// `active`, `expired` or `revoked`.
+    pub fn status(&self, now: DateTime<Utc>) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expired_at(now) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiKeyError {
+    /// Input that cannot be accepted; (field, message).
+    #[error("{1}")]
+    Invalid(&'static str, String),
+    /// The owner's role does not allow granting this scope.
+    #[error("only administrators can grant the {0} scope")]
+    ScopeNotAllowed(Scope),
+    #[error("the owner already has {MAX_LIVE_KEYS_PER_OWNER} live API keys; revoke some first")]
+    TooMany,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A key name: 1 to 100 characters after trimming, no control characters.
+pub fn validate_name(name: &str) -> Result<String, ApiKeyError> {
+    let name = name.trim();
+    let count = name.chars().count();
+    if count == 0 || count > NAME_MAX_CHARS {
+        return Err(ApiKeyError::Invalid(
+            "name",
+            format!("name must have 1 to {NAME_MAX_CHARS} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiKeyError::Invalid(
+            "name",
+            "name must not contain control characters".into(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+pub fn validate_expires_in_days(days: i64) -> Result<Duration, ApiKeyError> {
+    if !(1..=MAX_EXPIRES_IN_DAYS).contains(&days) {
+        return Err(ApiKeyError::Invalid(
+            "expires_in_days",
+            format!("expires_in_days must be between 1 and {MAX_EXPIRES_IN_DAYS}"),
+        ));
+    }
+    Ok(Duration::days(days))
+}
+
+pub struct NewApiKey {
+    pub name: String,
+    pub scopes: Scopes,
+    pub expires_in_days: Option<i64>,
+}
+
+/// A created key: what is stored, and the key itself (shown once).
+pub struct Created {
+    pub key: ApiKey,
+    pub secret: GeneratedKey,
+}
+
+impl fmt::Debug for Created {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Created")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creates a key for `owner`. Validates the name, the scopes against the owner's role, the
+/// lifetime, and the number of live keys the owner has. Auditing is the caller's business.
+pub async fn create(
+    state: &AppState,
+    owner: &User,
+    input: NewApiKey,
+) -> Result<Created, ApiKeyError> {
+    let name = validate_name(&input.name)?;
+    if input.scopes.is_empty() {
+        return Err(ApiKeyError::Invalid(
+            "scopes",
+            format!("at least one scope is required ({})", Scope::names()),
+        ));
+    }
+    if let Some(scope) = input.scopes.beyond(owner.role) {
+        return Err(ApiKeyError::ScopeNotAllowed(scope));
+    }
+    let lifetime = input
+        .expires_in_days
+        .map(validate_expires_in_days)
+        .transpose()?;
+    let now = state.clock.now();
+    let live = store::list(&state.db, Some(owner.id))
+        .await?
+        .iter()
+        .map(ApiKey::from)
+        .filter(|k| k.status(now) == "active")
+        .count();
+    if live >= MAX_LIVE_KEYS_PER_OWNER {
+        return Err(ApiKeyError::TooMany);
+    }
+    let hasher = KeyHasher::new(&state.settings);
+    // A lookup id collision (64 random bits) is next to impossible; retry anyway.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let secret = generate_key();
+        let row = ApiKeyRow {
+            id: Uuid::new_v4(),
+            lookup_id: secret.lookup_id.clone(),
+            secret_hash: hasher.hash(&secret.key),
+            name: name.clone(),
+            owner_id: owner.id,
+            scopes: input.scopes.to_db(),
+            created_at: now,
+            expires_at: lifetime.map(|d| now + d),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        match store::insert(&state.db, &row).await {
+            Ok(()) => {
+                return Ok(Created {
+                    key: ApiKey::from(&row),
+                    secret,
+                });
+            }
+            Err(StoreError::Conflict(_)) if attempt < 3 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The audit details of a key (never its secret or hash).
+pub fn audit_details(key: &ApiKey) -> serde_json::Value {
+    json!({
+        "key_id": key.id,
+        "lookup_id": key.lookup_id,
+        "name": key.name,
+        "scopes": key.scopes,
+        "owner_id": key.owner_id,
+        "expires_at": key.expires_at,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication
+
+/// Why a presented key was refused (for the audit log; the client always gets the same 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    Malformed,
+    Unknown,
+    BadSecret,
+    Revoked,
+    Expired,
+    OwnerInactive,
+}
+
+impl Rejection {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Rejection::Malformed => "malformed",
+            Rejection::Unknown => "unknown",
+            Rejection::BadSecret => "bad_secret",
+            Rejection::Revoked => "revoked",
+            Rejection::Expired => "expired",
+            Rejection::OwnerInactive => "owner_inactive",
+        }
+    }
+}
+
+/// A refused key, with what is known about it.
+#[derive(Debug)]
+pub struct Refused {
+    pub rejection: Rejection,
+    pub key: Option<ApiKey>,
+    pub owner: Option<User>,
+}
+
+fn refused(rejection: Rejection) -> Refused {
+    Refused {
+        rejection,
+        key: None,
+        owner: None,
+    }
+}
+
+/// Checks a presented value (a `kyr_` key or a legacy value) and loads its owner.
+pub async fn verify(state: &AppState, value: &str) -> StoreResult<Result<(ApiKey, User), Refused>> {
+    if value.len() > MAX_PRESENTED_BYTES {
+        return Ok(Err(refused(Rejection::Malformed)));
+    }
+    let hasher = KeyHasher::new(&state.settings);
+    let Some(lookup_id) = hasher.lookup_id(value) else {
+        return Ok(Err(refused(Rejection::Malformed)));
+    };
+    let Some(row) = store::find_by_lookup_id(&state.db, &lookup_id).await? else {
+        return Ok(Err(refused(Rejection::Unknown)));
+    };
+    if !hasher.matches(value, &row.secret_hash) {
+        return Ok(Err(refused(Rejection::BadSecret)));
+    }
+    let key = ApiKey::from(&row);
+    let owner = users::find_by_id(&state.db, key.owner_id).await?;
+    let now = state.clock.now();
+    let rejection = if key.revoked_at.is_some() {
+        Some(Rejection::Revoked)
+    } else if key.expired_at(now) {
+        Some(Rejection::Expired)
+    } else if !owner.as_ref().is_some_and(|o| o.active) {
+        Some(Rejection::OwnerInactive)
+    } else {
+        None
+    };
+    match (rejection, owner) {
+        (None, Some(owner)) => Ok(Ok((key, owner))),
+        (rejection, owner) => Ok(Err(Refused {
+            rejection: rejection.unwrap_or(Rejection::OwnerInactive),
+            key: Some(key),
+            owner,
+        })),
+    }
+}
+
+/// What the request's headers said about API keys.
+#[derive(Debug)]
+pub enum Outcome {
+    /// No key was presented; other credentials decide.
+    NotPresented,
+    Accepted(CurrentUser),
+    /// A key was presented and refused (audited); the request has no principal.
+    Rejected,
+}
+
+/// The key a request presents: `Authorization: Bearer kyr_…`, a non-JWT bearer value that is a
+/// known legacy key, or `X-API-Key`. A bearer credential takes precedence over `X-API-Key`.
+///
+/// Takes the request's parts rather than the request (whose body is not `Sync`).
+pub async fn resolve(
+    state: &AppState,
+    headers: &HeaderMap,
+    ctx: Option<&RequestContext>,
+    path: &str,
+) -> StoreResult<Outcome> {
+    let (value, legacy_bearer) = match bearer_token(headers) {
+        Some(token) if token.starts_with(KEY_PREFIX) => (token, false),
+        // A JWT has two dots; anything else may be a legacy key presented as a bearer token.
+        Some(token) if !token.contains('.') => (token, true),
+        Some(_) => return Ok(Outcome::NotPresented),
+        None => match api_key_header(headers) {
+            Some(value) => (value, false),
+            None => return Ok(Outcome::NotPresented),
+        },
+    };
+    match verify(state, value).await? {
+        Ok((key, owner)) => {
+            record_use(state, ctx, &key, &owner).await?;
+            Ok(Outcome::Accepted(CurrentUser {
+                user: owner,
+                method: AuthMethod::ApiKey {
+                    key_id: key.id,
+                    scopes: key.scopes,
+                },
+                claims: None,
+            }))
+        }
+        // Not a key after all: the bearer path judges (and audits) it as a token.
+        Err(r)
+            if legacy_bearer
+                && matches!(r.rejection, Rejection::Unknown | Rejection::Malformed) =>
+        {
+            Ok(Outcome::NotPresented)
+        }
+        Err(refused) => {
+            let mut details = json!({
+                "reason": refused.rejection.reason(),
+                "path": path,
+            });
+            if let Some(key) = &refused.key {
+                details["key_id"] = json!(key.id);
+                details["lookup_id"] = json!(key.lookup_id);
+            } else if let Some(parsed) = parse_key(value) {
+                details["lookup_id"] = json!(parsed.lookup_id);
+            }
+            let mut event = AuditEvent::new("apikey.rejected", "denied")
+                .context(ctx)
+                .details(details);
+            if let Some(owner) = &refused.owner {
+                event = event.user(owner);
+            }
+            state.audit.record(event);
+            Ok(Outcome::Rejected)
+        }
+    }
+}
+
+/// The `X-API-Key` value, trimmed; `None` when absent, empty or not text.
+fn api_key_header(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(API_KEY_HEADER)?.to_str().ok()?.trim();
+    (!value.is_empty()).then_some(value)
+}
+
+/// Keeps `last_used_at` within a minute of the truth; the first use ever is audited.
+async fn record_use(
+    state: &AppState,
+    ctx: Option<&RequestContext>,
+    key: &ApiKey,
+    owner: &User,
+) -> StoreResult<()> {
+    let now = state.clock.now();
+    match key.last_used_at {
+        None => {
+            if store::mark_first_use(&state.db, key.id, now).await? {
+                state.audit.record(
+                    AuditEvent::new("apikey.first_used", "success")
+                        .context(ctx)
+                        .user(owner)
+                        .details(
+                            json!({"key_id": key.id, "lookup_id": key.lookup_id, "name": key.name}),
+                        ),
+                );
+            }
+        }
+        Some(last) if (now - last).num_seconds() >= TOUCH_EVERY_SECS => {
+            store::touch(&state.db, key.id, now).await?;
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legacy keys
+
+/// Imports the plaintext keys of `API_KEYS` (once; idempotent across restarts and instances) as
+/// keys of `API_KEYS_OWNER` (default `FIRST_SUPERUSER`) with the scopes of `API_KEYS_SCOPES`.
+/// Only their keyed hash is stored. Returns how many were imported now.
+pub async fn bootstrap_legacy_api_keys(state: &AppState) -> StoreResult<usize> {
+    let settings = &state.settings;
+    if settings.api_keys.is_empty() {
+        return Ok(0);
+    }
+    let Some(owner_name) = settings
+        .api_keys_owner
+        .as_deref()
+        .or(settings.first_superuser.as_deref())
+    else {
+        tracing::warn!(
+            keys = settings.api_keys.len(),
+            "API_KEYS is set but neither API_KEYS_OWNER nor FIRST_SUPERUSER names an owner; the legacy keys were not imported"
+        );
+        return Ok(0);
+    };
+    let Some(owner) = users::find_by_username(&state.db, owner_name).await? else {
+        tracing::warn!(
+            owner = owner_name,
+            keys = settings.api_keys.len(),
+            "the owner of the API_KEYS does not exist; the legacy keys were not imported"
+        );
+        return Ok(0);
+    };
+    let scopes = settings.api_keys_scopes;
+    if let Some(scope) = scopes.beyond(owner.role) {
+        tracing::warn!(
+            owner = owner_name,
+            %scope,
+            "API_KEYS_SCOPES grants a scope the owner's role does not allow; it will have no effect"
+        );
+    }
+    let hasher = KeyHasher::new(settings);
+    let now = state.clock.now();
+    let mut imported = 0;
+    for (i, value) in settings.api_keys.iter().enumerate() {
+        use secrecy::ExposeSecret;
+        let value = value.expose_secret();
+        let Some(lookup_id) = hasher.lookup_id(value) else {
+            tracing::warn!(
+                entry = i + 1,
+                "API_KEYS entry cannot be used as a key; skipped"
+            );
+            continue;
+        };
+        if let Some(existing) = store::find_by_lookup_id(&state.db, &lookup_id).await? {
+            if !hasher.matches(value, &existing.secret_hash) {
+                tracing::warn!(
+                    entry = i + 1,
+                    "API_KEYS entry collides with another key's lookup id; skipped"
+                );
+            }
+            continue;
+        }
+        let row = ApiKeyRow {
+            id: Uuid::new_v4(),
+            name: format!("legacy-{lookup_id}"),
+            lookup_id,
+            secret_hash: hasher.hash(value),
+            owner_id: owner.id,
+            scopes: scopes.to_db(),
+            created_at: now,
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        match store::insert(&state.db, &row).await {
+            Ok(()) => {
+                imported += 1;
+                let mut details = audit_details(&ApiKey::from(&row));
+                details["via"] = json!("legacy_import");
+                state
+                    .audit
+                    .record(AuditEvent::new("apikey.created", "success").details(details));
+            }
+            // Another instance imported it at the same moment.
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if imported > 0 {
+        tracing::info!(
+            imported,
+            owner = owner_name,
+            "imported legacy API keys from API_KEYS"
+        );
+    }
+    Ok(imported)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hasher() -> KeyHasher {
+        KeyHasher {
+            hash_key: [7; 32],
+            lookup_key: [9; 32],
+        }
+    }
+
+    #[test]
+    fn generated_keys_have_the_documented_shape() {
+        for _ in 0..200 {
+            let g = generate_key();
+            assert_eq!(g.key.len(), KEY_LEN);
+            assert_eq!(KEY_LEN, 64);
+            let parsed = parse_key(&g.key).expect("a generated key parses");
+            assert_eq!(parsed.lookup_id, g.lookup_id);
+            assert_eq!(parsed.secret_len(), SECRET_LEN);
+            assert!(
+                g.lookup_id
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_with_underscores_and_dashes_parse() {
+        // 32 bytes of 0xff encode as `_` characters (and a final `w`).
+        let secret = URL_SAFE_NO_PAD.encode([0xffu8; 32]);
+        assert!(secret.starts_with("____"));
+        let key = format!("kyr_0123456789abcdef_{secret}");
+        let parsed = parse_key(&key).expect("parses");
+        assert_eq!(parsed.lookup_id, "0123456789abcdef");
+        let secret = URL_SAFE_NO_PAD.encode([0xfbu8; 32]);
+        assert!(secret.contains('-'));
+        assert!(parse_key(&format!("kyr_0123456789abcdef_{secret}")).is_some());
+    }
+
+    #[test]
+    fn malformed_keys_are_refused() {
+        let good = generate_key().key;
+        let secret = &good[KEY_PREFIX.len() + LOOKUP_ID_LEN + 1..];
+        let cases = [
+            String::new(),
+            "kyr_".into(),
+            good[..good.len() - 1].to_owned(),
+            format!("{good}A"),
+            good.replacen("kyr_", "KYR_", 1),
+            good.replacen("kyr_", "kyx_", 1),
+            format!("kyr_0123456789ABCDEF_{secret}"),
+            format!("kyr_0123456789abcdeg_{secret}"),
+            format!("kyr_0123456789abcdef-{secret}"),
+            format!("kyr_0123456789abcde_{secret}A"),
+            format!(
+                "kyr_0123456789abcdef_{}",
+                &secret.replace(|_: char| true, "+")
+            ),
+            format!("kyr_0123456789abcdef_{}=", &secret[..42]),
+            format!("kyr_0123456789abcdef_{}é", &secret[..41]),
+            // Non-canonical final character: its unused low bits are set.
+            format!(
+                "kyr_0123456789abcdef_{}x",
+                &URL_SAFE_NO_PAD.encode([0u8; 32])[..42]
+            ),
+        ];
+        for case in &cases {
+            assert!(parse_key(case).is_none(), "{case:?} must not parse");
+        }
+    }
+
+    #[test]
+    fn lookup_ids_come_from_the_key_or_from_the_legacy_hash() {
+        let h = hasher();
+        let g = generate_key();
+        assert_eq!(h.lookup_id(&g.key).as_deref(), Some(g.lookup_id.as_str()));
+        let legacy = h.lookup_id("ci-key").expect("legacy value");
+        assert_eq!(legacy.len(), LOOKUP_ID_LEN);
+        assert!(legacy.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(h.lookup_id("ci-key"), Some(legacy.clone()), "deterministic");
+        assert_ne!(h.lookup_id("test-key"), Some(legacy));
+        assert_eq!(h.lookup_id("kyr_not-a-key"), None);
+        assert_eq!(h.lookup_id(""), None);
+        assert_eq!(h.lookup_id("has space"), None);
+        assert_eq!(h.lookup_id(&"x".repeat(MAX_PRESENTED_BYTES + 1)), None);
+    }
+
+    #[test]
+    fn hashes_are_keyed_and_compared_exactly() {
+        let h = hasher();
+        let g = generate_key();
+        let stored = h.hash(&g.key);
+        assert_eq!(stored.len(), 64);
+        assert!(h.matches(&g.key, &stored));
+        let mut tampered = g.key.clone().into_bytes();
+        let last = tampered.len() - 2;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).expect("ascii");
+        assert!(!h.matches(&tampered, &stored));
+        let other = KeyHasher {
+            hash_key: [8; 32],
+            lookup_key: [9; 32],
+        };
+        assert!(
+            !other.matches(&g.key, &stored),
+            "another SECRET_KEY, another hash"
+        );
+    }
+
+    #[test]
+    fn scopes_parse_store_and_limit() {
+        let s = Scopes::parse_csv("jobs:write, jobs:read,jobs:read").expect("valid");
+        assert_eq!(s.names(), ["jobs:read", "jobs:write"]);
+        assert_eq!(s.to_db(), "jobs:read,jobs:write");
+        assert_eq!(Scopes::from_db(&s.to_db()), s);
+        assert_eq!(
+            Scopes::from_db("jobs:read,future:thing"),
+            Scopes::from_iter([Scope::JobsRead])
+        );
+        assert!(Scopes::parse_csv("jobs:read,jobs:delete").is_err());
+        assert!(Scopes::parse_csv("Admin").is_err());
+        assert!(Scopes::parse_csv("").is_err());
+        assert!(Scopes::parse_csv(" , ").is_err());
+        let all: Scopes = Scope::ALL.into_iter().collect();
+        assert_eq!(all.names().len(), 6);
+        assert_eq!(all.beyond(Role::User), Some(Scope::Admin));
+        assert_eq!(all.beyond(Role::Moderator), Some(Scope::Admin));
+        assert_eq!(all.beyond(Role::Admin), None);
+        for scope in Scope::ALL {
+            assert_eq!(Scope::parse(scope.as_str()), Some(scope));
+        }
+        assert_eq!(
+            serde_json::to_value(s).expect("json"),
+            json!(["jobs:read", "jobs:write"])
+        );
+    }
+
+    #[test]
+    fn legacy_values_are_checked() {
+        assert_eq!(legacy_value_problem("ci-key"), None);
+        assert!(legacy_value_problem("").is_some());
+        assert!(legacy_value_problem("with space").is_some());
+        assert!(legacy_value_problem("kyr_short").is_some());
+        assert_eq!(legacy_value_problem(&generate_key().key), None);
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let g = generate_key();
+        assert!(!format!("{g:?}").contains(&g.key));
+        let parsed = parse_key(&g.key).expect("parses");
+        let secret = &g.key[KEY_PREFIX.len() + LOOKUP_ID_LEN + 1..];
+        assert!(!format!("{parsed:?}").contains(secret));
+    }
+}
