@@ -174,6 +174,8 @@ pub struct Settings {
     pub lockout: LockoutSettings,
     /// Longest wait for one Redis call before falling back.
     pub redis_timeout_ms: u64,
+    /// Audit rows older than this are deleted.
+    pub audit_retention_days: i64,
     pub first_superuser: Option<String>,
     pub first_superuser_email: Option<String>,
     pub first_superuser_password: Option<SecretString>,
@@ -504,9 +506,11 @@ impl Settings {
             }
             api_keys.push(SecretString::from(key));
         }
-        let api_keys_scopes =
-            crate::auth::api_keys::Scopes::parse_csv(vars.get("API_KEYS_SCOPES").unwrap_or("jobs:read,jobs:write"))
-                .map_err(|problem| ConfigError(format!("API_KEYS_SCOPES: {problem}")))?;
+        let api_keys_scopes = crate::auth::api_keys::Scopes::parse_csv(
+            vars.get("API_KEYS_SCOPES")
+                .unwrap_or("jobs:read,jobs:write"),
+        )
+        .map_err(|problem| ConfigError(format!("API_KEYS_SCOPES: {problem}")))?;
 
         let mut trusted_proxies = Vec::new();
         for entry in csv(vars.get("TRUSTED_PROXIES").unwrap_or("")) {
@@ -577,6 +581,7 @@ impl Settings {
             rate_limit,
             lockout,
             redis_timeout_ms: vars.positive("KYROS_REDIS_TIMEOUT_MS", 100)?,
+            audit_retention_days: vars.positive("KYROS_AUDIT_RETENTION_DAYS", 365)?,
             first_superuser,
             first_superuser_email: vars.get("FIRST_SUPERUSER_EMAIL").map(str::to_owned),
             first_superuser_password: first_superuser_password.map(SecretString::from),

@@ -73,6 +73,7 @@ impl AppState {
         };
         let limiter = Limiter::start(&settings, redis.clone(), clock.clone());
         let revocations = Revocations::start(db.clone(), redis.clone(), clock.clone()).await?;
+        spawn_maintenance(db.clone(), clock.clone(), settings.audit_retention_days);
         Ok(AppState(Arc::new(Inner {
             session_policy: SessionPolicy::new(&settings),
             csrf: CsrfKeys::new(&settings),
@@ -88,4 +89,21 @@ impl AppState {
             revocations,
         })))
     }
+}
+
+/// Hourly clean-up: audit rows past retention, expired refresh tokens and deny-list entries.
+fn spawn_maintenance(db: Db, clock: SharedClock, retention_days: i64) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let now = clock.now();
+            if let Err(e) = crate::store::audit::purge_before(&db, now - chrono::Duration::days(retention_days)).await {
+                tracing::warn!(error = %e, "audit retention clean-up failed");
+            }
+            if let Err(e) = crate::store::tokens::purge_expired(&db, now).await {
+                tracing::warn!(error = %e, "token clean-up failed");
+            }
+        }
+    });
 }

@@ -235,6 +235,11 @@ pub async fn authenticate(
     Ok(LoginOutcome::Accepted(user))
 }
 
+/// A failed second factor counts like a wrong password (and can lock the account).
+pub async fn record_failed_factor(state: &AppState, user: &User) -> Result<(), AccountError> {
+    register_failure(state, user).await
+}
+
 /// Counts a failure; at the threshold and beyond, locks the account for a backoff that doubles
 /// with every further failure (up to the configured maximum). Audited.
 async fn register_failure(state: &AppState, user: &User) -> Result<(), AccountError> {

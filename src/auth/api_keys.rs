@@ -629,7 +629,7 @@ pub async fn verify(state: &AppState, value: &str) -> StoreResult<Result<(ApiKey
 pub enum Outcome {
     /// No key was presented; other credentials decide.
     NotPresented,
-    Accepted(CurrentUser),
+    Accepted(Box<CurrentUser>),
     /// A key was presented and refused (audited); the request has no principal.
     Rejected,
 }
@@ -657,14 +657,14 @@ pub async fn resolve(
     match verify(state, value).await? {
         Ok((key, owner)) => {
             record_use(state, ctx, &key, &owner).await?;
-            Ok(Outcome::Accepted(CurrentUser {
+            Ok(Outcome::Accepted(Box::new(CurrentUser {
                 user: owner,
                 method: AuthMethod::ApiKey {
                     key_id: key.id,
                     scopes: key.scopes,
                 },
                 claims: None,
-            }))
+            })))
         }
         // Not a key after all: the bearer path judges (and audits) it as a token.
         Err(r)

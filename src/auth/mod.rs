@@ -1,6 +1,7 @@
 //! Authentication primitives, usable from HTTP handlers, the WebSocket and the CLI alike.
 
 pub mod accounts;
+pub mod mfa;
 pub mod api_keys;
 pub mod password;
 pub mod principal;

@@ -109,7 +109,7 @@ pub async fn authenticate(
     };
     // A presented key decides alone: a refused key never falls back to other credentials.
     let resolved = if let super::api_keys::Outcome::Accepted(current) = key {
-        Some(current)
+        Some(*current)
     } else if matches!(key, super::api_keys::Outcome::Rejected) {
         None
     } else if let Some(token) = bearer_token(request.headers()) {

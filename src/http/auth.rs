@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::body::JsonObject;
 use crate::auth::accounts::{self, AccountError, LoginOutcome};
 use crate::auth::principal::{AuthMethod, CurrentUser};
+use crate::auth::mfa::{self, MfaError};
 use crate::auth::refresh::{self, Rotation};
 use crate::config::PASSWORD_MAX_BYTES;
 use crate::error::ApiError;
@@ -115,7 +116,32 @@ async fn login(
     let (username, password) = credentials(&body)?;
     let ctx = ctx.map(|Extension(c)| c);
     let user = password_login(&state, ctx.as_ref(), "token", &username, password).await?;
+    if mfa::is_enabled(&state, &user).await.map_err(mfa_error)? {
+        return Ok(mfa_challenge_response(&state, &user, mfa::LoginKind::Bearer));
+    }
     token_response(&state, &user, None).await
+}
+
+pub fn mfa_error(e: MfaError) -> ApiError {
+    match e {
+        MfaError::Store(s) => s.into(),
+        MfaError::AlreadyEnabled => ApiError::conflict("Multi-factor authentication is already enabled"),
+        MfaError::NotEnrolled => ApiError::bad_request("Multi-factor authentication is not enrolled"),
+        MfaError::Corrupt => ApiError::internal("an MFA secret could not be read"),
+    }
+}
+
+/// The first step's answer for a user with MFA: a challenge to complete at `/auth/mfa/verify`.
+pub fn mfa_challenge_response(state: &AppState, user: &User, kind: mfa::LoginKind) -> Response {
+    no_store(
+        Json(json!({
+            "mfa_required": true,
+            "mfa_token": mfa::challenge(state, user, kind),
+            "token_type": "mfa",
+            "expires_in": mfa::CHALLENGE_SECS,
+        }))
+        .into_response(),
+    )
 }
 
 /// `{access_token, token_type, expires_in, refresh_token}`: a new access token and the next

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod body;
 pub mod health;
+pub mod mfa;
 pub mod security;
 pub mod sessions;
 
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(auth::routes())
         .merge(sessions::routes())
+        .merge(mfa::routes())
         .merge(security::routes())
         .merge(admin::routes())
         .merge(api_keys::routes())

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::auth::{credentials, no_store, password_login};
+use super::auth::{credentials, mfa_challenge_response, mfa_error, no_store, password_login};
+use crate::auth::mfa;
 use super::body::JsonObject;
 use crate::auth::principal::{AuthMethod, CurrentUser};
 use crate::auth::rbac::UserPrincipal;
@@ -66,6 +67,21 @@ async fn login(
     let (username, password) = credentials(&body)?;
     let ctx = ctx.map(|Extension(c)| c);
     let user = password_login(&state, ctx.as_ref(), "session", &username, password).await?;
+    if mfa::is_enabled(&state, &user).await.map_err(mfa_error)? {
+        return Ok(mfa_challenge_response(&state, &user, mfa::LoginKind::Session));
+    }
+    session_response(&state, current, ctx.as_ref(), &headers, &user).await
+}
+
+/// Creates a session for `user` (ending the one this browser had) and answers with its cookies.
+pub async fn session_response(
+    state: &AppState,
+    current: Option<CurrentUser>,
+    ctx: Option<&RequestContext>,
+    headers: &HeaderMap,
+    user: &crate::store::users::User,
+) -> Result<Response, ApiError> {
+    let ctx = ctx.cloned();
     let now = state.clock.now();
     // A new id at every login; the session this browser had before is ended (no fixation).
     if let Some(CurrentUser {
@@ -80,8 +96,8 @@ async fn login(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let created = sessions::create(
-        &state,
-        &user,
+        state,
+        user,
         ctx.as_ref().map(|c| c.client_ip.to_string()),
         user_agent,
     )
@@ -89,7 +105,7 @@ async fn login(
     state.audit.record(
         AuditEvent::new("session.created", "success")
             .context(ctx.as_ref())
-            .user(&user)
+            .user(user)
             .details(json!({"session_id": created.session.id})),
     );
     let secure = state.settings.enforce_https;

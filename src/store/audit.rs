@@ -69,3 +69,46 @@ pub async fn recent(db: &Db, event: Option<&str>, limit: i64) -> StoreResult<Vec
     .await)?;
     Ok(rows)
 }
+
+/// Filters of the audit query; every field is optional.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub event: Option<String>,
+    pub outcome: Option<String>,
+    pub actor: Option<String>,
+    pub actor_id: Option<Uuid>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Only rows older than this id (keyset pagination, newest first).
+    pub before_id: Option<i64>,
+}
+
+pub async fn query(db: &Db, f: &AuditFilter, limit: i64) -> StoreResult<Vec<AuditRow>> {
+    let rows = on_pool!(db, pool => sqlx::query_as(
+        "SELECT id, at, event, outcome, actor_id, actor, client_ip, request_id, details FROM audit_log \
+         WHERE ($1 IS NULL OR event = $1) AND ($2 IS NULL OR outcome = $2) AND ($3 IS NULL OR actor = $3) \
+         AND ($4 IS NULL OR actor_id = $4) AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at < $6) \
+         AND ($7 IS NULL OR id < $7) ORDER BY id DESC LIMIT $8",
+    )
+    .bind(&f.event)
+    .bind(&f.outcome)
+    .bind(&f.actor)
+    .bind(f.actor_id)
+    .bind(f.since)
+    .bind(f.until)
+    .bind(f.before_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await)?;
+    Ok(rows)
+}
+
+/// Retention: removes rows older than `cutoff`.
+pub async fn purge_before(db: &Db, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+    let n = on_pool!(db, pool => sqlx::query("DELETE FROM audit_log WHERE at < $1")
+        .bind(cutoff)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n)
+}

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod mfa;
 pub mod redis;
 pub mod sessions;
 pub mod tokens;

@@ -492,6 +492,24 @@ impl TestApp {
         self.clock.now()
     }
 
+    /// Logs in through both factors (advancing the clock to a fresh TOTP step first).
+    pub async fn token_after_mfa(&self, username: &str, password: &str, secret: &str) -> String {
+        self.clock.advance(chrono::Duration::seconds(30));
+        let res = self.login(username, password).await;
+        let body: Value = res.json().await.expect("json");
+        let code = kyros::auth::mfa::code_at(secret, self.clock_now()).expect("code");
+        let res = self
+            .client
+            .post(self.url("/auth/mfa/verify"))
+            .json(&serde_json::json!({"mfa_token": body["mfa_token"], "code": code}))
+            .send()
+            .await
+            .expect("verify");
+        assert_eq!(res.status(), 200, "second factor of {username}");
+        let body: Value = res.json().await.expect("json");
+        body["access_token"].as_str().expect("access_token").to_owned()
+    }
+
     /// Waits for the audit writer and returns the rows of `event`, newest first.
     pub async fn audit_rows(&self, event: &str) -> Vec<kyros::store::audit::AuditRow> {
         self.state.audit.flush().await;

@@ -1,0 +1,197 @@
+//! `/auth/mfa/*`: TOTP enrolment, confirmation, the second login step, and turning it off.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use super::auth::{mfa_error, no_store, token_response};
+use super::body::JsonObject;
+use super::sessions::session_response;
+use crate::auth::accounts;
+use crate::auth::mfa::{self, LoginKind};
+use crate::auth::password::Verification;
+use crate::auth::principal::{AuthMethod, CurrentUser};
+use crate::config::PASSWORD_MAX_BYTES;
+use crate::error::ApiError;
+use crate::security::audit::AuditEvent;
+use crate::security::client_ip::RequestContext;
+use crate::security::rate_limit::{Policy, Verdict, limited_error};
+use crate::state::AppState;
+use crate::store::{mfa as store, users};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/mfa", get(status))
+        .route("/auth/mfa/enroll", post(enroll))
+        .route("/auth/mfa/confirm", post(confirm))
+        .route("/auth/mfa/disable", post(disable))
+        .route("/auth/mfa/verify", post(verify))
+}
+
+/// Account security is changed by the person, never by an API key.
+fn interactive(current: &CurrentUser) -> Result<(), ApiError> {
+    match current.method {
+        AuthMethod::Bearer | AuthMethod::Session(_) => Ok(()),
+        _ => Err(ApiError::forbidden("API keys cannot manage multi-factor authentication")),
+    }
+}
+
+fn invalid_code() -> ApiError {
+    ApiError::unauthorized("Invalid verification code")
+}
+
+fn ctx_of(ctx: Option<Extension<RequestContext>>) -> Option<RequestContext> {
+    ctx.map(|Extension(c)| c)
+}
+
+async fn status(State(state): State<AppState>, current: CurrentUser) -> Result<Json<Value>, ApiError> {
+    let st = store::state(&state.db, current.user.id).await?;
+    let left = store::recovery_codes_left(&state.db, current.user.id).await?;
+    Ok(Json(json!({"enabled": st.mfa_enabled, "recovery_codes_left": if st.mfa_enabled { left } else { 0 }})))
+}
+
+async fn enroll(State(state): State<AppState>, current: CurrentUser) -> Result<Response, ApiError> {
+    interactive(&current)?;
+    let e = mfa::enroll(&state, &current.user).await.map_err(mfa_error)?;
+    Ok(no_store(
+        Json(json!({
+            "secret": e.secret_base32,
+            "otpauth_uri": e.otpauth_uri,
+            "qr_svg": e.qr_svg,
+            "issuer": mfa::ISSUER,
+            "digits": 6,
+            "period": mfa::STEP_SECS,
+        }))
+        .into_response(),
+    ))
+}
+
+fn code_field(body: &JsonObject) -> Result<String, ApiError> {
+    let mut fields = body.fields();
+    let code = fields.string("code", 16);
+    fields.finish()?;
+    code.ok_or_else(invalid_code)
+}
+
+async fn confirm(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    ctx: Option<Extension<RequestContext>>,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    interactive(&current)?;
+    let code = code_field(&body)?;
+    let ctx = ctx_of(ctx);
+    match mfa::confirm(&state, &current.user, &code).await.map_err(mfa_error)? {
+        Some(codes) => {
+            state.audit.record(AuditEvent::new("mfa.enabled", "success").context(ctx.as_ref()).user(&current.user));
+            Ok(no_store(Json(json!({"enabled": true, "recovery_codes": codes})).into_response()))
+        }
+        None => {
+            state.audit.record(
+                AuditEvent::new("mfa.confirm", "failure")
+                    .context(ctx.as_ref())
+                    .user(&current.user)
+                    .details(json!({"reason": "invalid code"})),
+            );
+            Err(invalid_code())
+        }
+    }
+}
+
+async fn disable(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    ctx: Option<Extension<RequestContext>>,
+    body: JsonObject,
+) -> Result<StatusCode, ApiError> {
+    interactive(&current)?;
+    let mut fields = body.fields();
+    let password = fields.string("password", PASSWORD_MAX_BYTES);
+    let code = fields.string("code", 16);
+    fields.finish()?;
+    let (Some(password), Some(code)) = (password, code) else { return Err(invalid_code()) };
+    let ctx = ctx_of(ctx);
+    let password_ok = state
+        .hasher
+        .verify(SecretString::from(password), Some(current.user.password_hash.clone()))
+        .await
+        .map_err(ApiError::internal)?;
+    let code_ok = matches!(password_ok, Verification::Valid { .. })
+        && mfa::verify_code(&state, &current.user, &code).await.map_err(mfa_error)?;
+    if !code_ok {
+        state.audit.record(
+            AuditEvent::new("mfa.disable", "failure")
+                .context(ctx.as_ref())
+                .user(&current.user)
+                .details(json!({"reason": "invalid password or code"})),
+        );
+        return Err(ApiError::forbidden("Invalid password or verification code"));
+    }
+    mfa::disable(&state, &current.user).await?;
+    state.audit.record(AuditEvent::new("mfa.disabled", "success").context(ctx.as_ref()).user(&current.user));
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The second login step: `{mfa_token, code}` or `{mfa_token, recovery_code}`.
+async fn verify(
+    State(state): State<AppState>,
+    current: Option<CurrentUser>,
+    ctx: Option<Extension<RequestContext>>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    let mut fields = body.fields();
+    let token = fields.string("mfa_token", 200);
+    let code = fields.optional_string("code", 16);
+    let recovery = fields.optional_string("recovery_code", 64);
+    fields.finish()?;
+    let ctx = ctx_of(ctx);
+    let challenge = token.as_deref().and_then(|t| mfa::open_challenge(&state, t));
+    let Some((user_id, kind)) = challenge else {
+        return Err(ApiError::unauthorized("Invalid or expired MFA challenge"));
+    };
+    let user = users::find_by_id(&state.db, user_id).await?.filter(|u| u.active);
+    let Some(user) = user else {
+        return Err(ApiError::unauthorized("Invalid or expired MFA challenge"));
+    };
+    // Codes are guessed per account: the login budget of the account applies here too.
+    if let Verdict::Limited(q) = state.limiter.check(Policy::AuthAccount, &format!("mfa:{}", user.id)).await {
+        return Err(limited_error(&q));
+    }
+    let locked = user.locked_at(state.clock.now());
+    let (ok, method) = match (code, recovery) {
+        (Some(code), _) => (!locked && mfa::verify_code(&state, &user, &code).await.map_err(mfa_error)?, "totp"),
+        (None, Some(rc)) => (!locked && mfa::use_recovery_code(&state, &user, &rc).await.map_err(mfa_error)?, "recovery_code"),
+        (None, None) => (false, "none"),
+    };
+    if !ok {
+        if !locked {
+            accounts::record_failed_factor(&state, &user).await?;
+        }
+        state.audit.record(
+            AuditEvent::new("mfa.verify", "failure")
+                .context(ctx.as_ref())
+                .user(&user)
+                .details(json!({"method": method, "reason": if locked { "locked" } else { "invalid code" }})),
+        );
+        return Err(invalid_code());
+    }
+    if user.failed_logins > 0 {
+        users::clear_failures(&state.db, user.id).await?;
+    }
+    state.audit.record(
+        AuditEvent::new("mfa.verify", "success")
+            .context(ctx.as_ref())
+            .user(&user)
+            .details(json!({"method": method})),
+    );
+    match kind {
+        LoginKind::Bearer => token_response(&state, &user, None).await,
+        LoginKind::Session => session_response(&state, current, ctx.as_ref(), &headers, &user).await,
+    }
+}
