@@ -4,6 +4,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::auth::password::PasswordHasher;
+use crate::auth::revocation::Revocations;
 use crate::auth::sessions::SessionPolicy;
 use crate::auth::tokens::TokenService;
 use crate::clock::{SharedClock, SystemClock};
@@ -13,7 +14,6 @@ use crate::security::csrf::CsrfKeys;
 use crate::security::headers::SecurityHeaders;
 use crate::security::rate_limit::Limiter;
 use crate::store::Db;
-use crate::auth::revocation::Revocations;
 use crate::store::redis::Redis;
 
 #[derive(Debug, Clone)]
@@ -98,7 +98,10 @@ fn spawn_maintenance(db: Db, clock: SharedClock, retention_days: i64) {
         loop {
             tick.tick().await;
             let now = clock.now();
-            if let Err(e) = crate::store::audit::purge_before(&db, now - chrono::Duration::days(retention_days)).await {
+            if let Err(e) =
+                crate::store::audit::purge_before(&db, now - chrono::Duration::days(retention_days))
+                    .await
+            {
                 tracing::warn!(error = %e, "audit retention clean-up failed");
             }
             if let Err(e) = crate::store::tokens::purge_expired(&db, now).await {

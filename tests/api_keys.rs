@@ -4,11 +4,8 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-
 use chrono::Duration;
-use common::{Backend, PgDatabase, TestApp, json, random_secret};
+use common::{Backend, Cli, TestApp, json, random_secret, stderr, stdout};
 use kyros::store::users::Role;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
@@ -812,65 +809,6 @@ async fn legacy_keys_with_an_owner_and_scopes_or_without_owner(backend: Backend)
     assert_no_secret_in_audit(&app, &[legacy]).await;
 }
 
-struct Cli {
-    dir: Arc<tempfile::TempDir>,
-    pg: Option<Arc<PgDatabase>>,
-    secret: String,
-}
-
-impl Cli {
-    async fn new(backend: Backend) -> Option<Cli> {
-        let pg = match backend {
-            Backend::Postgres => Some(Arc::new(PgDatabase::create().await?)),
-            Backend::Sqlite => None,
-        };
-        Some(Cli {
-            dir: Arc::new(tempfile::tempdir().expect("dir")),
-            pg,
-            secret: random_secret(),
-        })
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        use std::io::Write;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kyros"));
-        cmd.args(args)
-            .env_clear()
-            .env("KYROS_DATA_DIR", self.dir.path())
-            .env("SECRET_KEY", &self.secret)
-            .env("LOG_LEVEL", "WARNING")
-            .current_dir(self.dir.path())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(pg) = &self.pg {
-            cmd.env("DATABASE_URL", &pg.url);
-        }
-        let mut child = cmd.spawn().expect("spawn kyros");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write stdin");
-        }
-        child.wait_with_output().expect("kyros output")
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 async fn api_keys_from_the_command_line(backend: Backend) {
     let Some(cli) = Cli::new(backend).await else {
         return;
@@ -1000,12 +938,7 @@ async fn api_keys_from_the_command_line(backend: Backend) {
     assert_eq!(row[8], "false");
     let id = row[0].to_owned();
 
-    let app = TestApp::builder(backend)
-        .var("SECRET_KEY", cli.secret.clone())
-        .storage(Arc::clone(&cli.dir), cli.pg.clone())
-        .start()
-        .await
-        .expect("app");
+    let app = cli.app(backend).await;
     let res = with_x_api_key(&app, Method::GET, "/auth/user", &key).await;
     assert_eq!(res.status(), 200);
     assert_eq!(json(res).await["username"], "robot-owner");

@@ -2,78 +2,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-
-use common::{Backend, PgDatabase, TestApp, json, random_secret};
-
-struct Cli {
-    dir: Arc<tempfile::TempDir>,
-    pg: Option<Arc<PgDatabase>>,
-    secret: String,
-}
-
-impl Cli {
-    async fn new(backend: Backend) -> Option<Cli> {
-        let pg = match backend {
-            Backend::Postgres => Some(Arc::new(PgDatabase::create().await?)),
-            Backend::Sqlite => None,
-        };
-        Some(Cli {
-            dir: Arc::new(tempfile::tempdir().expect("dir")),
-            pg,
-            secret: random_secret(),
-        })
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kyros"));
-        cmd.args(args)
-            .env_clear()
-            .env("KYROS_DATA_DIR", self.dir.path())
-            .env("SECRET_KEY", &self.secret)
-            .env("LOG_LEVEL", "WARNING")
-            .current_dir(self.dir.path())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(pg) = &self.pg {
-            cmd.env("DATABASE_URL", &pg.url);
-        }
-        let mut child = cmd.spawn().expect("spawn kyros");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write stdin");
-        }
-        child.wait_with_output().expect("kyros output")
-    }
-
-    async fn app(&self, backend: Backend) -> TestApp {
-        TestApp::builder(backend)
-            .var("SECRET_KEY", self.secret.clone())
-            .storage(Arc::clone(&self.dir), self.pg.clone())
-            .start()
-            .await
-            .expect("app")
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{Backend, Cli, json, stderr, stdout};
 
 async fn user_administration_from_the_command_line(backend: Backend) {
     let Some(cli) = Cli::new(backend).await else {

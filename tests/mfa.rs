@@ -12,7 +12,13 @@ use serde_json::{Value, json};
 const PW: &str = "mfa user password";
 
 async fn post(app: &TestApp, path: &str, token: &str, body: Value) -> reqwest::Response {
-    app.client.post(app.url(path)).bearer_auth(token).json(&body).send().await.expect("request")
+    app.client
+        .post(app.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("request")
 }
 
 /// Enrols `name` and returns (secret, recovery codes); the clock is then moved to a fresh step.
@@ -25,8 +31,14 @@ async fn enrolled(app: &TestApp, name: &str) -> (String, Vec<String>) {
     let secret = e["secret"].as_str().expect("secret").to_owned();
     assert_eq!(secret.len(), 32, "160-bit secret in base32");
     let uri = e["otpauth_uri"].as_str().expect("uri");
-    assert!(uri.starts_with(&format!("otpauth://totp/Kyros:{name}?")), "{uri}");
-    assert!(uri.contains(&format!("secret={secret}")) && uri.contains("issuer=Kyros"), "{uri}");
+    assert!(
+        uri.starts_with(&format!("otpauth://totp/Kyros:{name}?")),
+        "{uri}"
+    );
+    assert!(
+        uri.contains(&format!("secret={secret}")) && uri.contains("issuer=Kyros"),
+        "{uri}"
+    );
     let svg = e["qr_svg"].as_str().expect("svg");
     assert!(svg.contains("<svg") && svg.contains("</svg>"));
 
@@ -53,7 +65,10 @@ async fn challenge(app: &TestApp, name: &str) -> String {
     assert_eq!(res.status(), 200);
     let body = json(res).await;
     assert_eq!(body["mfa_required"], true);
-    assert!(body.get("access_token").is_none(), "no token before the second factor");
+    assert!(
+        body.get("access_token").is_none(),
+        "no token before the second factor"
+    );
     assert_eq!(body["expires_in"], 300);
     body["mfa_token"].as_str().expect("mfa_token").to_owned()
 }
@@ -61,11 +76,18 @@ async fn challenge(app: &TestApp, name: &str) -> String {
 async fn verify(app: &TestApp, mfa_token: &str, body: Value) -> reqwest::Response {
     let mut body = body;
     body["mfa_token"] = json!(mfa_token);
-    app.client.post(app.url("/auth/mfa/verify")).json(&body).send().await.expect("verify")
+    app.client
+        .post(app.url("/auth/mfa/verify"))
+        .json(&body)
+        .send()
+        .await
+        .expect("verify")
 }
 
 async fn two_step_login_and_the_replay_guard(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     app.create_user("mia", PW, Role::User).await;
     let (secret, codes) = enrolled(&app, "mia").await;
 
@@ -76,7 +98,10 @@ async fn two_step_login_and_the_replay_guard(backend: Backend) {
     let tokens = json(res).await;
     assert!(tokens["refresh_token"].is_string());
     let access = tokens["access_token"].as_str().expect("access");
-    assert_eq!(json(app.get_with_token("/auth/user", access).await).await["username"], "mia");
+    assert_eq!(
+        json(app.get_with_token("/auth/user", access).await).await["username"],
+        "mia"
+    );
 
     // The same code again — even with a fresh challenge — is refused.
     let second = challenge(&app, "mia").await;
@@ -85,17 +110,38 @@ async fn two_step_login_and_the_replay_guard(backend: Backend) {
     assert_eq!(json(res).await["detail"], "Invalid verification code");
     // So is the code of an earlier step, once a later one was used.
     let earlier = code_at(&secret, app.clock_now() - Duration::seconds(30)).expect("earlier");
-    assert_eq!(verify(&app, &second, json!({"code": earlier})).await.status(), 401);
+    assert_eq!(
+        verify(&app, &second, json!({"code": earlier}))
+            .await
+            .status(),
+        401
+    );
     app.clock.advance(Duration::seconds(30));
     let next = code_at(&secret, app.clock_now()).expect("next");
-    assert_eq!(verify(&app, &second, json!({"code": next})).await.status(), 200);
+    assert_eq!(
+        verify(&app, &second, json!({"code": next})).await.status(),
+        200
+    );
 
     // A recovery code works exactly once.
     let third = challenge(&app, "mia").await;
-    assert_eq!(verify(&app, &third, json!({"recovery_code": codes[0]})).await.status(), 200);
-    assert_eq!(verify(&app, &third, json!({"recovery_code": codes[0]})).await.status(), 401);
+    assert_eq!(
+        verify(&app, &third, json!({"recovery_code": codes[0]}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        verify(&app, &third, json!({"recovery_code": codes[0]}))
+            .await
+            .status(),
+        401
+    );
     let token = app.token_after_mfa("mia", PW, &secret).await;
-    assert_eq!(json(app.get_with_token("/auth/mfa", &token).await).await["recovery_codes_left"], 9);
+    assert_eq!(
+        json(app.get_with_token("/auth/mfa", &token).await).await["recovery_codes_left"],
+        9
+    );
 
     // Challenges expire and cannot be forged.
     let stale = challenge(&app, "mia").await;
@@ -103,23 +149,39 @@ async fn two_step_login_and_the_replay_guard(backend: Backend) {
     let code = code_at(&secret, app.clock_now()).expect("code");
     let res = verify(&app, &stale, json!({"code": code})).await;
     assert_eq!(res.status(), 401);
-    assert_eq!(json(res).await["detail"], "Invalid or expired MFA challenge");
+    assert_eq!(
+        json(res).await["detail"],
+        "Invalid or expired MFA challenge"
+    );
     let mut forged = stale.into_bytes();
     forged[10] = if forged[10] == b'A' { b'B' } else { b'A' };
     let forged = String::from_utf8(forged).expect("ascii");
-    assert_eq!(verify(&app, &forged, json!({"code": code})).await.status(), 401);
+    assert_eq!(
+        verify(&app, &forged, json!({"code": code})).await.status(),
+        401
+    );
 }
 
 async fn cookie_sessions_use_the_second_step_too(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     app.create_user("sid", PW, Role::User).await;
     let (secret, _) = enrolled(&app, "sid").await;
     let res = app.session_login_response("sid", PW).await;
     assert_eq!(res.status(), 200);
-    assert!(set_cookies(&res).is_empty(), "no session before the second factor");
+    assert!(
+        set_cookies(&res).is_empty(),
+        "no session before the second factor"
+    );
     let body = json(res).await;
     let mfa_token = body["mfa_token"].as_str().expect("token");
-    let res = verify(&app, mfa_token, json!({"code": code_at(&secret, app.clock_now()).expect("code")})).await;
+    let res = verify(
+        &app,
+        mfa_token,
+        json!({"code": code_at(&secret, app.clock_now()).expect("code")}),
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let cookie = find_cookie(&set_cookies(&res), "kyros_session").expect("session cookie");
     assert_eq!(cookie.http_only(), Some(true));
@@ -135,46 +197,88 @@ async fn cookie_sessions_use_the_second_step_too(backend: Backend) {
 }
 
 async fn wrong_codes_lock_the_account_like_wrong_passwords(backend: Backend) {
-    let Some(app) = TestApp::builder(backend).var("KYROS_LOCKOUT_THRESHOLD", "3").start().await else { return };
+    let Some(app) = TestApp::builder(backend)
+        .var("KYROS_LOCKOUT_THRESHOLD", "3")
+        .start()
+        .await
+    else {
+        return;
+    };
     app.create_user("lee", PW, Role::User).await;
     let (secret, _) = enrolled(&app, "lee").await;
     let mfa_token = challenge(&app, "lee").await;
     for guess in ["111111", "222222", "333333"] {
-        assert_eq!(verify(&app, &mfa_token, json!({"code": guess})).await.status(), 401);
+        assert_eq!(
+            verify(&app, &mfa_token, json!({"code": guess}))
+                .await
+                .status(),
+            401
+        );
     }
     let code = code_at(&secret, app.clock_now()).expect("code");
-    assert_eq!(verify(&app, &mfa_token, json!({"code": code})).await.status(), 401, "locked");
+    assert_eq!(
+        verify(&app, &mfa_token, json!({"code": code}))
+            .await
+            .status(),
+        401,
+        "locked"
+    );
     assert_eq!(app.audit_rows("auth.lockout").await.len(), 1);
 }
 
 async fn disabling_needs_password_and_code_and_admins_can_reset(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     app.create_user("dan", PW, Role::User).await;
     app.create_user("adm", PW, Role::Admin).await;
     let (secret, codes) = enrolled(&app, "dan").await;
     let token = app.token_after_mfa("dan", PW, &secret).await;
     app.clock.advance(Duration::seconds(30));
     let code = code_at(&secret, app.clock_now()).expect("code");
-    let res = post(&app, "/auth/mfa/disable", &token, json!({"password": "wrong", "code": code})).await;
+    let res = post(
+        &app,
+        "/auth/mfa/disable",
+        &token,
+        json!({"password": "wrong", "code": code}),
+    )
+    .await;
     assert_eq!(res.status(), 403);
-    let res = post(&app, "/auth/mfa/disable", &token, json!({"password": PW, "code": code})).await;
+    let res = post(
+        &app,
+        "/auth/mfa/disable",
+        &token,
+        json!({"password": PW, "code": code}),
+    )
+    .await;
     assert_eq!(res.status(), 204);
     assert!(app.login("dan", PW).await.status() == 200);
-    assert!(json(app.login("dan", PW).await).await["access_token"].is_string(), "one step again");
+    assert!(
+        json(app.login("dan", PW).await).await["access_token"].is_string(),
+        "one step again"
+    );
 
     // Enrol again; an administrator resets it.
     let (secret, _) = enrolled(&app, "dan").await;
     let _ = challenge(&app, "dan").await;
     let admin = app.token("adm", PW).await;
     let dan = app.state_user("dan").await;
-    let res = post(&app, &format!("/api/v1/admin/users/{}/reset-mfa", dan.id), &admin, json!({})).await;
+    let res = post(
+        &app,
+        &format!("/api/v1/admin/users/{}/reset-mfa", dan.id),
+        &admin,
+        json!({}),
+    )
+    .await;
     assert_eq!(res.status(), 204);
     assert!(json(app.login("dan", PW).await).await["access_token"].is_string());
     assert_eq!(app.audit_rows("mfa.reset").await.len(), 1);
 
     // No secret, code or recovery code ever reaches the audit log.
     app.state.audit.flush().await;
-    let rows = kyros::store::audit::recent(&app.state.db, None, 10_000).await.expect("rows");
+    let rows = kyros::store::audit::recent(&app.state.db, None, 10_000)
+        .await
+        .expect("rows");
     let text = format!("{rows:?}");
     assert!(!text.contains(&secret));
     for c in &codes {
@@ -183,7 +287,40 @@ async fn disabling_needs_password_and_code_and_admins_can_reset(backend: Backend
     assert!(!text.contains(PW));
 }
 
+async fn api_keys_cannot_touch_account_security(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.create_user("kim", PW, Role::User).await;
+    let token = app.token("kim", PW).await;
+    let res = post(
+        &app,
+        "/api/v1/api-keys",
+        &token,
+        json!({"name": "ci", "scopes": ["jobs:read"]}),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let key = json(res).await["key"].as_str().expect("key").to_owned();
+    for path in ["/auth/mfa/enroll", "/auth/logout-all", "/auth/logout"] {
+        let res = app
+            .client
+            .post(app.url(path))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 403, "{path}");
+    }
+    assert_eq!(
+        app.get_with_token("/auth/user", &token).await.status(),
+        200,
+        "the owner is still logged in"
+    );
+}
+
 backend_tests!(
+    api_keys_cannot_touch_account_security,
     two_step_login_and_the_replay_guard,
     cookie_sessions_use_the_second_step_too,
     wrong_codes_lock_the_account_like_wrong_passwords,

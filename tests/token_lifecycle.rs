@@ -17,7 +17,10 @@ async fn login(app: &TestApp, user: &str) -> Value {
 }
 
 async fn refresh(app: &TestApp, token: &str, xff: Option<&str>) -> reqwest::Response {
-    let mut req = app.client.post(app.url("/auth/refresh")).json(&json!({"refresh_token": token}));
+    let mut req = app
+        .client
+        .post(app.url("/auth/refresh"))
+        .json(&json!({"refresh_token": token}));
     if let Some(ip) = xff {
         req = req.header("x-forwarded-for", ip);
     }
@@ -25,10 +28,15 @@ async fn refresh(app: &TestApp, token: &str, xff: Option<&str>) -> reqwest::Resp
 }
 
 async fn refresh_rotates_and_a_replay_revokes_the_family(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     app.create_user("rita", PW, Role::User).await;
     let first = login(&app, "rita").await;
-    let r1 = first["refresh_token"].as_str().expect("refresh token").to_owned();
+    let r1 = first["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
     assert!(r1.len() >= 43);
 
     let res = refresh(&app, &r1, None).await;
@@ -46,32 +54,66 @@ async fn refresh_rotates_and_a_replay_revokes_the_family(backend: Backend) {
     app.clock.advance(Duration::seconds(11));
     let res = refresh(&app, &r1, None).await;
     assert_eq!(res.status(), 401);
-    assert_eq!(json(res).await["detail"], "Invalid or expired refresh token");
-    assert_eq!(refresh(&app, &r2, None).await.status(), 401, "the family is revoked");
+    assert_eq!(
+        json(res).await["detail"],
+        "Invalid or expired refresh token"
+    );
+    assert_eq!(
+        refresh(&app, &r2, None).await.status(),
+        401,
+        "the family is revoked"
+    );
     let rows = app.audit_rows("auth.refresh_reuse").await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].actor_id, Some(app.state_user("rita").await.id));
     let text = format!("{:?}", app.audit_rows("auth.refresh").await);
-    assert!(!text.contains(&r1) && !text.contains(&r2), "no refresh token in the audit log");
+    assert!(
+        !text.contains(&r1) && !text.contains(&r2),
+        "no refresh token in the audit log"
+    );
 }
 
 async fn a_concurrent_refresh_of_one_client_gets_a_grace_period(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     app.create_user("gina", PW, Role::User).await;
-    let r1 = login(&app, "gina").await["refresh_token"].as_str().expect("r").to_owned();
+    let r1 = login(&app, "gina").await["refresh_token"]
+        .as_str()
+        .expect("r")
+        .to_owned();
     let a = refresh(&app, &r1, None).await;
     let b = refresh(&app, &r1, None).await;
-    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200), "the same client, within the grace period");
-    let ra = json(a).await["refresh_token"].as_str().expect("ra").to_owned();
-    let rb = json(b).await["refresh_token"].as_str().expect("rb").to_owned();
+    assert_eq!(
+        (a.status().as_u16(), b.status().as_u16()),
+        (200, 200),
+        "the same client, within the grace period"
+    );
+    let ra = json(a).await["refresh_token"]
+        .as_str()
+        .expect("ra")
+        .to_owned();
+    let rb = json(b).await["refresh_token"]
+        .as_str()
+        .expect("rb")
+        .to_owned();
     assert_eq!(refresh(&app, &ra, None).await.status(), 200);
     assert_eq!(refresh(&app, &rb, None).await.status(), 200);
 }
 
 async fn concurrent_refreshes_from_different_clients_rotate_once(backend: Backend) {
-    let Some(app) = TestApp::builder(backend).var("TRUSTED_PROXIES", "127.0.0.1").start().await else { return };
+    let Some(app) = TestApp::builder(backend)
+        .var("TRUSTED_PROXIES", "127.0.0.1")
+        .start()
+        .await
+    else {
+        return;
+    };
     app.create_user("carl", PW, Role::User).await;
-    let r1 = login(&app, "carl").await["refresh_token"].as_str().expect("r").to_owned();
+    let r1 = login(&app, "carl").await["refresh_token"]
+        .as_str()
+        .expect("r")
+        .to_owned();
     let attempts = (0..8).map(|i| {
         let ip = format!("198.51.100.{i}");
         let (app, r1) = (&app, r1.clone());
@@ -81,31 +123,57 @@ async fn concurrent_refreshes_from_different_clients_rotate_once(backend: Backen
     let mut winners = Vec::new();
     for res in results {
         match res.status().as_u16() {
-            200 => winners.push(json(res).await["refresh_token"].as_str().expect("r").to_owned()),
+            200 => winners.push(
+                json(res).await["refresh_token"]
+                    .as_str()
+                    .expect("r")
+                    .to_owned(),
+            ),
             401 => {}
             other => panic!("unexpected {other}"),
         }
     }
     assert_eq!(winners.len(), 1, "exactly one refresh rotates the token");
     // The others were replays from other clients: the family, winner included, is revoked.
-    assert_eq!(refresh(&app, &winners[0], Some("198.51.100.1")).await.status(), 401);
+    assert_eq!(
+        refresh(&app, &winners[0], Some("198.51.100.1"))
+            .await
+            .status(),
+        401
+    );
 }
 
 async fn refresh_tokens_expire_and_die_with_their_user(backend: Backend) {
-    let Some(app) = TestApp::builder(backend).var("REFRESH_TOKEN_EXPIRE_MINUTES", "60").start().await else { return };
+    let Some(app) = TestApp::builder(backend)
+        .var("REFRESH_TOKEN_EXPIRE_MINUTES", "60")
+        .start()
+        .await
+    else {
+        return;
+    };
     app.create_user("exp", PW, Role::User).await;
-    let r = login(&app, "exp").await["refresh_token"].as_str().expect("r").to_owned();
+    let r = login(&app, "exp").await["refresh_token"]
+        .as_str()
+        .expect("r")
+        .to_owned();
     app.clock.advance(Duration::minutes(61));
     assert_eq!(refresh(&app, &r, None).await.status(), 401);
 
-    let r = login(&app, "exp").await["refresh_token"].as_str().expect("r").to_owned();
+    let r = login(&app, "exp").await["refresh_token"]
+        .as_str()
+        .expect("r")
+        .to_owned();
     let user = app.state_user("exp").await;
-    accounts::set_active(&app.state, &user, false).await.expect("disable");
+    accounts::set_active(&app.state, &user, false)
+        .await
+        .expect("disable");
     assert_eq!(refresh(&app, &r, None).await.status(), 401);
 }
 
 async fn logout_revokes_only_the_callers_tokens(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     app.create_user("lola", PW, Role::User).await;
     app.create_user("mike", PW, Role::User).await;
     let lola = login(&app, "lola").await;
@@ -123,11 +191,28 @@ async fn logout_revokes_only_the_callers_tokens(backend: Backend) {
         .await
         .expect("logout");
     assert_eq!(res.status(), 200);
-    assert_eq!(json(res).await, json!({"message": "Logged out successfully", "token_revoked": true}));
-    assert_eq!(app.get_with_token("/auth/user", access).await.status(), 401, "the access token is revoked");
-    assert_eq!(refresh(&app, mike["refresh_token"].as_str().expect("m"), None).await.status(), 200, "Mike's family lives");
+    assert_eq!(
+        json(res).await,
+        json!({"message": "Logged out successfully", "token_revoked": true})
+    );
+    assert_eq!(
+        app.get_with_token("/auth/user", access).await.status(),
+        401,
+        "the access token is revoked"
+    );
+    assert_eq!(
+        refresh(&app, mike["refresh_token"].as_str().expect("m"), None)
+            .await
+            .status(),
+        200,
+        "Mike's family lives"
+    );
     let other = lola_other_device["access_token"].as_str().expect("o");
-    assert_eq!(app.get_with_token("/auth/user", other).await.status(), 200, "other devices stay logged in");
+    assert_eq!(
+        app.get_with_token("/auth/user", other).await.status(),
+        200,
+        "other devices stay logged in"
+    );
 
     // With her own refresh token, the family goes too.
     let res = app
@@ -139,12 +224,23 @@ async fn logout_revokes_only_the_callers_tokens(backend: Backend) {
         .await
         .expect("logout");
     assert_eq!(res.status(), 200);
-    assert_eq!(refresh(&app, lola_other_device["refresh_token"].as_str().expect("r"), None).await.status(), 401);
+    assert_eq!(
+        refresh(
+            &app,
+            lola_other_device["refresh_token"].as_str().expect("r"),
+            None
+        )
+        .await
+        .status(),
+        401
+    );
     assert_eq!(app.audit_rows("auth.logout").await.len(), 2);
 }
 
 async fn logout_everywhere_and_account_changes_revoke_everything(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     app.create_user("ed", PW, Role::Moderator).await;
     let a = login(&app, "ed").await;
     let b = login(&app, "ed").await;
@@ -158,32 +254,69 @@ async fn logout_everywhere_and_account_changes_revoke_everything(backend: Backen
         .expect("logout-all");
     assert_eq!(res.status(), 200);
     for token in [&a, &b] {
-        assert_eq!(app.get_with_token("/auth/user", token["access_token"].as_str().expect("t")).await.status(), 401);
-        assert_eq!(refresh(&app, token["refresh_token"].as_str().expect("r"), None).await.status(), 401);
+        assert_eq!(
+            app.get_with_token("/auth/user", token["access_token"].as_str().expect("t"))
+                .await
+                .status(),
+            401
+        );
+        assert_eq!(
+            refresh(&app, token["refresh_token"].as_str().expect("r"), None)
+                .await
+                .status(),
+            401
+        );
     }
-    let res = app.with_session(reqwest::Method::GET, "/auth/user", &session).send().await.expect("s");
+    let res = app
+        .with_session(reqwest::Method::GET, "/auth/user", &session)
+        .send()
+        .await
+        .expect("s");
     assert_eq!(res.status(), 401);
 
     // A role change revokes tokens that carry the old role; a fresh login works.
     let c = login(&app, "ed").await;
     let ed = app.state_user("ed").await;
-    accounts::set_role(&app.state, &ed, Role::User).await.expect("role");
-    assert_eq!(app.get_with_token("/auth/user", c["access_token"].as_str().expect("c")).await.status(), 401);
+    accounts::set_role(&app.state, &ed, Role::User)
+        .await
+        .expect("role");
+    assert_eq!(
+        app.get_with_token("/auth/user", c["access_token"].as_str().expect("c"))
+            .await
+            .status(),
+        401
+    );
     let d = login(&app, "ed").await;
-    let profile = json(app.get_with_token("/auth/user", d["access_token"].as_str().expect("d")).await).await;
+    let profile = json(
+        app.get_with_token("/auth/user", d["access_token"].as_str().expect("d"))
+            .await,
+    )
+    .await;
     assert_eq!(profile["role"], "user");
 
     // So does a password change.
     let ed = app.state_user("ed").await;
-    accounts::set_password(&app.state, &ed, "a whole new password".to_owned().into()).await.expect("pw");
-    assert_eq!(app.get_with_token("/auth/user", d["access_token"].as_str().expect("d")).await.status(), 401);
+    accounts::set_password(&app.state, &ed, "a whole new password".to_owned().into())
+        .await
+        .expect("pw");
+    assert_eq!(
+        app.get_with_token("/auth/user", d["access_token"].as_str().expect("d"))
+            .await
+            .status(),
+        401
+    );
 }
 
 async fn logout_on_one_instance_is_seen_by_another(backend: Backend) {
-    let Some(a) = TestApp::spawn(backend).await else { return };
+    let Some(a) = TestApp::spawn(backend).await else {
+        return;
+    };
     let Some(b) = TestApp::builder(backend)
         .var("SECRET_KEY", a.secret())
-        .var("REDIS_KEY_PREFIX", a.vars.value("REDIS_KEY_PREFIX").unwrap_or("unused:"))
+        .var(
+            "REDIS_KEY_PREFIX",
+            a.vars.value("REDIS_KEY_PREFIX").unwrap_or("unused:"),
+        )
         .sharing_storage_with(&a)
         .start()
         .await
@@ -191,9 +324,18 @@ async fn logout_on_one_instance_is_seen_by_another(backend: Backend) {
         return;
     };
     a.create_user("x", PW, Role::User).await;
-    let token = login(&a, "x").await["access_token"].as_str().expect("t").to_owned();
+    let token = login(&a, "x").await["access_token"]
+        .as_str()
+        .expect("t")
+        .to_owned();
     assert_eq!(b.get_with_token("/auth/user", &token).await.status(), 200);
-    let res = a.client.post(a.url("/auth/logout")).bearer_auth(&token).send().await.expect("logout");
+    let res = a
+        .client
+        .post(a.url("/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("logout");
     assert_eq!(res.status(), 200);
     // Redis pub/sub delivers it at once; the database poll within half a second. Bounded wait.
     let mut tries = 0;

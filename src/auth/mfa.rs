@@ -43,7 +43,8 @@ pub enum MfaError {
 }
 
 fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!("any key length"));
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("any key length"));
     for p in parts {
         mac.update(p);
     }
@@ -57,7 +58,13 @@ fn cipher(state: &AppState) -> XChaCha20Poly1305 {
 fn encrypt(state: &AppState, user_id: Uuid, secret: &[u8]) -> Result<String, MfaError> {
     let nonce = random_bytes::<24>();
     let sealed = cipher(state)
-        .encrypt(&XNonce::from(nonce), Payload { msg: secret, aad: user_id.as_bytes() })
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: secret,
+                aad: user_id.as_bytes(),
+            },
+        )
         .map_err(|_| MfaError::Corrupt)?;
     let mut out = nonce.to_vec();
     out.extend_from_slice(&sealed);
@@ -72,7 +79,13 @@ fn decrypt(state: &AppState, user_id: Uuid, stored: &str) -> Result<Vec<u8>, Mfa
     let (nonce, sealed) = raw.split_at(24);
     let nonce: [u8; 24] = nonce.try_into().map_err(|_| MfaError::Corrupt)?;
     cipher(state)
-        .decrypt(&XNonce::from(nonce), Payload { msg: sealed, aad: user_id.as_bytes() })
+        .decrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: sealed,
+                aad: user_id.as_bytes(),
+            },
+        )
         .map_err(|_| MfaError::Corrupt)
 }
 
@@ -178,12 +191,23 @@ pub async fn verify_code(state: &AppState, user: &User, code: &str) -> Result<bo
 }
 
 fn recovery_hash(state: &AppState, code: &str) -> String {
-    let normalized: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
-    hex::encode(hmac(&derive_key(&state.settings.secret_key, "recovery-code"), &[normalized.as_bytes()]))
+    let normalized: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    hex::encode(hmac(
+        &derive_key(&state.settings.secret_key, "recovery-code"),
+        &[normalized.as_bytes()],
+    ))
 }
 
 /// Enables MFA with a first valid code; returns the recovery codes (shown once).
-pub async fn confirm(state: &AppState, user: &User, code: &str) -> Result<Option<Vec<String>>, MfaError> {
+pub async fn confirm(
+    state: &AppState,
+    user: &User,
+    code: &str,
+) -> Result<Option<Vec<String>>, MfaError> {
     let st = mfa::state(&state.db, user.id).await?;
     if st.mfa_enabled {
         return Err(MfaError::AlreadyEnabled);
@@ -203,11 +227,21 @@ pub async fn confirm(state: &AppState, user: &User, code: &str) -> Result<Option
     Ok(Some(codes))
 }
 
-pub async fn use_recovery_code(state: &AppState, user: &User, code: &str) -> Result<bool, MfaError> {
+pub async fn use_recovery_code(
+    state: &AppState,
+    user: &User,
+    code: &str,
+) -> Result<bool, MfaError> {
     if code.len() > 64 {
         return Ok(false);
     }
-    Ok(mfa::use_recovery_code(&state.db, user.id, &recovery_hash(state, code), state.clock.now()).await?)
+    Ok(mfa::use_recovery_code(
+        &state.db,
+        user.id,
+        &recovery_hash(state, code),
+        state.clock.now(),
+    )
+    .await?)
 }
 
 pub async fn is_enabled(state: &AppState, user: &User) -> Result<bool, MfaError> {
@@ -229,7 +263,10 @@ pub fn challenge(state: &AppState, user: &User, kind: LoginKind) -> String {
     raw.extend_from_slice(&exp.to_be_bytes());
     raw.push(kind as u8);
     raw.extend_from_slice(&random_bytes::<16>());
-    let mac = hmac(&derive_key(&state.settings.secret_key, "mfa-challenge"), &[&raw]);
+    let mac = hmac(
+        &derive_key(&state.settings.secret_key, "mfa-challenge"),
+        &[&raw],
+    );
     raw.extend_from_slice(&mac);
     URL_SAFE_NO_PAD.encode(raw)
 }
@@ -244,7 +281,13 @@ pub fn open_challenge(state: &AppState, token: &str) -> Option<(Uuid, LoginKind)
         return None;
     }
     let (body, mac) = raw.split_at(raw.len() - 32);
-    if !ct_eq(&hmac(&derive_key(&state.settings.secret_key, "mfa-challenge"), &[body]), mac) {
+    if !ct_eq(
+        &hmac(
+            &derive_key(&state.settings.secret_key, "mfa-challenge"),
+            &[body],
+        ),
+        mac,
+    ) {
         return None;
     }
     let user_id = Uuid::from_slice(&body[1..17]).ok()?;

@@ -1,8 +1,8 @@
 //! Authentication primitives, usable from HTTP handlers, the WebSocket and the CLI alike.
 
 pub mod accounts;
-pub mod mfa;
 pub mod api_keys;
+pub mod mfa;
 pub mod password;
 pub mod principal;
 pub mod rbac;

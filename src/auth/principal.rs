@@ -80,7 +80,9 @@ pub async fn user_from_token(
         None => users::find_by_username(&state.db, &claims.sub).await?,
     };
     match user {
-        Some(user) if user.token_generation != claims.generation.unwrap_or(0) => Ok(Err(AuthFailure::Revoked)),
+        Some(user) if user.token_generation != claims.generation.unwrap_or(0) => {
+            Ok(Err(AuthFailure::Revoked))
+        }
         Some(user) if user.active && user.username == claims.sub => Ok(Ok(CurrentUser {
             user,
             method: AuthMethod::Bearer,

@@ -22,7 +22,8 @@ pub const GRACE_SECS: i64 = 10;
 
 pub fn hash(state: &AppState, token: &str) -> String {
     let key = derive_key(&state.settings.secret_key, "refresh-token-hash");
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).unwrap_or_else(|_| unreachable!("any key length"));
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key)
+        .unwrap_or_else(|_| unreachable!("any key length"));
     mac.update(token.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
@@ -35,7 +36,11 @@ pub struct IssuedRefresh {
 }
 
 /// A new refresh token, in `family` or in a new one.
-pub async fn issue(state: &AppState, user: &User, family: Option<Uuid>) -> StoreResult<IssuedRefresh> {
+pub async fn issue(
+    state: &AppState,
+    user: &User,
+    family: Option<Uuid>,
+) -> StoreResult<IssuedRefresh> {
     let now = state.clock.now();
     let token = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
     let family_id = family.unwrap_or_else(Uuid::new_v4);
@@ -62,13 +67,23 @@ pub async fn issue(state: &AppState, user: &User, family: Option<Uuid>) -> Store
 #[derive(Debug)]
 pub enum Rotation {
     /// The token was consumed; the caller issues the next one of `family_id`.
-    Rotated { user: User, family_id: Uuid },
+    Rotated {
+        user: User,
+        family_id: Uuid,
+    },
     Invalid,
     /// A rotated token came back after the grace period; its family is now revoked.
-    Reused { user_id: Uuid, family_id: Uuid },
+    Reused {
+        user_id: Uuid,
+        family_id: Uuid,
+    },
 }
 
-pub async fn rotate(state: &AppState, token: &str, client_ip: Option<&str>) -> StoreResult<Rotation> {
+pub async fn rotate(
+    state: &AppState,
+    token: &str,
+    client_ip: Option<&str>,
+) -> StoreResult<Rotation> {
     if token.is_empty() || token.len() > 256 {
         return Ok(Rotation::Invalid);
     }
@@ -85,7 +100,8 @@ pub async fn rotate(state: &AppState, token: &str, client_ip: Option<&str>) -> S
         let fresh = tokens::find_refresh(&state.db, &hash(state, token)).await?;
         let in_grace = fresh.as_ref().is_some_and(|r| {
             r.revoked_at.is_none()
-                && r.used_at.is_some_and(|used| now - used <= Duration::seconds(GRACE_SECS))
+                && r.used_at
+                    .is_some_and(|used| now - used <= Duration::seconds(GRACE_SECS))
                 && r.used_ip.as_deref() == client_ip
         });
         if !in_grace {

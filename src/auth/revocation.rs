@@ -41,7 +41,11 @@ impl std::fmt::Debug for Revocations {
 
 impl Revocations {
     /// Loads the current deny-list and starts keeping it up to date.
-    pub async fn start(db: Db, redis: Option<Redis>, clock: SharedClock) -> StoreResult<Arc<Revocations>> {
+    pub async fn start(
+        db: Db,
+        redis: Option<Redis>,
+        clock: SharedClock,
+    ) -> StoreResult<Arc<Revocations>> {
         let me = Arc::new(Revocations {
             denied: Mutex::new(HashMap::new()),
             last_seq: AtomicI64::new(0),
@@ -67,19 +71,32 @@ impl Revocations {
     }
 
     fn insert(&self, jti: String, exp: i64) {
-        self.denied.lock().unwrap_or_else(PoisonError::into_inner).insert(jti, exp);
+        self.denied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(jti, exp);
     }
 
     pub fn is_denied(&self, jti: &str) -> bool {
-        self.denied.lock().unwrap_or_else(PoisonError::into_inner).contains_key(jti)
+        self.denied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(jti)
     }
 
     /// Revokes one access token everywhere.
-    pub async fn deny(&self, jti: &str, user_id: Option<Uuid>, expires_at: DateTime<Utc>) -> StoreResult<()> {
+    pub async fn deny(
+        &self,
+        jti: &str,
+        user_id: Option<Uuid>,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
         tokens::deny(&self.db, jti, user_id, expires_at, self.clock.now()).await?;
         self.insert(jti.to_owned(), expires_at.timestamp());
         if let Some(redis) = &self.redis {
-            let _ = redis.publish(CHANNEL, &format!("{} {}", expires_at.timestamp(), jti)).await;
+            let _ = redis
+                .publish(CHANNEL, &format!("{} {}", expires_at.timestamp(), jti))
+                .await;
         }
         Ok(())
     }
@@ -88,7 +105,9 @@ impl Revocations {
         loop {
             let since = self.last_seq.load(Ordering::Acquire);
             let rows = tokens::denied_since(&self.db, since, 1000).await?;
-            let Some(last) = rows.last().map(|r| r.seq) else { break };
+            let Some(last) = rows.last().map(|r| r.seq) else {
+                break;
+            };
             let full = rows.len() == 1000;
             for row in rows {
                 self.insert(row.jti, row.expires_at.timestamp());
@@ -100,21 +119,30 @@ impl Revocations {
         }
         // Entries of expired tokens cannot matter any more (the validator refuses them anyway).
         let now = self.clock.now().timestamp() - 60;
-        self.denied.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, exp| *exp > now);
+        self.denied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, exp| *exp > now);
         Ok(())
     }
 
     async fn subscribe_loop(self: Arc<Self>) {
-        let Some(redis) = self.redis.clone() else { return };
+        let Some(redis) = self.redis.clone() else {
+            return;
+        };
         let channel = redis.key(CHANNEL);
         loop {
-            let connected = tokio::time::timeout(Duration::from_secs(2), redis.client().get_async_pubsub()).await;
+            let connected =
+                tokio::time::timeout(Duration::from_secs(2), redis.client().get_async_pubsub())
+                    .await;
             if let Ok(Ok(mut pubsub)) = connected
                 && pubsub.subscribe(&channel).await.is_ok()
             {
                 let mut messages = pubsub.into_on_message();
                 while let Some(msg) = messages.next().await {
-                    let Ok(payload) = msg.get_payload::<String>() else { continue };
+                    let Ok(payload) = msg.get_payload::<String>() else {
+                        continue;
+                    };
                     if let Some((exp, jti)) = payload.split_once(' ')
                         && let Ok(exp) = exp.parse::<i64>()
                     {

@@ -32,7 +32,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/admin/users/{id}", patch(update_user))
         .route("/api/v1/admin/users/{id}/unlock", post(unlock))
         .route("/api/v1/admin/users/{id}/reset-mfa", post(reset_mfa))
-        .route("/api/v1/admin/users/{id}/revoke-tokens", post(revoke_tokens))
+        .route(
+            "/api/v1/admin/users/{id}/revoke-tokens",
+            post(revoke_tokens),
+        )
         .route("/api/v1/admin/audit", get(audit_log))
 }
 
@@ -53,10 +56,18 @@ fn user_json(u: &User) -> Value {
 async fn target(state: &AppState, id: &str) -> Result<User, ApiError> {
     let not_found = || ApiError::not_found("User not found");
     let id = Uuid::parse_str(id).map_err(|_| not_found())?;
-    users::find_by_id(&state.db, id).await?.ok_or_else(not_found)
+    users::find_by_id(&state.db, id)
+        .await?
+        .ok_or_else(not_found)
 }
 
-fn record(state: &AppState, ctx: Option<Extension<RequestContext>>, admin: &User, event: &'static str, details: Value) {
+fn record(
+    state: &AppState,
+    ctx: Option<Extension<RequestContext>>,
+    admin: &User,
+    event: &'static str,
+    details: Value,
+) {
     state.audit.record(
         AuditEvent::new(event, "success")
             .context(ctx.map(|Extension(c)| c).as_ref())
@@ -66,14 +77,22 @@ fn record(state: &AppState, ctx: Option<Extension<RequestContext>>, admin: &User
 }
 
 async fn list_users(State(state): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
-    let items: Vec<Value> = users::list(&state.db).await?.iter().map(user_json).collect();
+    let items: Vec<Value> = users::list(&state.db)
+        .await?
+        .iter()
+        .map(user_json)
+        .collect();
     Ok(Json(json!({ "items": items })))
 }
 
 fn parse_role(value: &str) -> Result<Role, ApiError> {
-    value
-        .parse()
-        .map_err(|_| ApiError::field("role", "enum", "Input should be 'user', 'moderator' or 'admin'"))
+    value.parse().map_err(|_| {
+        ApiError::field(
+            "role",
+            "enum",
+            "Input should be 'user', 'moderator' or 'admin'",
+        )
+    })
 }
 
 async fn create_user(
@@ -105,7 +124,13 @@ async fn create_user(
         },
     )
     .await?;
-    record(&state, ctx, &admin.user, "user.created", json!({"target_user_id": user.id, "target": user.username, "role": role}));
+    record(
+        &state,
+        ctx,
+        &admin.user,
+        "user.created",
+        json!({"target_user_id": user.id, "target": user.username, "role": role}),
+    );
     Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
 }
 
@@ -129,23 +154,44 @@ async fn update_user(
     };
     fields.finish()?;
     let role = role.as_deref().map(parse_role).transpose()?;
-    if user.id == admin.user.id && (role.is_some_and(|r| r != Role::Admin) || active == Some(false)) {
-        return Err(ApiError::conflict("Administrators cannot demote or disable themselves"));
+    if user.id == admin.user.id && (role.is_some_and(|r| r != Role::Admin) || active == Some(false))
+    {
+        return Err(ApiError::conflict(
+            "Administrators cannot demote or disable themselves",
+        ));
     }
     if let Some(role) = role
         && role != user.role
     {
         accounts::set_role(&state, &user, role).await?;
-        record(&state, ctx.clone(), &admin.user, "user.role_changed", json!({"target_user_id": user.id, "from": user.role, "to": role}));
+        record(
+            &state,
+            ctx.clone(),
+            &admin.user,
+            "user.role_changed",
+            json!({"target_user_id": user.id, "from": user.role, "to": role}),
+        );
     }
     if let Some(active) = active
         && active != user.active
     {
         accounts::set_active(&state, &user, active).await?;
-        let event = if active { "user.enabled" } else { "user.disabled" };
-        record(&state, ctx, &admin.user, event, json!({"target_user_id": user.id, "target": user.username}));
+        let event = if active {
+            "user.enabled"
+        } else {
+            "user.disabled"
+        };
+        record(
+            &state,
+            ctx,
+            &admin.user,
+            event,
+            json!({"target_user_id": user.id, "target": user.username}),
+        );
     }
-    let updated = users::find_by_id(&state.db, user.id).await?.ok_or_else(|| ApiError::not_found("User not found"))?;
+    let updated = users::find_by_id(&state.db, user.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("User not found"))?;
     Ok(Json(user_json(&updated)))
 }
 
@@ -157,7 +203,13 @@ async fn unlock(
 ) -> Result<StatusCode, ApiError> {
     let user = target(&state, &id).await?;
     accounts::unlock(&state, &user).await?;
-    record(&state, ctx, &admin.user, "user.unlocked", json!({"target_user_id": user.id, "target": user.username}));
+    record(
+        &state,
+        ctx,
+        &admin.user,
+        "user.unlocked",
+        json!({"target_user_id": user.id, "target": user.username}),
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -169,7 +221,13 @@ async fn reset_mfa(
 ) -> Result<StatusCode, ApiError> {
     let user = target(&state, &id).await?;
     mfa::disable(&state, &user).await?;
-    record(&state, ctx, &admin.user, "mfa.reset", json!({"target_user_id": user.id, "target": user.username}));
+    record(
+        &state,
+        ctx,
+        &admin.user,
+        "mfa.reset",
+        json!({"target_user_id": user.id, "target": user.username}),
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -181,7 +239,13 @@ async fn revoke_tokens(
 ) -> Result<StatusCode, ApiError> {
     let user = target(&state, &id).await?;
     accounts::revoke_everything(&state, &user).await?;
-    record(&state, ctx, &admin.user, "tokens.revoked", json!({"target_user_id": user.id, "target": user.username}));
+    record(
+        &state,
+        ctx,
+        &admin.user,
+        "tokens.revoked",
+        json!({"target_user_id": user.id, "target": user.username}),
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -202,19 +266,34 @@ fn time_param(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, 
         .map(|v| {
             DateTime::parse_from_rfc3339(v)
                 .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| ApiError::validation(vec![FieldError::query(name, "datetime_parsing", "Input should be an RFC 3339 date-time")]))
+                .map_err(|_| {
+                    ApiError::validation(vec![FieldError::query(
+                        name,
+                        "datetime_parsing",
+                        "Input should be an RFC 3339 date-time",
+                    )])
+                })
         })
         .transpose()
 }
 
 /// `GET /api/v1/admin/audit`: newest first, filtered, paginated with `before` (an id).
-async fn audit_log(State(state): State<AppState>, _: Admin, Query(q): Query<AuditQuery>) -> Result<Json<Value>, ApiError> {
+async fn audit_log(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
     let actor_id = q
         .actor_id
         .as_deref()
         .map(|v| {
-            Uuid::parse_str(v)
-                .map_err(|_| ApiError::validation(vec![FieldError::query("actor_id", "uuid_parsing", "Input should be a valid UUID")]))
+            Uuid::parse_str(v).map_err(|_| {
+                ApiError::validation(vec![FieldError::query(
+                    "actor_id",
+                    "uuid_parsing",
+                    "Input should be a valid UUID",
+                )])
+            })
         })
         .transpose()?;
     let limit = q.limit.unwrap_or(100).clamp(1, AUDIT_PAGE_MAX);
@@ -228,7 +307,9 @@ async fn audit_log(State(state): State<AppState>, _: Admin, Query(q): Query<Audi
         before_id: q.before,
     };
     let rows = audit_store::query(&state.db, &filter, limit).await?;
-    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id)).flatten();
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
     let items: Vec<Value> = rows
         .into_iter()
         .map(|r| {

@@ -12,8 +12,9 @@ use uuid::Uuid;
 
 use super::body::JsonObject;
 use crate::auth::accounts::{self, AccountError, LoginOutcome};
-use crate::auth::principal::{AuthMethod, CurrentUser};
 use crate::auth::mfa::{self, MfaError};
+use crate::auth::principal::{AuthMethod, CurrentUser};
+use crate::auth::rbac::UserPrincipal;
 use crate::auth::refresh::{self, Rotation};
 use crate::config::PASSWORD_MAX_BYTES;
 use crate::error::ApiError;
@@ -117,7 +118,11 @@ async fn login(
     let ctx = ctx.map(|Extension(c)| c);
     let user = password_login(&state, ctx.as_ref(), "token", &username, password).await?;
     if mfa::is_enabled(&state, &user).await.map_err(mfa_error)? {
-        return Ok(mfa_challenge_response(&state, &user, mfa::LoginKind::Bearer));
+        return Ok(mfa_challenge_response(
+            &state,
+            &user,
+            mfa::LoginKind::Bearer,
+        ));
     }
     token_response(&state, &user, None).await
 }
@@ -125,8 +130,12 @@ async fn login(
 pub fn mfa_error(e: MfaError) -> ApiError {
     match e {
         MfaError::Store(s) => s.into(),
-        MfaError::AlreadyEnabled => ApiError::conflict("Multi-factor authentication is already enabled"),
-        MfaError::NotEnrolled => ApiError::bad_request("Multi-factor authentication is not enrolled"),
+        MfaError::AlreadyEnabled => {
+            ApiError::conflict("Multi-factor authentication is already enabled")
+        }
+        MfaError::NotEnrolled => {
+            ApiError::bad_request("Multi-factor authentication is not enrolled")
+        }
         MfaError::Corrupt => ApiError::internal("an MFA secret could not be read"),
     }
 }
@@ -146,8 +155,15 @@ pub fn mfa_challenge_response(state: &AppState, user: &User, kind: mfa::LoginKin
 
 /// `{access_token, token_type, expires_in, refresh_token}`: a new access token and the next
 /// refresh token of `family` (or of a new family).
-pub async fn token_response(state: &AppState, user: &User, family: Option<Uuid>) -> Result<Response, ApiError> {
-    let issued = state.tokens.issue(user, state.clock.now()).map_err(ApiError::internal)?;
+pub async fn token_response(
+    state: &AppState,
+    user: &User,
+    family: Option<Uuid>,
+) -> Result<Response, ApiError> {
+    let issued = state
+        .tokens
+        .issue(user, state.clock.now())
+        .map_err(ApiError::internal)?;
     let refresh = refresh::issue(state, user, family).await?;
     Ok(no_store(
         Json(json!({
@@ -208,7 +224,7 @@ async fn refresh(
 /// refresh family of the `refresh_token` in the body when it is the caller's.
 async fn logout(
     State(state): State<AppState>,
-    current: CurrentUser,
+    UserPrincipal(current): UserPrincipal,
     ctx: Option<Extension<RequestContext>>,
     body: Option<JsonObject>,
 ) -> Result<Response, ApiError> {
@@ -228,8 +244,12 @@ async fn logout(
         }
         _ => {
             if let Some(claims) = &current.claims {
-                let exp = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(|| state.clock.now());
-                state.revocations.deny(&claims.jti, Some(current.user.id), exp).await?;
+                let exp = chrono::DateTime::from_timestamp(claims.exp, 0)
+                    .unwrap_or_else(|| state.clock.now());
+                state
+                    .revocations
+                    .deny(&claims.jti, Some(current.user.id), exp)
+                    .await?;
                 revoked = true;
             }
         }
@@ -244,13 +264,16 @@ async fn logout(
             .user(&current.user)
             .details(json!({"access_revoked": revoked, "refresh_family_revoked": family_revoked})),
     );
-    Ok(Json(json!({"message": "Logged out successfully", "token_revoked": revoked || family_revoked})).into_response())
+    Ok(Json(
+        json!({"message": "Logged out successfully", "token_revoked": revoked || family_revoked}),
+    )
+    .into_response())
 }
 
 /// Logs the caller out everywhere: every access token, refresh token and browser session.
 async fn logout_all(
     State(state): State<AppState>,
-    current: CurrentUser,
+    UserPrincipal(current): UserPrincipal,
     ctx: Option<Extension<RequestContext>>,
 ) -> Result<Response, ApiError> {
     accounts::revoke_everything(&state, &current.user).await?;

@@ -141,6 +141,8 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequest<S> for JsonObject {
         if length.unwrap_or(0) == 0 && !chunked {
             return Ok(None);
         }
-        <JsonObject as FromRequest<S>>::from_request(req, state).await.map(Some)
+        <JsonObject as FromRequest<S>>::from_request(req, state)
+            .await
+            .map(Some)
     }
 }

@@ -14,7 +14,8 @@ use super::sessions::session_response;
 use crate::auth::accounts;
 use crate::auth::mfa::{self, LoginKind};
 use crate::auth::password::Verification;
-use crate::auth::principal::{AuthMethod, CurrentUser};
+use crate::auth::principal::CurrentUser;
+use crate::auth::rbac::UserPrincipal;
 use crate::config::PASSWORD_MAX_BYTES;
 use crate::error::ApiError;
 use crate::security::audit::AuditEvent;
@@ -32,14 +33,6 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/mfa/verify", post(verify))
 }
 
-/// Account security is changed by the person, never by an API key.
-fn interactive(current: &CurrentUser) -> Result<(), ApiError> {
-    match current.method {
-        AuthMethod::Bearer | AuthMethod::Session(_) => Ok(()),
-        _ => Err(ApiError::forbidden("API keys cannot manage multi-factor authentication")),
-    }
-}
-
 fn invalid_code() -> ApiError {
     ApiError::unauthorized("Invalid verification code")
 }
@@ -48,15 +41,24 @@ fn ctx_of(ctx: Option<Extension<RequestContext>>) -> Option<RequestContext> {
     ctx.map(|Extension(c)| c)
 }
 
-async fn status(State(state): State<AppState>, current: CurrentUser) -> Result<Json<Value>, ApiError> {
+async fn status(
+    State(state): State<AppState>,
+    current: CurrentUser,
+) -> Result<Json<Value>, ApiError> {
     let st = store::state(&state.db, current.user.id).await?;
     let left = store::recovery_codes_left(&state.db, current.user.id).await?;
-    Ok(Json(json!({"enabled": st.mfa_enabled, "recovery_codes_left": if st.mfa_enabled { left } else { 0 }})))
+    Ok(Json(
+        json!({"enabled": st.mfa_enabled, "recovery_codes_left": if st.mfa_enabled { left } else { 0 }}),
+    ))
 }
 
-async fn enroll(State(state): State<AppState>, current: CurrentUser) -> Result<Response, ApiError> {
-    interactive(&current)?;
-    let e = mfa::enroll(&state, &current.user).await.map_err(mfa_error)?;
+async fn enroll(
+    State(state): State<AppState>,
+    UserPrincipal(current): UserPrincipal,
+) -> Result<Response, ApiError> {
+    let e = mfa::enroll(&state, &current.user)
+        .await
+        .map_err(mfa_error)?;
     Ok(no_store(
         Json(json!({
             "secret": e.secret_base32,
@@ -79,17 +81,25 @@ fn code_field(body: &JsonObject) -> Result<String, ApiError> {
 
 async fn confirm(
     State(state): State<AppState>,
-    current: CurrentUser,
+    UserPrincipal(current): UserPrincipal,
     ctx: Option<Extension<RequestContext>>,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
-    interactive(&current)?;
     let code = code_field(&body)?;
     let ctx = ctx_of(ctx);
-    match mfa::confirm(&state, &current.user, &code).await.map_err(mfa_error)? {
+    match mfa::confirm(&state, &current.user, &code)
+        .await
+        .map_err(mfa_error)?
+    {
         Some(codes) => {
-            state.audit.record(AuditEvent::new("mfa.enabled", "success").context(ctx.as_ref()).user(&current.user));
-            Ok(no_store(Json(json!({"enabled": true, "recovery_codes": codes})).into_response()))
+            state.audit.record(
+                AuditEvent::new("mfa.enabled", "success")
+                    .context(ctx.as_ref())
+                    .user(&current.user),
+            );
+            Ok(no_store(
+                Json(json!({"enabled": true, "recovery_codes": codes})).into_response(),
+            ))
         }
         None => {
             state.audit.record(
@@ -105,24 +115,30 @@ async fn confirm(
 
 async fn disable(
     State(state): State<AppState>,
-    current: CurrentUser,
+    UserPrincipal(current): UserPrincipal,
     ctx: Option<Extension<RequestContext>>,
     body: JsonObject,
 ) -> Result<StatusCode, ApiError> {
-    interactive(&current)?;
     let mut fields = body.fields();
     let password = fields.string("password", PASSWORD_MAX_BYTES);
     let code = fields.string("code", 16);
     fields.finish()?;
-    let (Some(password), Some(code)) = (password, code) else { return Err(invalid_code()) };
+    let (Some(password), Some(code)) = (password, code) else {
+        return Err(invalid_code());
+    };
     let ctx = ctx_of(ctx);
     let password_ok = state
         .hasher
-        .verify(SecretString::from(password), Some(current.user.password_hash.clone()))
+        .verify(
+            SecretString::from(password),
+            Some(current.user.password_hash.clone()),
+        )
         .await
         .map_err(ApiError::internal)?;
     let code_ok = matches!(password_ok, Verification::Valid { .. })
-        && mfa::verify_code(&state, &current.user, &code).await.map_err(mfa_error)?;
+        && mfa::verify_code(&state, &current.user, &code)
+            .await
+            .map_err(mfa_error)?;
     if !code_ok {
         state.audit.record(
             AuditEvent::new("mfa.disable", "failure")
@@ -133,7 +149,11 @@ async fn disable(
         return Err(ApiError::forbidden("Invalid password or verification code"));
     }
     mfa::disable(&state, &current.user).await?;
-    state.audit.record(AuditEvent::new("mfa.disabled", "success").context(ctx.as_ref()).user(&current.user));
+    state.audit.record(
+        AuditEvent::new("mfa.disabled", "success")
+            .context(ctx.as_ref())
+            .user(&current.user),
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -151,22 +171,42 @@ async fn verify(
     let recovery = fields.optional_string("recovery_code", 64);
     fields.finish()?;
     let ctx = ctx_of(ctx);
-    let challenge = token.as_deref().and_then(|t| mfa::open_challenge(&state, t));
+    let challenge = token
+        .as_deref()
+        .and_then(|t| mfa::open_challenge(&state, t));
     let Some((user_id, kind)) = challenge else {
         return Err(ApiError::unauthorized("Invalid or expired MFA challenge"));
     };
-    let user = users::find_by_id(&state.db, user_id).await?.filter(|u| u.active);
+    let user = users::find_by_id(&state.db, user_id)
+        .await?
+        .filter(|u| u.active);
     let Some(user) = user else {
         return Err(ApiError::unauthorized("Invalid or expired MFA challenge"));
     };
     // Codes are guessed per account: the login budget of the account applies here too.
-    if let Verdict::Limited(q) = state.limiter.check(Policy::AuthAccount, &format!("mfa:{}", user.id)).await {
+    if let Verdict::Limited(q) = state
+        .limiter
+        .check(Policy::AuthAccount, &format!("mfa:{}", user.id))
+        .await
+    {
         return Err(limited_error(&q));
     }
     let locked = user.locked_at(state.clock.now());
     let (ok, method) = match (code, recovery) {
-        (Some(code), _) => (!locked && mfa::verify_code(&state, &user, &code).await.map_err(mfa_error)?, "totp"),
-        (None, Some(rc)) => (!locked && mfa::use_recovery_code(&state, &user, &rc).await.map_err(mfa_error)?, "recovery_code"),
+        (Some(code), _) => (
+            !locked
+                && mfa::verify_code(&state, &user, &code)
+                    .await
+                    .map_err(mfa_error)?,
+            "totp",
+        ),
+        (None, Some(rc)) => (
+            !locked
+                && mfa::use_recovery_code(&state, &user, &rc)
+                    .await
+                    .map_err(mfa_error)?,
+            "recovery_code",
+        ),
         (None, None) => (false, "none"),
     };
     if !ok {
@@ -192,6 +232,8 @@ async fn verify(
     );
     match kind {
         LoginKind::Bearer => token_response(&state, &user, None).await,
-        LoginKind::Session => session_response(&state, current, ctx.as_ref(), &headers, &user).await,
+        LoginKind::Session => {
+            session_response(&state, current, ctx.as_ref(), &headers, &user).await
+        }
     }
 }

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::auth::{credentials, mfa_challenge_response, mfa_error, no_store, password_login};
-use crate::auth::mfa;
 use super::body::JsonObject;
+use crate::auth::mfa;
 use crate::auth::principal::{AuthMethod, CurrentUser};
 use crate::auth::rbac::UserPrincipal;
 use crate::auth::sessions::{self, SESSION_COOKIE};
@@ -68,7 +68,11 @@ async fn login(
     let ctx = ctx.map(|Extension(c)| c);
     let user = password_login(&state, ctx.as_ref(), "session", &username, password).await?;
     if mfa::is_enabled(&state, &user).await.map_err(mfa_error)? {
-        return Ok(mfa_challenge_response(&state, &user, mfa::LoginKind::Session));
+        return Ok(mfa_challenge_response(
+            &state,
+            &user,
+            mfa::LoginKind::Session,
+        ));
     }
     session_response(&state, current, ctx.as_ref(), &headers, &user).await
 }

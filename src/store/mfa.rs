@@ -100,7 +100,12 @@ pub async fn replace_recovery_codes(db: &Db, user_id: Uuid, hashes: &[String]) -
 }
 
 /// Consumes a recovery code atomically; false when unknown or used.
-pub async fn use_recovery_code(db: &Db, user_id: Uuid, hash: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+pub async fn use_recovery_code(
+    db: &Db,
+    user_id: Uuid,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
     let n = on_pool!(db, pool => sqlx::query(
         "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
     )

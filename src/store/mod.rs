@@ -79,6 +79,15 @@ impl From<sqlx::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// `NotFound` when an update or delete by id touched no row.
+pub fn found(rows_affected: u64) -> StoreResult<()> {
+    if rows_affected == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
 impl Db {
     /// PostgreSQL when DATABASE_URL says so, otherwise SQLite (the URL's file, or
     /// `kyros.db` in the data directory).

@@ -75,9 +75,15 @@ impl Redis {
     pub async fn publish(&self, channel: &str, payload: &str) -> Result<(), RedisError> {
         let channel = self.key(channel);
         let payload = payload.to_owned();
-        self.run(|mut conn| async move { redis::cmd("PUBLISH").arg(channel).arg(payload).query_async::<i64>(&mut conn).await })
-            .await
-            .map(|_| ())
+        self.run(|mut conn| async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(payload)
+                .query_async::<i64>(&mut conn)
+                .await
+        })
+        .await
+        .map(|_| ())
     }
 
     pub fn prefix(&self) -> &str {

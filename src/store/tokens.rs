@@ -56,7 +56,12 @@ pub async fn find_refresh(db: &Db, token_hash: &str) -> StoreResult<Option<Refre
 }
 
 /// Marks a token used if nobody did before: the one atomic step of rotation.
-pub async fn mark_used(db: &Db, id: Uuid, now: DateTime<Utc>, ip: Option<&str>) -> StoreResult<bool> {
+pub async fn mark_used(
+    db: &Db,
+    id: Uuid,
+    now: DateTime<Utc>,
+    ip: Option<&str>,
+) -> StoreResult<bool> {
     let n = on_pool!(db, pool => sqlx::query(
         "UPDATE refresh_tokens SET used_at = $1, used_ip = $2 WHERE id = $3 AND used_at IS NULL AND revoked_at IS NULL",
     )
@@ -94,7 +99,13 @@ pub async fn revoke_user_families(db: &Db, user_id: Uuid, now: DateTime<Utc>) ->
 }
 
 /// Adds an access token to the deny-list; false when it was there already.
-pub async fn deny(db: &Db, jti: &str, user_id: Option<Uuid>, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<bool> {
+pub async fn deny(
+    db: &Db,
+    jti: &str,
+    user_id: Option<Uuid>,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
     let n = on_pool!(db, pool => sqlx::query(
         "INSERT INTO revoked_tokens (jti, user_id, expires_at, revoked_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (jti) DO NOTHING",

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Db, StoreError, StoreResult};
+use super::{Db, StoreError, StoreResult, found};
 use crate::on_pool;
 
 /// The three roles of the original service, lowest first.
@@ -240,11 +240,7 @@ pub async fn set_password_hash(
     .execute(pool)
     .await
     .map(|r| r.rows_affected()))?;
-    if n == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
+    found(n)
 }
 
 pub async fn set_role(db: &Db, id: Uuid, role: Role, now: DateTime<Utc>) -> StoreResult<()> {
@@ -257,11 +253,7 @@ pub async fn set_role(db: &Db, id: Uuid, role: Role, now: DateTime<Utc>) -> Stor
     .execute(pool)
     .await
     .map(|r| r.rows_affected()))?;
-    if n == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
+    found(n)
 }
 
 pub async fn set_active(db: &Db, id: Uuid, active: bool, now: DateTime<Utc>) -> StoreResult<()> {
@@ -274,11 +266,7 @@ pub async fn set_active(db: &Db, id: Uuid, active: bool, now: DateTime<Utc>) -> 
     .execute(pool)
     .await
     .map(|r| r.rows_affected()))?;
-    if n == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
+    found(n)
 }
 
 pub async fn delete(db: &Db, id: Uuid) -> StoreResult<()> {
@@ -287,11 +275,7 @@ pub async fn delete(db: &Db, id: Uuid) -> StoreResult<()> {
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;
-    if n == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
+    found(n)
 }
 
 /// Counts one failed login atomically; returns the new count of consecutive failures.
@@ -322,11 +306,7 @@ pub async fn clear_failures(db: &Db, id: Uuid) -> StoreResult<()> {
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;
-    if n == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
+    found(n)
 }
 
 /// Invalidates every access token issued to the user so far.
@@ -336,5 +316,5 @@ pub async fn bump_token_generation(db: &Db, id: Uuid) -> StoreResult<()> {
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;
-    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    found(n)
 }

@@ -507,7 +507,10 @@ impl TestApp {
             .expect("verify");
         assert_eq!(res.status(), 200, "second factor of {username}");
         let body: Value = res.json().await.expect("json");
-        body["access_token"].as_str().expect("access_token").to_owned()
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
     }
 
     /// Waits for the audit writer and returns the rows of `event`, newest first.
@@ -517,4 +520,76 @@ impl TestApp {
             .await
             .expect("audit rows")
     }
+}
+
+/// Runs the `kyros` binary against one data directory (and PostgreSQL database), as an operator
+/// would.
+pub struct Cli {
+    pub dir: Arc<tempfile::TempDir>,
+    pub pg: Option<Arc<PgDatabase>>,
+    pub secret: String,
+}
+
+impl Cli {
+    pub async fn new(backend: Backend) -> Option<Cli> {
+        let pg = match backend {
+            Backend::Postgres => Some(Arc::new(PgDatabase::create().await?)),
+            Backend::Sqlite => None,
+        };
+        Some(Cli {
+            dir: Arc::new(tempfile::tempdir().expect("dir")),
+            pg,
+            secret: random_secret(),
+        })
+    }
+
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kyros"));
+        cmd.args(args)
+            .env_clear()
+            .env("KYROS_DATA_DIR", self.dir.path())
+            .env("SECRET_KEY", &self.secret)
+            .env("LOG_LEVEL", "WARNING")
+            .current_dir(self.dir.path())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(pg) = &self.pg {
+            cmd.env("DATABASE_URL", &pg.url);
+        }
+        let mut child = cmd.spawn().expect("spawn kyros");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        child.wait_with_output().expect("kyros output")
+    }
+
+    /// The service on the same storage and secret.
+    pub async fn app(&self, backend: Backend) -> TestApp {
+        TestApp::builder(backend)
+            .var("SECRET_KEY", self.secret.clone())
+            .storage(Arc::clone(&self.dir), self.pg.clone())
+            .start()
+            .await
+            .expect("app")
+    }
+}
+
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
