@@ -11,6 +11,13 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 
 pub type SharedClock = Arc<dyn Clock>;
 
+/// A time at the precision both database engines store (microseconds), so a representation
+/// computed before a write equals the one read back after it (and so do their ETags).
+pub fn at_storage_precision(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    t.trunc_subsecs(6)
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 

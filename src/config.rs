@@ -185,6 +185,8 @@ pub struct Settings {
     pub api_keys_owner: Option<String>,
     /// Scopes of the imported `API_KEYS` (`API_KEYS_SCOPES`).
     pub api_keys_scopes: crate::auth::api_keys::Scopes,
+    /// Bearer token of the Prometheus scraper for `/metrics` (`KYROS_METRICS_TOKEN`).
+    pub metrics_token: Option<SecretString>,
     pub log_level: String,
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
@@ -512,6 +514,15 @@ impl Settings {
         )
         .map_err(|problem| ConfigError(format!("API_KEYS_SCOPES: {problem}")))?;
 
+        let metrics_token = match vars.get("KYROS_METRICS_TOKEN") {
+            Some(token) if token.len() < 32 || !token.bytes().all(|b| b.is_ascii_graphic()) => {
+                return err(
+                    "KYROS_METRICS_TOKEN must be at least 32 visible ASCII characters (e.g. `openssl rand -hex 32`)",
+                );
+            }
+            token => token.map(|t| SecretString::from(t.to_owned())),
+        };
+
         let mut trusted_proxies = Vec::new();
         for entry in csv(vars.get("TRUSTED_PROXIES").unwrap_or("")) {
             let net = entry
@@ -588,6 +599,7 @@ impl Settings {
             api_keys,
             api_keys_owner: vars.get("API_KEYS_OWNER").map(str::to_owned),
             api_keys_scopes,
+            metrics_token,
             log_level,
             bind,
             data_dir,

@@ -8,9 +8,11 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod http;
+pub mod orchestrator;
 pub mod security;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 
 use std::future::Future;
 use std::net::SocketAddr;

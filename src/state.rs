@@ -15,6 +15,7 @@ use crate::security::headers::SecurityHeaders;
 use crate::security::rate_limit::Limiter;
 use crate::store::Db;
 use crate::store::redis::Redis;
+use crate::telemetry::Telemetry;
 
 #[derive(Debug, Clone)]
 pub struct AppState(Arc<Inner>);
@@ -33,6 +34,8 @@ pub struct Inner {
     pub redis: Option<Redis>,
     pub limiter: Arc<Limiter>,
     pub revocations: Arc<Revocations>,
+    /// Request metrics of this instance (`/metrics`, `/api/v1/monitoring/*`).
+    pub telemetry: Telemetry,
 }
 
 impl Deref for AppState {
@@ -87,6 +90,7 @@ impl AppState {
             redis,
             limiter,
             revocations,
+            telemetry: Telemetry::start(),
         })))
     }
 }

@@ -38,9 +38,53 @@ pub fn require_at_least(
     )))
 }
 
+/// Refuses (403, audited) unless the caller's role is exactly `required`: a higher role does not
+/// do either.
+pub fn require_exact(
+    state: &AppState,
+    parts: &Parts,
+    current: &CurrentUser,
+    required: Role,
+) -> Result<(), ApiError> {
+    if current.user.role == required {
+        return Ok(());
+    }
+    state.audit.record(
+        AuditEvent::new("rbac.denied", "denied")
+            .context(parts.extensions.get::<RequestContext>())
+            .user(&current.user)
+            .details(json!({
+                "required_exact": required,
+                "role": current.user.role,
+                "path": parts.uri.path(),
+            })),
+    );
+    Err(ApiError::forbidden(format!(
+        "Access denied. Required exact role: {required}, user role: {}",
+        current.user.role
+    )))
+}
+
 /// An authenticated administrator.
 #[derive(Debug, Clone)]
 pub struct Admin(pub CurrentUser);
+
+/// Operational views (configuration, metrics, monitoring): anyone in `ENVIRONMENT=local`, an
+/// [`Admin`] elsewhere. Holds the administrator when one was required.
+#[derive(Debug, Clone)]
+pub struct AdminOutsideLocal(pub Option<CurrentUser>);
+
+impl FromRequestParts<AppState> for AdminOutsideLocal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if state.settings.environment.is_local() {
+            return Ok(AdminOutsideLocal(None));
+        }
+        let Admin(current) = Admin::from_request_parts(parts, state).await?;
+        Ok(AdminOutsideLocal(Some(current)))
+    }
+}
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;

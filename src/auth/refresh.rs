@@ -91,7 +91,10 @@ pub async fn rotate(
         return Ok(Rotation::Invalid);
     };
     let now = state.clock.now();
-    if row.revoked_at.is_some() || row.expires_at <= now {
+    if row.revoked_at.is_some()
+        || row.expires_at <= now
+        || tokens::family_revoked(&state.db, row.family_id).await?
+    {
         return Ok(Rotation::Invalid);
     }
     if !tokens::mark_used(&state.db, row.id, now, client_ip).await? {

@@ -4,10 +4,17 @@ pub mod admin;
 pub mod api_keys;
 pub mod auth;
 pub mod body;
+pub mod conditional;
+pub mod examples;
 pub mod health;
+pub mod jobs;
+pub mod metrics;
 pub mod mfa;
+pub mod monitoring;
 pub mod security;
 pub mod sessions;
+pub mod tasks;
+pub mod utils;
 
 use std::any::Any;
 
@@ -36,6 +43,12 @@ pub fn router(state: AppState) -> Router {
         .merge(security::routes())
         .merge(admin::routes())
         .merge(api_keys::routes())
+        .merge(examples::routes())
+        .merge(utils::routes())
+        .merge(monitoring::routes())
+        .merge(self::metrics::routes())
+        .merge(jobs::routes())
+        .merge(tasks::routes())
         // Runs only for matched routes, so an unknown path is a 404 before any CSRF verdict.
         .route_layer(from_fn_with_state(state.clone(), csrf::csrf_guard))
         .fallback(error::not_found)
@@ -54,6 +67,8 @@ pub fn router(state: AppState) -> Router {
                 ]))
                 .layer(from_fn_with_state(state.clone(), request_context))
                 .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                // Inside the span, outside everything that can answer: sees every response.
+                .layer(from_fn_with_state(state.clone(), self::metrics::track))
                 .layer(from_fn(error::render_errors))
                 .layer(cors::layer(&state.settings))
                 .layer(from_fn_with_state(state.clone(), headers::security_headers))

@@ -3,9 +3,11 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod jobs;
 pub mod mfa;
 pub mod redis;
 pub mod sessions;
+pub mod tasks;
 pub mod tokens;
 pub mod users;
 

@@ -86,6 +86,18 @@ pub async fn revoke_family(db: &Db, family_id: Uuid, now: DateTime<Utc>) -> Stor
     Ok(n)
 }
 
+/// Whether any token of the family was revoked (then every token of it is dead, including one
+/// inserted concurrently with the revocation).
+pub async fn family_revoked(db: &Db, family_id: Uuid) -> StoreResult<bool> {
+    let n: i64 = on_pool!(db, pool => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL",
+    )
+    .bind(family_id)
+    .fetch_one(pool)
+    .await)?;
+    Ok(n > 0)
+}
+
 pub async fn revoke_user_families(db: &Db, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
     let n = on_pool!(db, pool => sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",

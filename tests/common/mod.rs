@@ -593,3 +593,28 @@ pub fn stdout(o: &std::process::Output) -> String {
 pub fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// The ETag CPython computes for a body: the SHA-256 of `json.dumps(obj, sort_keys=True)`.
+pub fn python_etag(body: &Value) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json,hashlib,sys; print(hashlib.sha256(json.dumps(json.load(sys.stdin), sort_keys=True).encode()).hexdigest())",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is needed to cross-check ETags");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.to_string().as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("python3");
+    format!(
+        "\"{}\"",
+        String::from_utf8(out.stdout).expect("utf8").trim()
+    )
+}

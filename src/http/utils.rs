@@ -1,0 +1,112 @@
+//! `/api/v1/utils/*`: the original service's health check and service information.
+//!
+//! The health check is public (it is the container's health probe) and says only healthy or
+//! not, never why. The information discloses configuration, so outside `ENVIRONMENT=local` it is
+//! for administrators.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::auth::rbac::AdminOutsideLocal;
+use crate::state::AppState;
+use crate::store::StoreError;
+
+/// Longest wait for the database in a health check.
+pub const DB_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/utils/health-check", get(health_check))
+        .route("/api/v1/utils/info", get(info))
+}
+
+/// The outcome of one database ping.
+#[derive(Debug, Clone, Copy)]
+pub struct DbCheck {
+    pub healthy: bool,
+    pub latency: Duration,
+}
+
+impl DbCheck {
+    pub fn status(&self) -> &'static str {
+        if self.healthy { "healthy" } else { "unhealthy" }
+    }
+
+    /// Milliseconds, three decimals; `None` when the ping failed.
+    pub fn latency_ms(&self) -> Option<f64> {
+        self.healthy
+            .then(|| (self.latency.as_secs_f64() * 1_000_000.0).round() / 1000.0)
+    }
+}
+
+/// Pings the database with a short timeout. The log line names the kind of failure only.
+pub async fn check_database(state: &AppState) -> DbCheck {
+    let start = Instant::now();
+    let outcome = tokio::time::timeout(DB_PING_TIMEOUT, state.db.ping()).await;
+    let latency = start.elapsed();
+    let healthy = match outcome {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            let kind = match e {
+                StoreError::Unavailable(_) => "unavailable",
+                _ => "error",
+            };
+            tracing::warn!(kind, engine = state.db.engine(), "database ping failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(engine = state.db.engine(), "database ping timed out");
+            false
+        }
+    };
+    DbCheck { healthy, latency }
+}
+
+/// `healthy`, `unhealthy` or `not_configured`, from the Redis connection's health flag (kept up
+/// to date by its probe; reading it does no I/O).
+pub fn redis_status(state: &AppState) -> &'static str {
+    match state.redis.as_ref().map(|r| r.is_healthy()) {
+        Some(true) => "healthy",
+        Some(false) => "unhealthy",
+        None => "not_configured",
+    }
+}
+
+async fn health_check(State(state): State<AppState>) -> Json<Value> {
+    let db = check_database(&state).await;
+    let redis = redis_status(&state);
+    let status = if db.healthy && redis != "unhealthy" {
+        "healthy"
+    } else {
+        "degraded"
+    };
+    Json(json!({
+        "status": status,
+        "service": "orchestrator",
+        "version": env!("CARGO_PKG_VERSION"),
+        "environment": state.settings.environment.as_str(),
+        "database": db.status(),
+        "redis": redis,
+    }))
+}
+
+async fn info(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<Value> {
+    let s = &state.settings;
+    Json(json!({
+        "service": "orchestrator",
+        "version": env!("CARGO_PKG_VERSION"),
+        "project_name": s.project_name,
+        "environment": s.environment.as_str(),
+        "api_v1_str": "/api/v1",
+        "cors_origins": s.cors_origins,
+        "features": {
+            "emails_enabled": false,
+            "local_password_auth": true,
+            "seed_data": false,
+        },
+    }))
+}

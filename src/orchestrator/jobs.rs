@@ -1,0 +1,175 @@
+//! Jobs and their state machine:
+//!
+//! ```text
+//! pending ──▶ running ──▶ completed
+//!    │           │  └────▶ failed ──(retry)──▶ pending
+//!    └─────┬─────┘
+//!          ▼
+//!      cancelled
+//! ```
+//!
+//! Any other change is refused. `started_at` is set on entering `running`, `completed_at` on
+//! reaching `completed`, `failed` or `cancelled`; a retry clears both and counts an attempt.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::store::jobs::JobRow;
+use crate::store::users::{Role, User};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Pending,
+        JobStatus::Running,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the state machine allows `self → to`.
+    pub fn can_become(self, to: JobStatus) -> bool {
+        use JobStatus::*;
+        matches!(
+            (self, to),
+            (Pending, Running)
+                | (Running, Completed)
+                | (Running, Failed)
+                | (Pending, Cancelled)
+                | (Running, Cancelled)
+                | (Failed, Pending)
+        )
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or(())
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IllegalTransition {
+    pub from: JobStatus,
+    pub to: JobStatus,
+}
+
+/// The job after the transition to `to` at `now`, or the refusal.
+pub fn transition(
+    job: &JobRow,
+    to: JobStatus,
+    now: DateTime<Utc>,
+) -> Result<JobRow, IllegalTransition> {
+    let from: JobStatus = job.status.parse().map_err(|_| IllegalTransition {
+        from: JobStatus::Failed,
+        to,
+    })?;
+    if !from.can_become(to) {
+        return Err(IllegalTransition { from, to });
+    }
+    let mut next = job.clone();
+    next.status = to.as_str().to_owned();
+    next.updated_at = now;
+    match to {
+        JobStatus::Running => next.started_at = Some(now),
+        JobStatus::Pending => {
+            next.started_at = None;
+            next.completed_at = None;
+            next.attempts += 1;
+        }
+        _ => next.completed_at = Some(now),
+    }
+    Ok(next)
+}
+
+/// Moderators and administrators see and change every job; users their own.
+pub fn may_access(user: &User, job: &JobRow) -> bool {
+    user.role >= Role::Moderator || job.owner_id == Some(user.id)
+}
+
+fn ts(t: &DateTime<Utc>) -> Value {
+    json!(t)
+}
+
+/// The representation clients get (the original `JobResponse` fields first among more).
+pub fn to_json(job: &JobRow) -> Value {
+    json!({
+        "id": job.id,
+        "name": job.name,
+        "description": job.description,
+        "status": job.status,
+        "priority": job.priority,
+        "metadata": job.metadata.as_ref().map(|m| m.0.clone()),
+        "owner_id": job.owner_id,
+        "attempts": job.attempts,
+        "created_at": ts(&job.created_at),
+        "updated_at": ts(&job.updated_at),
+        "started_at": job.started_at.as_ref().map(ts),
+        "completed_at": job.completed_at.as_ref().map(ts),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_documented_transitions_are_allowed() {
+        use JobStatus::*;
+        let allowed = [
+            (Pending, Running),
+            (Running, Completed),
+            (Running, Failed),
+            (Pending, Cancelled),
+            (Running, Cancelled),
+            (Failed, Pending),
+        ];
+        for from in JobStatus::ALL {
+            for to in JobStatus::ALL {
+                assert_eq!(
+                    from.can_become(to),
+                    allowed.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! The orchestrator's domain: jobs and their state machine, collaborative tasks, ETags.
+
+pub mod etag;
+pub mod jobs;
