@@ -176,6 +176,10 @@ pub struct Settings {
     pub redis_timeout_ms: u64,
     /// Audit rows older than this are deleted.
     pub audit_retention_days: i64,
+    /// How long an agent holds a claimed job without a heartbeat.
+    pub job_lease_secs: i64,
+    /// Runs a job gets before an expired lease fails it instead of requeueing it.
+    pub job_max_attempts: i32,
     pub first_superuser: Option<String>,
     pub first_superuser_email: Option<String>,
     pub first_superuser_password: Option<SecretString>,
@@ -593,6 +597,8 @@ impl Settings {
             lockout,
             redis_timeout_ms: vars.positive("KYROS_REDIS_TIMEOUT_MS", 100)?,
             audit_retention_days: vars.positive("KYROS_AUDIT_RETENTION_DAYS", 365)?,
+            job_lease_secs: vars.positive("KYROS_JOB_LEASE_SECS", 60)?,
+            job_max_attempts: vars.positive("KYROS_JOB_MAX_ATTEMPTS", 3)?,
             first_superuser,
             first_superuser_email: vars.get("FIRST_SUPERUSER_EMAIL").map(str::to_owned),
             first_superuser_password: first_superuser_password.map(SecretString::from),

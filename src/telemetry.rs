@@ -7,7 +7,7 @@
 //! failures, dropped audit rows — are copied in when `/metrics` is rendered.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
@@ -37,8 +37,7 @@ pub const UNMATCHED: &str = "unmatched";
 /// Linux reports CPU time in clock ticks of `USER_HZ`, which is 100 on every architecture the
 /// kernel exposes to user space.
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;
-/// A CPU percentage over a shorter window than this is noise; the previous value is kept.
-const MIN_CPU_WINDOW: Duration = Duration::from_millis(250);
+/// Histogram upkeep and the CPU sample happen this often, in a background task.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 static METADATA: Metadata<'static> = Metadata::new("kyros", Level::INFO, Some(module_path!()));
@@ -56,7 +55,7 @@ pub struct Telemetry {
     threads: Gauge,
     uptime: Gauge,
     perf: Mutex<Perf>,
-    cpu: Mutex<Option<CpuSample>>,
+    cpu: Arc<Mutex<CpuState>>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -85,15 +84,30 @@ struct RouteStats {
     max_secs: f64,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct CpuSample {
-    at: Instant,
-    cpu_seconds: f64,
-    percent: Option<f64>,
-    window: Option<f64>,
+/// The last CPU sample of the background task and the use it measured since the one before.
+#[derive(Debug, Default)]
+struct CpuState {
+    last: Option<(Instant, f64)>,
+    usage: Option<CpuUsage>,
 }
 
-/// CPU use of the process between two looks at `/proc/self/stat`.
+impl CpuState {
+    fn sample(&mut self, at: Instant, cpu_seconds: f64) {
+        if let Some((prev_at, prev_cpu)) = self.last {
+            let window = at.duration_since(prev_at).as_secs_f64();
+            if window > 0.0 {
+                let used = (cpu_seconds - prev_cpu).max(0.0);
+                self.usage = Some(CpuUsage {
+                    percent: (used / window * 1000.0).round() / 10.0,
+                    window_seconds: (window * 1000.0).round() / 1000.0,
+                });
+            }
+        }
+        self.last = Some((at, cpu_seconds));
+    }
+}
+
+/// CPU use of the process between the last two background looks at `/proc/self/stat`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CpuUsage {
     pub percent: f64,
@@ -204,13 +218,23 @@ impl Telemetry {
             handle: handle.clone(),
             started: Instant::now(),
             perf: Mutex::new(Perf::default()),
-            cpu: Mutex::new(None),
+            cpu: Arc::new(Mutex::new(CpuState::default())),
         };
+        let cpu = Arc::clone(&telemetry.cpu);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(UPKEEP_EVERY);
             loop {
                 tick.tick().await;
                 handle.run_upkeep();
+                if let Some(seconds) = read("/proc/self/stat")
+                    .await
+                    .as_deref()
+                    .and_then(cpu_seconds_from_stat)
+                {
+                    cpu.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .sample(Instant::now(), seconds);
+                }
             }
         });
         telemetry
@@ -339,36 +363,13 @@ impl Telemetry {
         })
     }
 
-    /// CPU use since the previous call (at least a quarter second ago; a quicker call gets the
-    /// previous figure). `None` on the first call or without `/proc`.
-    pub fn cpu_usage(&self, cpu_seconds: Option<f64>) -> Option<CpuUsage> {
-        let cpu_seconds = cpu_seconds?;
-        let now = Instant::now();
-        let mut sample = self.cpu.lock().unwrap_or_else(PoisonError::into_inner);
-        let next = match *sample {
-            Some(prev) if now.duration_since(prev.at) >= MIN_CPU_WINDOW => {
-                let window = now.duration_since(prev.at).as_secs_f64();
-                let used = (cpu_seconds - prev.cpu_seconds).max(0.0);
-                CpuSample {
-                    at: now,
-                    cpu_seconds,
-                    percent: Some(used / window * 100.0),
-                    window: Some(window),
-                }
-            }
-            Some(prev) => prev,
-            None => CpuSample {
-                at: now,
-                cpu_seconds,
-                percent: None,
-                window: None,
-            },
-        };
-        *sample = Some(next);
-        Some(CpuUsage {
-            percent: (next.percent? * 10.0).round() / 10.0,
-            window_seconds: (next.window? * 1000.0).round() / 1000.0,
-        })
+    /// Process CPU use over the last background sampling window (about five seconds); `None`
+    /// until two samples exist or without `/proc`. Reading it does no I/O.
+    pub fn cpu_usage(&self) -> Option<CpuUsage> {
+        self.cpu
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .usage
     }
 }
 
@@ -505,5 +506,21 @@ mod tests {
         assert_eq!(memory_status(Some(85), Some(100)).0, "warning");
         assert_eq!(memory_status(Some(10), Some(100)).0, "healthy");
         assert_eq!(memory_status(None, Some(100)).0, "unknown");
+    }
+
+    #[test]
+    fn cpu_use_is_the_difference_between_samples() {
+        let mut cpu = CpuState::default();
+        let t0 = Instant::now();
+        cpu.sample(t0, 10.0);
+        assert_eq!(cpu.usage, None);
+        cpu.sample(t0 + Duration::from_secs(4), 11.0);
+        assert_eq!(
+            cpu.usage,
+            Some(CpuUsage {
+                percent: 25.0,
+                window_seconds: 4.0
+            })
+        );
     }
 }

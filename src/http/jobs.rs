@@ -120,6 +120,10 @@ async fn create(
         updated_at: now,
         started_at: None,
         completed_at: None,
+        lease_owner: None,
+        lease_expires_at: None,
+        result: None,
+        error: None,
     };
     store::insert(&state.db, &job).await?;
     let mut response = json_with_etag(StatusCode::CREATED, &jobs::to_json(&job));

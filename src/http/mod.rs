@@ -1,6 +1,7 @@
 //! Routes and the middleware stack around them (DESIGN.md §5).
 
 pub mod admin;
+pub mod agents;
 pub mod api_keys;
 pub mod auth;
 pub mod body;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(self::metrics::routes())
         .merge(jobs::routes())
         .merge(tasks::routes())
+        .merge(agents::routes())
         // Runs only for matched routes, so an unknown path is a 404 before any CSRF verdict.
         .route_layer(from_fn_with_state(state.clone(), csrf::csrf_guard))
         .fallback(error::not_found)

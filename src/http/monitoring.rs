@@ -1,8 +1,8 @@
 //! `/api/v1/monitoring/*`: health, process and machine figures, request performance, dependency
 //! status and recent security events — for administrators outside `ENVIRONMENT=local` (public
 //! there). Every figure is real: the database is pinged, `/proc` is read through `tokio::fs`
-//! (never blocking the runtime), CPU use is the difference to the previous sample (no sampling
-//! sleep on the request path). Failures are reported as states, never as error text.
+//! (never blocking the runtime), CPU use comes from the background sample of
+//! [`crate::telemetry`] (no sampling sleep on the request path). Failures are reported as states, never as error text.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -74,7 +74,7 @@ fn pool_json(state: &AppState) -> Value {
 
 async fn metrics(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<Value> {
     let (process, system) = tokio::join!(telemetry::process_stats(), telemetry::system_stats());
-    let cpu = state.telemetry.cpu_usage(process.cpu_seconds);
+    let cpu = state.telemetry.cpu_usage();
     let (memory, memory_percent) = memory_status(process.rss_bytes, system.memory_total_bytes);
     Json(json!({
         "timestamp": timestamp(&state),

@@ -113,9 +113,15 @@ pub fn transition(
         JobStatus::Pending => {
             next.started_at = None;
             next.completed_at = None;
+            next.result = None;
+            next.error = None;
             next.attempts += 1;
         }
         _ => next.completed_at = Some(now),
+    }
+    if to != JobStatus::Running {
+        next.lease_owner = None;
+        next.lease_expires_at = None;
     }
     Ok(next)
 }
@@ -144,6 +150,10 @@ pub fn to_json(job: &JobRow) -> Value {
         "updated_at": ts(&job.updated_at),
         "started_at": job.started_at.as_ref().map(ts),
         "completed_at": job.completed_at.as_ref().map(ts),
+        "agent_id": job.lease_owner,
+        "lease_expires_at": job.lease_expires_at.as_ref().map(ts),
+        "result": job.result.as_ref().map(|r| r.0.clone()),
+        "error": job.error,
     })
 }
 
@@ -172,4 +182,23 @@ mod tests {
             }
         }
     }
+}
+
+/// What happens to a running job whose agent stopped heartbeating: back to `pending` for another
+/// agent while it has attempts left (this run counts as one), `failed` after the last one.
+pub fn expire_lease(job: &JobRow, now: DateTime<Utc>, max_attempts: i32) -> JobRow {
+    let mut next = job.clone();
+    next.updated_at = now;
+    next.lease_owner = None;
+    next.lease_expires_at = None;
+    next.attempts += 1;
+    if next.attempts < max_attempts {
+        next.status = JobStatus::Pending.as_str().to_owned();
+        next.started_at = None;
+    } else {
+        next.status = JobStatus::Failed.as_str().to_owned();
+        next.completed_at = Some(now);
+        next.error = Some("lease expired: the agent stopped sending heartbeats".to_owned());
+    }
+    next
 }

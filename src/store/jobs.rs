@@ -23,13 +23,18 @@ pub struct JobRow {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The API key (agent) holding the job while it runs.
+    pub lease_owner: Option<Uuid>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub result: Option<Json<Value>>,
+    pub error: Option<String>,
 }
 
 macro_rules! select_jobs {
     ($tail:literal) => {
         concat!(
             "SELECT id, name, description, status, priority, metadata, owner_id, version, attempts, \
-             created_at, updated_at, started_at, completed_at FROM jobs ",
+             created_at, updated_at, started_at, completed_at, lease_owner, lease_expires_at, result, error FROM jobs ",
             $tail
         )
     };
@@ -85,14 +90,19 @@ pub async fn list(
 /// Applies a status change if the job is still at `version`; false when someone changed it first.
 pub async fn update_status(db: &Db, job: &JobRow, expected_version: i32) -> StoreResult<bool> {
     let n = on_pool!(db, pool => sqlx::query(
-        "UPDATE jobs SET status = $1, started_at = $2, completed_at = $3, updated_at = $4, attempts = $5, version = version + 1 \
-         WHERE id = $6 AND version = $7",
+        "UPDATE jobs SET status = $1, started_at = $2, completed_at = $3, updated_at = $4, attempts = $5, \
+         lease_owner = $6, lease_expires_at = $7, result = $8, error = $9, version = version + 1 \
+         WHERE id = $10 AND version = $11",
     )
     .bind(&job.status)
     .bind(job.started_at)
     .bind(job.completed_at)
     .bind(job.updated_at)
     .bind(job.attempts)
+    .bind(job.lease_owner)
+    .bind(job.lease_expires_at)
+    .bind(&job.result)
+    .bind(&job.error)
     .bind(job.id)
     .bind(expected_version)
     .execute(pool)
@@ -110,4 +120,104 @@ pub async fn delete(db: &Db, id: Uuid, expected_version: i32) -> StoreResult<boo
         .await
         .map(|r| r.rows_affected()))?;
     Ok(n == 1)
+}
+
+/// Hands the next pending job (highest priority, then oldest) to `agent` with a lease, atomically:
+/// no job is ever handed to two agents. PostgreSQL skips rows other claimers hold locked; SQLite
+/// serializes writers, so one statement is enough.
+pub async fn claim(
+    db: &Db,
+    agent: Uuid,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> StoreResult<Option<JobRow>> {
+    let row = match db {
+        Db::Postgres(pool) => {
+            sqlx::query_as(concat!(
+                "UPDATE jobs SET status = 'running', started_at = $1, updated_at = $1, lease_owner = $2, lease_expires_at = $3, \
+                 version = version + 1 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
+                 ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ",
+                "id, name, description, status, priority, metadata, owner_id, version, attempts, created_at, updated_at, \
+                 started_at, completed_at, lease_owner, lease_expires_at, result, error"
+            ))
+            .bind(now)
+            .bind(agent)
+            .bind(lease_until)
+            .fetch_optional(pool)
+            .await?
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query_as(concat!(
+                "UPDATE jobs SET status = 'running', started_at = $1, updated_at = $1, lease_owner = $2, lease_expires_at = $3, \
+                 version = version + 1 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
+                 ORDER BY priority DESC, created_at, id LIMIT 1) AND status = 'pending' RETURNING ",
+                "id, name, description, status, priority, metadata, owner_id, version, attempts, created_at, updated_at, \
+                 started_at, completed_at, lease_owner, lease_expires_at, result, error"
+            ))
+            .bind(now)
+            .bind(agent)
+            .bind(lease_until)
+            .fetch_optional(pool)
+            .await?
+        }
+    };
+    Ok(row)
+}
+
+/// Running jobs whose lease ran out.
+pub async fn expired_leases(db: &Db, now: DateTime<Utc>) -> StoreResult<Vec<JobRow>> {
+    let rows = on_pool!(db, pool => sqlx::query_as(select_jobs!(
+        "WHERE status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at < $1 LIMIT 500"
+    ))
+    .bind(now)
+    .fetch_all(pool)
+    .await)?;
+    Ok(rows)
+}
+
+/// Running jobs held by an agent.
+pub async fn leased_by(db: &Db, agent: Uuid) -> StoreResult<Vec<JobRow>> {
+    let rows = on_pool!(db, pool => sqlx::query_as(select_jobs!("WHERE status = 'running' AND lease_owner = $1"))
+        .bind(agent)
+        .fetch_all(pool)
+        .await)?;
+    Ok(rows)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AgentRow {
+    pub key_id: Uuid,
+    pub name: String,
+    pub owner_id: Option<Uuid>,
+    pub last_seen_at: DateTime<Utc>,
+}
+
+pub async fn touch_agent(
+    db: &Db,
+    key_id: Uuid,
+    name: &str,
+    owner_id: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    on_pool!(db, pool => sqlx::query(
+        "INSERT INTO agents (key_id, name, owner_id, last_seen_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (key_id) DO UPDATE SET name = $2, owner_id = $3, last_seen_at = $4",
+    )
+    .bind(key_id)
+    .bind(name)
+    .bind(owner_id)
+    .bind(now)
+    .execute(pool)
+    .await
+    .map(|_| ()))?;
+    Ok(())
+}
+
+pub async fn agents(db: &Db) -> StoreResult<Vec<AgentRow>> {
+    let rows = on_pool!(db, pool => sqlx::query_as(
+        "SELECT key_id, name, owner_id, last_seen_at FROM agents ORDER BY last_seen_at DESC, key_id LIMIT 1000",
+    )
+    .fetch_all(pool)
+    .await)?;
+    Ok(rows)
 }
