@@ -157,6 +157,25 @@ pub fn to_json(job: &JobRow) -> Value {
     })
 }
 
+/// What happens to a running job whose agent stopped heartbeating: back to `pending` for another
+/// agent while it has attempts left (this run counts as one), `failed` after the last one.
+pub fn expire_lease(job: &JobRow, now: DateTime<Utc>, max_attempts: i32) -> JobRow {
+    let mut next = job.clone();
+    next.updated_at = now;
+    next.lease_owner = None;
+    next.lease_expires_at = None;
+    next.attempts += 1;
+    if next.attempts < max_attempts {
+        next.status = JobStatus::Pending.as_str().to_owned();
+        next.started_at = None;
+    } else {
+        next.status = JobStatus::Failed.as_str().to_owned();
+        next.completed_at = Some(now);
+        next.error = Some("lease expired: the agent stopped sending heartbeats".to_owned());
+    }
+    next
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,23 +201,4 @@ mod tests {
             }
         }
     }
-}
-
-/// What happens to a running job whose agent stopped heartbeating: back to `pending` for another
-/// agent while it has attempts left (this run counts as one), `failed` after the last one.
-pub fn expire_lease(job: &JobRow, now: DateTime<Utc>, max_attempts: i32) -> JobRow {
-    let mut next = job.clone();
-    next.updated_at = now;
-    next.lease_owner = None;
-    next.lease_expires_at = None;
-    next.attempts += 1;
-    if next.attempts < max_attempts {
-        next.status = JobStatus::Pending.as_str().to_owned();
-        next.started_at = None;
-    } else {
-        next.status = JobStatus::Failed.as_str().to_owned();
-        next.completed_at = Some(now);
-        next.error = Some("lease expired: the agent stopped sending heartbeats".to_owned());
-    }
-    next
 }
