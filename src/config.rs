@@ -176,6 +176,8 @@ pub struct Settings {
     pub redis_timeout_ms: u64,
     /// Audit rows older than this are deleted.
     pub audit_retention_days: i64,
+    /// Events older than this are deleted from the log.
+    pub event_retention_days: i64,
     /// How long an agent holds a claimed job without a heartbeat.
     pub job_lease_secs: i64,
     /// Runs a job gets before an expired lease fails it instead of requeueing it.
@@ -597,6 +599,7 @@ impl Settings {
             lockout,
             redis_timeout_ms: vars.positive("KYROS_REDIS_TIMEOUT_MS", 100)?,
             audit_retention_days: vars.positive("KYROS_AUDIT_RETENTION_DAYS", 365)?,
+            event_retention_days: vars.positive("KYROS_EVENT_RETENTION_DAYS", 30)?,
             job_lease_secs: vars.positive("KYROS_JOB_LEASE_SECS", 60)?,
             job_max_attempts: vars.positive("KYROS_JOB_MAX_ATTEMPTS", 3)?,
             first_superuser,

@@ -9,6 +9,7 @@ use crate::auth::sessions::SessionPolicy;
 use crate::auth::tokens::TokenService;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
+use crate::orchestrator::events::EventBus;
 use crate::security::audit::Audit;
 use crate::security::csrf::CsrfKeys;
 use crate::security::headers::SecurityHeaders;
@@ -34,6 +35,7 @@ pub struct Inner {
     pub redis: Option<Redis>,
     pub limiter: Arc<Limiter>,
     pub revocations: Arc<Revocations>,
+    pub events: Arc<EventBus>,
     /// Request metrics of this instance (`/metrics`, `/api/v1/monitoring/*`).
     pub telemetry: Telemetry,
 }
@@ -76,7 +78,13 @@ impl AppState {
         };
         let limiter = Limiter::start(&settings, redis.clone(), clock.clone());
         let revocations = Revocations::start(db.clone(), redis.clone(), clock.clone()).await?;
-        spawn_maintenance(db.clone(), clock.clone(), settings.audit_retention_days);
+        spawn_maintenance(
+            db.clone(),
+            clock.clone(),
+            settings.audit_retention_days,
+            settings.event_retention_days,
+        );
+        let events = EventBus::start(redis.clone());
         Ok(AppState(Arc::new(Inner {
             session_policy: SessionPolicy::new(&settings),
             csrf: CsrfKeys::new(&settings),
@@ -90,18 +98,27 @@ impl AppState {
             redis,
             limiter,
             revocations,
+            events,
             telemetry: Telemetry::start(),
         })))
     }
 }
 
-/// Hourly clean-up: audit rows past retention, expired refresh tokens and deny-list entries.
-fn spawn_maintenance(db: Db, clock: SharedClock, retention_days: i64) {
+/// Hourly clean-up: events and audit rows past retention, expired refresh tokens and deny-list entries.
+fn spawn_maintenance(db: Db, clock: SharedClock, retention_days: i64, event_retention_days: i64) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
             tick.tick().await;
             let now = clock.now();
+            if let Err(e) = crate::store::events::purge_before(
+                &db,
+                now - chrono::Duration::days(event_retention_days),
+            )
+            .await
+            {
+                tracing::warn!(error = %e, "event retention clean-up failed");
+            }
             if let Err(e) =
                 crate::store::audit::purge_before(&db, now - chrono::Duration::days(retention_days))
                     .await

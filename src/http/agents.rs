@@ -16,6 +16,7 @@ use sqlx::types::Json as DbJson;
 use uuid::Uuid;
 
 use super::body::JsonObject;
+use super::events::emit;
 use crate::auth::api_keys::Scope;
 use crate::auth::principal::{AuthMethod, CurrentUser};
 use crate::auth::rbac::require_scope;
@@ -58,7 +59,18 @@ pub async fn requeue_expired(state: &AppState) -> Result<(), ApiError> {
     for job in store::expired_leases(&state.db, now).await? {
         let next = jobs::expire_lease(&job, now, state.settings.job_max_attempts);
         // Losing this race means another request already handled the job.
-        store::update_status(&state.db, &next, job.version).await?;
+        if store::update_status(&state.db, &next, job.version).await? {
+            let name = if next.status == JobStatus::Pending.as_str() {
+                "job_requeued"
+            } else {
+                "job_failed"
+            };
+            emit(
+                state,
+                jobs::event(&next, name, None, json!({"reason": "lease expired"})),
+            )
+            .await;
+        }
     }
     Ok(())
 }
@@ -85,7 +97,14 @@ async fn claim(State(state): State<AppState>, current: CurrentUser) -> Result<Re
     let now = at_storage_precision(state.clock.now());
     let lease = now + Duration::seconds(state.settings.job_lease_secs);
     match store::claim(&state.db, key_id, now, lease).await? {
-        Some(job) => Ok(Json(jobs::to_json(&job)).into_response()),
+        Some(job) => {
+            emit(
+                &state,
+                jobs::event(&job, "job_claimed", None, json!({"agent_id": key_id})),
+            )
+            .await;
+            Ok(Json(jobs::to_json(&job)).into_response())
+        }
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
 }
@@ -107,12 +126,20 @@ async fn leased(state: &AppState, key_id: Uuid, id: &str) -> Result<JobRow, ApiE
     Ok(job)
 }
 
-async fn save(state: &AppState, next: JobRow, version: i32) -> Result<Response, ApiError> {
+async fn save(
+    state: &AppState,
+    next: JobRow,
+    version: i32,
+    event: Option<&str>,
+) -> Result<Response, ApiError> {
     if !store::update_status(&state.db, &next, version).await? {
         return Err(ApiError::conflict("The job was changed by another request"));
     }
     let mut next = next;
     next.version += 1;
+    if let Some(name) = event {
+        emit(state, jobs::event(&next, name, None, json!({}))).await;
+    }
     Ok(Json(jobs::to_json(&next)).into_response())
 }
 
@@ -128,7 +155,7 @@ async fn heartbeat(
     let mut next = job.clone();
     next.updated_at = now;
     next.lease_expires_at = Some(now + Duration::seconds(state.settings.job_lease_secs));
-    save(&state, next, job.version).await
+    save(&state, next, job.version, None).await
 }
 
 async fn complete(
@@ -158,7 +185,7 @@ async fn complete(
         ))
     })?;
     next.result = result;
-    save(&state, next, job.version).await
+    save(&state, next, job.version, Some("job_completed")).await
 }
 
 async fn fail(
@@ -186,7 +213,7 @@ async fn fail(
         ))
     })?;
     next.error = error;
-    save(&state, next, job.version).await
+    save(&state, next, job.version, Some("job_failed")).await
 }
 
 #[derive(Debug, Deserialize)]

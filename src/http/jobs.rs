@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::body::JsonObject;
 use super::conditional::{check_if_match, json_with_etag, respond_conditionally};
+use super::events::emit;
 use crate::auth::api_keys::Scope;
 use crate::auth::principal::CurrentUser;
 use crate::auth::rbac::require_scope;
@@ -126,6 +127,11 @@ async fn create(
         error: None,
     };
     store::insert(&state.db, &job).await?;
+    emit(
+        &state,
+        jobs::event(&job, "job_created", Some(&current.user.username), json!({})),
+    )
+    .await;
     let mut response = json_with_etag(StatusCode::CREATED, &jobs::to_json(&job));
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/jobs/{}", job.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -242,6 +248,17 @@ async fn set_status(
     }
     let mut next = next;
     next.version += 1;
+    let change = json!({"old_status": job.status, "new_status": next.status});
+    emit(
+        &state,
+        jobs::event(
+            &next,
+            "job_status_updated",
+            Some(&current.user.username),
+            change,
+        ),
+    )
+    .await;
     Ok(json_with_etag(StatusCode::OK, &jobs::to_json(&next)))
 }
 
@@ -259,5 +276,10 @@ async fn remove(
             "The job was changed by another request; read it again and retry",
         ));
     }
+    emit(
+        &state,
+        jobs::event(&job, "job_deleted", Some(&current.user.username), json!({})),
+    )
+    .await;
     Ok(Json(json!({"message": "Job deleted successfully"})).into_response())
 }

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod body;
 pub mod conditional;
+pub mod events;
 pub mod examples;
 pub mod health;
 pub mod jobs;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(jobs::routes())
         .merge(tasks::routes())
         .merge(agents::routes())
+        .merge(events::routes())
         // Runs only for matched routes, so an unknown path is a 404 before any CSRF verdict.
         .route_layer(from_fn_with_state(state.clone(), csrf::csrf_guard))
         .fallback(error::not_found)

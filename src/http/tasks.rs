@@ -15,11 +15,13 @@ use super::body::JsonObject;
 use super::conditional::{
     check_if_match, json_with_etag, respond_conditionally, respond_conditionally_on,
 };
+use super::events::emit;
 use crate::auth::api_keys::Scope;
 use crate::auth::principal::CurrentUser;
 use crate::auth::rbac::require_scope;
 use crate::clock::at_storage_precision;
 use crate::error::{ApiError, FieldError};
+use crate::orchestrator::events::{NewEvent, ORCHESTRATOR};
 use crate::state::AppState;
 use crate::store::tasks::{self as store, TaskRow};
 use crate::store::users::Role;
@@ -97,6 +99,7 @@ async fn create(
         updated_at: now,
     };
     store::insert(&state.db, &task).await?;
+    emit(&state, task_event(&task, "task_created", &current)).await;
     let mut response = json_with_etag(StatusCode::CREATED, &to_json(&task));
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/collab/tasks/{}", task.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -154,6 +157,7 @@ async fn update(
         ));
     }
     next.version += 1;
+    emit(&state, task_event(&next, "task_updated", &current)).await;
     Ok(json_with_etag(StatusCode::OK, &to_json(&next)))
 }
 
@@ -177,5 +181,19 @@ async fn remove(
             "Precondition failed: the resource has changed",
         ));
     }
+    emit(&state, task_event(&task, "task_deleted", &current)).await;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn task_event(task: &TaskRow, name: &str, current: &CurrentUser) -> NewEvent {
+    NewEvent {
+        stream: ORCHESTRATOR,
+        event: name.to_owned(),
+        actor: Some(current.user.username.clone()),
+        target: Some(task.id.to_string()),
+        task_id: Some(task.id.to_string()),
+        run_id: None,
+        owner_id: task.owner_id,
+        payload: json!({"task": to_json(task), "user_id": current.user.id}),
+    }
 }

@@ -157,6 +157,32 @@ pub fn to_json(job: &JobRow) -> Value {
     })
 }
 
+/// An orchestrator event about a job: `task_id` is the job id, `run_id` identifies the run (the
+/// job id and its attempt number) while one is under way.
+pub fn event(
+    job: &JobRow,
+    name: &str,
+    actor: Option<&str>,
+    extra: Value,
+) -> crate::orchestrator::events::NewEvent {
+    let mut payload = json!({"job": to_json(job)});
+    if let (Value::Object(p), Value::Object(e)) = (&mut payload, extra) {
+        p.extend(e);
+    }
+    crate::orchestrator::events::NewEvent {
+        stream: crate::orchestrator::events::ORCHESTRATOR,
+        event: name.to_owned(),
+        actor: actor.map(str::to_owned),
+        target: Some(job.id.to_string()),
+        task_id: Some(job.id.to_string()),
+        run_id: job
+            .started_at
+            .map(|_| format!("{}:{}", job.id, job.attempts + 1)),
+        owner_id: job.owner_id,
+        payload,
+    }
+}
+
 /// What happens to a running job whose agent stopped heartbeating: back to `pending` for another
 /// agent while it has attempts left (this run counts as one), `failed` after the last one.
 pub fn expire_lease(job: &JobRow, now: DateTime<Utc>, max_attempts: i32) -> JobRow {

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod events;
 pub mod jobs;
 pub mod mfa;
 pub mod redis;

@@ -1,0 +1,136 @@
+//! The event bus: every event is appended to the durable log first (its id orders it), then
+//! delivered to the live streams of this instance and, through Redis pub/sub when configured,
+//! of every other instance. Streams that fall behind or reconnect catch up from the log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::types::Json;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::store::events::{self, EventRow};
+use crate::store::redis::Redis;
+use crate::store::{Db, StoreResult};
+
+const CHANNEL: &str = "events";
+const LIVE_BUFFER: usize = 4096;
+
+pub const COLLAB: &str = "collab";
+pub const ORCHESTRATOR: &str = "orchestrator";
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    origin: Uuid,
+    event: EventRow,
+}
+
+pub struct EventBus {
+    tx: broadcast::Sender<Arc<EventRow>>,
+    redis: Option<Redis>,
+    instance: Uuid,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new event, before the log gives it an id.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub stream: &'static str,
+    pub event: String,
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub task_id: Option<String>,
+    pub run_id: Option<String>,
+    pub owner_id: Option<Uuid>,
+    pub payload: Value,
+}
+
+impl EventBus {
+    pub fn start(redis: Option<Redis>) -> Arc<EventBus> {
+        let (tx, _) = broadcast::channel(LIVE_BUFFER);
+        let bus = Arc::new(EventBus {
+            tx,
+            redis,
+            instance: Uuid::new_v4(),
+        });
+        if bus.redis.is_some() {
+            let sub = Arc::clone(&bus);
+            tokio::spawn(async move { sub.subscribe_loop().await });
+        }
+        bus
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<EventRow>> {
+        self.tx.subscribe()
+    }
+
+    /// Appends to the log and delivers live.
+    pub async fn publish(&self, db: &Db, at: DateTime<Utc>, e: NewEvent) -> StoreResult<EventRow> {
+        let row = events::append(
+            db,
+            &EventRow {
+                id: 0,
+                at,
+                stream: e.stream.to_owned(),
+                event: e.event,
+                actor: e.actor,
+                target: e.target,
+                task_id: e.task_id,
+                run_id: e.run_id,
+                owner_id: e.owner_id,
+                payload: Json(e.payload),
+            },
+        )
+        .await?;
+        let _ = self.tx.send(Arc::new(row.clone()));
+        if let Some(redis) = &self.redis
+            && let Ok(text) = serde_json::to_string(&Envelope {
+                origin: self.instance,
+                event: row.clone(),
+            })
+        {
+            // Other instances that miss this (Redis down) still serve it from the log on resume.
+            let _ = redis.publish(CHANNEL, &text).await;
+        }
+        Ok(row)
+    }
+
+    async fn subscribe_loop(self: Arc<Self>) {
+        let Some(redis) = self.redis.clone() else {
+            return;
+        };
+        let channel = redis.key(CHANNEL);
+        loop {
+            let connected =
+                tokio::time::timeout(Duration::from_secs(2), redis.client().get_async_pubsub())
+                    .await;
+            if let Ok(Ok(mut pubsub)) = connected
+                && pubsub.subscribe(&channel).await.is_ok()
+            {
+                let mut messages = pubsub.into_on_message();
+                while let Some(msg) = messages.next().await {
+                    let Ok(text) = msg.get_payload::<String>() else {
+                        continue;
+                    };
+                    if let Ok(env) = serde_json::from_str::<Envelope>(&text)
+                        && env.origin != self.instance
+                    {
+                        let _ = self.tx.send(Arc::new(env.event));
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
