@@ -17,6 +17,7 @@ pub mod security;
 pub mod sessions;
 pub mod tasks;
 pub mod utils;
+pub mod ws;
 
 use std::any::Any;
 
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tasks::routes())
         .merge(agents::routes())
         .merge(events::routes())
+        .merge(ws::routes())
         // Runs only for matched routes, so an unknown path is a 404 before any CSRF verdict.
         .route_layer(from_fn_with_state(state.clone(), csrf::csrf_guard))
         .fallback(error::not_found)

@@ -159,3 +159,31 @@ pub async fn purge_expired(db: &Db, now: DateTime<Utc>) -> StoreResult<()> {
     });
     Ok(())
 }
+
+pub async fn insert_ws_ticket(
+    db: &Db,
+    hash: &str,
+    user_id: Uuid,
+    expires_at: DateTime<Utc>,
+) -> StoreResult<()> {
+    on_pool!(db, pool => sqlx::query("INSERT INTO ws_tickets (ticket_hash, user_id, expires_at) VALUES ($1, $2, $3)")
+        .bind(hash)
+        .bind(user_id)
+        .bind(expires_at)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// Consumes a WebSocket ticket: the user it was issued to, once, before it expires.
+pub async fn use_ws_ticket(db: &Db, hash: &str, now: DateTime<Utc>) -> StoreResult<Option<Uuid>> {
+    let user: Option<Uuid> = on_pool!(db, pool => sqlx::query_scalar(
+        "UPDATE ws_tickets SET used_at = $1 WHERE ticket_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
+    )
+    .bind(now)
+    .bind(hash)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(user)
+}

@@ -1,0 +1,391 @@
+//! `/ws`: the live channel. Authenticated by an `Authorization` header (token or API key), by a
+//! short-lived single-use ticket from `POST /auth/ws-ticket`, by the session cookie, or by the
+//! original `?token=` (kept for compatibility; query strings never reach the logs). A browser's
+//! `Origin` must be the service's own or an allowed one. The handshake passes through the same
+//! layers as every request (HTTPS, rate limit).
+//!
+//! Messages keep the original formats (`connection`, echo as `message`, `error`), plus
+//! `subscribe`/`unsubscribe` to a job's or task's events (`{"type":"subscribe","task_id":…}`)
+//! or to the collaboration log (`{"type":"subscribe","stream":"collab"}`) and `ping`/`pong`.
+//! The connection is closed with 1008 when its token expires or is revoked, or its session ends.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::extract::ws::{
+    CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade,
+    rejection::WebSocketUpgradeRejection,
+};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::auth::no_store;
+use super::events::{collab_json, orchestrator_json};
+use crate::auth::principal::{AuthMethod, CurrentUser, user_from_token};
+use crate::auth::rbac::UserPrincipal;
+use crate::auth::tokens::{AccessClaims, LEEWAY_SECS};
+use crate::crypto::{derive_key, random_bytes};
+use crate::error::ApiError;
+use crate::orchestrator::events::{COLLAB, ORCHESTRATOR};
+use crate::security::client_ip::RequestContext;
+use crate::security::csrf::is_cross_site;
+use crate::state::AppState;
+use crate::store::events::EventRow;
+use crate::store::users::{self, Role, User};
+use crate::store::{sessions, tokens};
+
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+const TICKET_SECS: i64 = 60;
+/// Client messages allowed per second on one connection.
+const MESSAGES_PER_SECOND: u32 = 20;
+const PING_EVERY: Duration = Duration::from_secs(30);
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ws", get(upgrade))
+        .route("/auth/ws-ticket", post(ticket))
+}
+
+fn ticket_hash(state: &AppState, ticket: &str) -> String {
+    let key = derive_key(&state.settings.secret_key, "ws-ticket");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key)
+        .unwrap_or_else(|_| unreachable!("any key length"));
+    mac.update(ticket.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A ticket for one WebSocket connection, valid for a minute.
+async fn ticket(
+    State(state): State<AppState>,
+    UserPrincipal(current): UserPrincipal,
+) -> Result<Response, ApiError> {
+    let ticket = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+    let expires = state.clock.now() + chrono::Duration::seconds(TICKET_SECS);
+    tokens::insert_ws_ticket(
+        &state.db,
+        &ticket_hash(&state, &ticket),
+        current.user.id,
+        expires,
+    )
+    .await?;
+    Ok(no_store(
+        Json(json!({"ticket": ticket, "expires_in": TICKET_SECS})).into_response(),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct WsQuery {
+    token: Option<String>,
+    ticket: Option<String>,
+}
+
+/// How the connection was authenticated: what to re-check while it lives.
+#[derive(Debug, Clone)]
+enum Proof {
+    Token(AccessClaims),
+    Session(Uuid),
+    /// API key or ticket: the user stays checked.
+    User,
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    current: Option<CurrentUser>,
+    ctx: Option<Extension<RequestContext>>,
+    headers: HeaderMap,
+    Query(q): Query<WsQuery>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    // Cross-site WebSocket hijacking: a browser page of a foreign origin is refused, whatever it carries.
+    let https = ctx.is_some_and(|Extension(c)| c.https);
+    if headers.contains_key(header::ORIGIN)
+        && is_cross_site(&headers, https, &state.settings.cors_origins)
+    {
+        return Err(ApiError::forbidden("Origin not allowed"));
+    }
+    let (user, proof) = match current {
+        Some(c) => {
+            let proof = match (c.method, c.claims) {
+                (AuthMethod::Session(id), _) => Proof::Session(id),
+                (AuthMethod::Bearer, Some(claims)) => Proof::Token(claims),
+                _ => Proof::User,
+            };
+            (c.user, proof)
+        }
+        None => match (q.ticket, q.token) {
+            (Some(ticket), _) => {
+                let now = state.clock.now();
+                let user_id = tokens::use_ws_ticket(&state.db, &ticket_hash(&state, &ticket), now)
+                    .await?
+                    .ok_or_else(|| ApiError::unauthorized("Invalid or used ticket"))?;
+                let user = users::find_by_id(&state.db, user_id)
+                    .await?
+                    .filter(|u| u.active)
+                    .ok_or_else(|| ApiError::unauthorized("Invalid or used ticket"))?;
+                (user, Proof::User)
+            }
+            (None, Some(token)) => match user_from_token(&state, &token).await? {
+                Ok(c) => {
+                    let claims = c.claims.ok_or_else(ApiError::invalid_credentials)?;
+                    (c.user, Proof::Token(claims))
+                }
+                Err(_) => return Err(ApiError::unauthorized("Invalid token")),
+            },
+            (None, None) => return Err(ApiError::unauthorized("Missing authentication token")),
+        },
+    };
+    let ws =
+        ws.map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "WebSocket upgrade required"))?;
+    Ok(ws
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| run(state, socket, user, proof)))
+}
+
+fn now_iso() -> String {
+    Utc::now().to_rfc3339()
+}
+
+fn text(v: Value) -> Message {
+    Message::Text(Utf8Bytes::from(v.to_string()))
+}
+
+fn error(message: &str) -> Message {
+    text(json!({"type": "error", "message": message}))
+}
+
+/// Why the connection must end now, if it must.
+async fn still_valid(
+    state: &AppState,
+    user: &User,
+    proof: &Proof,
+    deep: bool,
+) -> Option<&'static str> {
+    let now = state.clock.now();
+    if let Proof::Token(claims) = proof {
+        if claims.exp + LEEWAY_SECS <= now.timestamp() {
+            return Some("Token expired");
+        }
+        if state.revocations.is_denied(&claims.jti) {
+            return Some("Token revoked");
+        }
+    }
+    if !deep {
+        return None;
+    }
+    match users::find_by_id(&state.db, user.id).await {
+        Ok(Some(u)) if u.active => {
+            if let Proof::Token(claims) = proof
+                && u.token_generation != claims.generation.unwrap_or(0)
+            {
+                return Some("Token revoked");
+            }
+        }
+        Ok(_) => return Some("User no longer active"),
+        Err(_) => return None,
+    }
+    if let Proof::Session(id) = proof {
+        match sessions::find_by_id(&state.db, *id).await {
+            Ok(Some(s)) if s.revoked_at.is_none() && now < state.session_policy.valid_until(&s) => {
+            }
+            Ok(_) => return Some("Session ended"),
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+#[derive(Default)]
+struct Subscriptions {
+    collab: bool,
+    tasks: HashSet<String>,
+}
+
+impl Subscriptions {
+    fn wants(&self, e: &EventRow) -> bool {
+        match e.stream.as_str() {
+            COLLAB => self.collab,
+            ORCHESTRATOR => e.task_id.as_ref().is_some_and(|t| self.tasks.contains(t)),
+            _ => false,
+        }
+    }
+}
+
+fn may_see(user: &User, e: &EventRow) -> bool {
+    e.stream == COLLAB || user.role >= Role::Moderator || e.owner_id == Some(user.id)
+}
+
+async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await;
+}
+
+async fn run(state: AppState, mut socket: WebSocket, user: User, proof: Proof) {
+    let hello = json!({"type": "connection", "status": "connected", "user": user.username, "timestamp": now_iso()});
+    if socket.send(text(hello)).await.is_err() {
+        return;
+    }
+    let mut events = state.events.subscribe();
+    let mut subs = Subscriptions::default();
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut ticks: u64 = 0;
+    let mut unanswered_pings = 0;
+    let (mut window_start, mut in_window) = (tokio::time::Instant::now(), 0u32);
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let Some(Ok(message)) = incoming else { return };
+                let reply = match message {
+                    Message::Text(t) => {
+                        if window_start.elapsed() >= Duration::from_secs(1) {
+                            (window_start, in_window) = (tokio::time::Instant::now(), 0);
+                        }
+                        in_window += 1;
+                        if in_window > MESSAGES_PER_SECOND {
+                            Some(error("Rate limit exceeded"))
+                        } else {
+                            handle(&state, &user, &mut subs, t.as_str()).await
+                        }
+                    }
+                    Message::Binary(_) => Some(error("Binary frames are not supported; send JSON text")),
+                    Message::Pong(_) => {
+                        unanswered_pings = 0;
+                        None
+                    }
+                    Message::Ping(_) => None,
+                    Message::Close(_) => return,
+                };
+                if let Some(reply) = reply
+                    && socket.send(reply).await.is_err()
+                {
+                    return;
+                }
+            }
+            event = events.recv() => {
+                match event {
+                    Ok(e) if subs.wants(&e) && may_see(&user, &e) => {
+                        let body = if e.stream == COLLAB { collab_json(&e) } else { orchestrator_json(&e) };
+                        if socket.send(text(json!({"type": "event", "stream": e.stream, "event": body}))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        let msg = json!({"type": "error", "message": format!("{n} events were dropped; read them from the event log")});
+                        if socket.send(text(msg)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+            _ = check.tick() => {
+                ticks += 1;
+                if let Some(reason) = still_valid(&state, &user, &proof, ticks.is_multiple_of(10)).await {
+                    close(socket, 1008, reason).await;
+                    return;
+                }
+            }
+            _ = ping.tick() => {
+                if unanswered_pings >= 2 {
+                    close(socket, 1001, "No pong").await;
+                    return;
+                }
+                unanswered_pings += 1;
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One client text message; the reply, if any.
+async fn handle(
+    state: &AppState,
+    user: &User,
+    subs: &mut Subscriptions,
+    raw: &str,
+) -> Option<Message> {
+    let value: Value = match serde_json::from_str(raw) {
+        Ok(v) => v,
+        Err(_) => return Some(error("Invalid JSON format")),
+    };
+    let Value::Object(obj) = &value else {
+        return Some(error("Invalid message format: must be JSON object"));
+    };
+    let kind = obj.get("type").and_then(Value::as_str).unwrap_or("");
+    let target = obj
+        .get("task_id")
+        .or_else(|| obj.get("job_id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let collab = obj.get("stream").and_then(Value::as_str) == Some(COLLAB);
+    match kind {
+        "ping" => Some(text(json!({"type": "pong", "timestamp": now_iso()}))),
+        "subscribe" | "unsubscribe" if collab || target.is_some() => {
+            if kind == "subscribe"
+                && let Some(id) = &target
+                && !may_follow(state, user, id).await
+            {
+                return Some(error("Not found"));
+            }
+            let on = kind == "subscribe";
+            if collab {
+                subs.collab = on;
+            }
+            if let Some(id) = &target {
+                if on {
+                    subs.tasks.insert(id.clone());
+                } else {
+                    subs.tasks.remove(id);
+                }
+            }
+            Some(text(
+                json!({"type": format!("{kind}d"), "task_id": target, "stream": if collab { Some(COLLAB) } else { None }}),
+            ))
+        }
+        "subscribe" | "unsubscribe" => Some(error("subscribe needs task_id, job_id or stream")),
+        _ => Some(text(
+            json!({"type": "message", "data": value, "timestamp": now_iso(), "user": user.username}),
+        )),
+    }
+}
+
+/// Whether the user may follow a job's or task's events.
+async fn may_follow(state: &AppState, user: &User, id: &str) -> bool {
+    let Ok(uuid) = Uuid::parse_str(id) else {
+        return false;
+    };
+    if user.role >= Role::Moderator {
+        return true;
+    }
+    match crate::store::jobs::find(&state.db, uuid).await {
+        Ok(Some(job)) => return job.owner_id == Some(user.id),
+        Ok(None) => {}
+        Err(_) => return false,
+    }
+    // Collaborative tasks are shared by everyone.
+    matches!(
+        crate::store::tasks::find(&state.db, uuid).await,
+        Ok(Some(_))
+    )
+}

@@ -1,0 +1,283 @@
+//! The WebSocket: every way to authenticate and the refusals, the original message formats,
+//! subscriptions to live job events, and closing with 1008 when the credentials end.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Duration as ChronoDuration;
+use common::{Backend, TestApp, json};
+use futures_util::{SinkExt, StreamExt};
+use kyros::store::users::Role;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+const PW: &str = "websocket password";
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn ws_url(app: &TestApp, query: &str) -> String {
+    format!("{}/ws{query}", app.base.replacen("http", "ws", 1))
+}
+
+async fn connect(
+    app: &TestApp,
+    query: &str,
+    headers: &[(&'static str, String)],
+) -> Result<Ws, u16> {
+    let mut request = ws_url(app, query).into_client_request().expect("request");
+    for (k, v) in headers {
+        request.headers_mut().insert(*k, v.parse().expect("header"));
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(WsError::Http(res)) => Err(res.status().as_u16()),
+        Err(e) => panic!("unexpected websocket error {e}"),
+    }
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message in time")
+            .expect("open")
+            .expect("ok");
+        match msg {
+            Message::Text(t) => return serde_json::from_str(&t).expect("json"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+async fn close_code(ws: &mut Ws) -> (CloseCode, String) {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("closed in time");
+        match msg {
+            Some(Ok(Message::Close(Some(frame)))) => return (frame.code, frame.reason.to_string()),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+async fn setup(backend: Backend) -> Option<(TestApp, String)> {
+    let app = TestApp::spawn(backend).await?;
+    app.create_user("wes", PW, Role::User).await;
+    let token = app.token("wes", PW).await;
+    Some((app, token))
+}
+
+async fn every_authentication_method_works_and_nothing_else(backend: Backend) {
+    let Some((app, token)) = setup(backend).await else {
+        return;
+    };
+    let mut ws = connect(&app, "", &[("authorization", format!("Bearer {token}"))])
+        .await
+        .expect("header auth");
+    let hello = next_json(&mut ws).await;
+    assert_eq!(
+        (
+            hello["type"].clone(),
+            hello["status"].clone(),
+            hello["user"].clone()
+        ),
+        (json!("connection"), json!("connected"), json!("wes"))
+    );
+
+    let mut ws = connect(&app, &format!("?token={token}"), &[])
+        .await
+        .expect("query token");
+    assert_eq!(next_json(&mut ws).await["user"], "wes");
+
+    let res = app
+        .client
+        .post(app.url("/auth/ws-ticket"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("ticket");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let ticket = json(res).await["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_owned();
+    let mut ws = connect(&app, &format!("?ticket={ticket}"), &[])
+        .await
+        .expect("ticket");
+    assert_eq!(next_json(&mut ws).await["user"], "wes");
+    assert_eq!(
+        connect(&app, &format!("?ticket={ticket}"), &[]).await.err(),
+        Some(401),
+        "a ticket works once"
+    );
+
+    let s = app.session("wes", PW).await;
+    let cookie = format!("kyros_session={}", s.token);
+    let mut ws = connect(
+        &app,
+        "",
+        &[
+            ("cookie", cookie.clone()),
+            ("origin", "http://localhost:3001".into()),
+        ],
+    )
+    .await
+    .expect("cookie");
+    assert_eq!(next_json(&mut ws).await["user"], "wes");
+    assert_eq!(
+        connect(
+            &app,
+            "",
+            &[
+                ("cookie", cookie),
+                ("origin", "https://evil.example".into())
+            ]
+        )
+        .await
+        .err(),
+        Some(403),
+        "a foreign page cannot use the browser's cookie"
+    );
+
+    assert_eq!(connect(&app, "", &[]).await.err(), Some(401));
+    assert_eq!(
+        connect(&app, "?token=not-a-token", &[]).await.err(),
+        Some(401)
+    );
+    assert_eq!(connect(&app, "?ticket=made-up", &[]).await.err(), Some(401));
+}
+
+async fn messages_keep_the_original_formats(backend: Backend) {
+    let Some((app, token)) = setup(backend).await else {
+        return;
+    };
+    let mut ws = connect(&app, "", &[("authorization", format!("Bearer {token}"))])
+        .await
+        .expect("connect");
+    next_json(&mut ws).await;
+    ws.send(Message::text(r#"{"hello": "world"}"#))
+        .await
+        .expect("send");
+    let echo = next_json(&mut ws).await;
+    assert_eq!(echo["type"], "message");
+    assert_eq!(echo["data"], json!({"hello": "world"}));
+    assert_eq!(echo["user"], "wes");
+    ws.send(Message::text("[1, 2]")).await.expect("send");
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"type": "error", "message": "Invalid message format: must be JSON object"})
+    );
+    ws.send(Message::text("{broken")).await.expect("send");
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"type": "error", "message": "Invalid JSON format"})
+    );
+    ws.send(Message::binary(vec![0u8, 159, 146, 150]))
+        .await
+        .expect("send");
+    assert_eq!(
+        next_json(&mut ws).await["type"],
+        "error",
+        "a binary frame is an error message, not a crash"
+    );
+    ws.send(Message::text(r#"{"type": "ping"}"#))
+        .await
+        .expect("send");
+    assert_eq!(next_json(&mut ws).await["type"], "pong");
+}
+
+async fn subscribers_receive_job_events_live(backend: Backend) {
+    let Some((app, token)) = setup(backend).await else {
+        return;
+    };
+    let res = app
+        .client
+        .post(app.url("/api/v1/jobs"))
+        .bearer_auth(&token)
+        .json(&json!({"title": "live"}))
+        .send()
+        .await
+        .expect("job");
+    let id = json(res).await["id"].as_str().expect("id").to_owned();
+    let mut ws = connect(&app, "", &[("authorization", format!("Bearer {token}"))])
+        .await
+        .expect("connect");
+    next_json(&mut ws).await;
+    ws.send(Message::text(
+        json!({"type": "subscribe", "job_id": id}).to_string(),
+    ))
+    .await
+    .expect("subscribe");
+    assert_eq!(next_json(&mut ws).await["type"], "subscribed");
+    ws.send(Message::text(
+        json!({"type": "subscribe", "job_id": uuid::Uuid::new_v4()}).to_string(),
+    ))
+    .await
+    .expect("other");
+    assert_eq!(
+        next_json(&mut ws).await["type"],
+        "error",
+        "someone else's or an unknown job"
+    );
+    let res = app
+        .client
+        .put(app.url(&format!("/api/v1/jobs/{id}/status?status=running")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("run");
+    assert_eq!(res.status(), 200);
+    let event = next_json(&mut ws).await;
+    assert_eq!(event["type"], "event");
+    assert_eq!(event["event"]["event"], "job_status_updated");
+    assert_eq!(event["event"]["task_id"], json!(id));
+    assert_eq!(event["event"]["new_status"], "running");
+}
+
+async fn revoked_or_expired_credentials_close_the_connection(backend: Backend) {
+    let Some((app, token)) = setup(backend).await else {
+        return;
+    };
+    let mut ws = connect(&app, "", &[("authorization", format!("Bearer {token}"))])
+        .await
+        .expect("connect");
+    next_json(&mut ws).await;
+    let res = app
+        .client
+        .post(app.url("/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        close_code(&mut ws).await,
+        (CloseCode::Policy, "Token revoked".to_owned())
+    );
+
+    let fresh = app.token("wes", PW).await;
+    let mut ws = connect(&app, &format!("?token={fresh}"), &[])
+        .await
+        .expect("connect");
+    next_json(&mut ws).await;
+    app.clock.advance(ChronoDuration::minutes(121));
+    assert_eq!(
+        close_code(&mut ws).await,
+        (CloseCode::Policy, "Token expired".to_owned())
+    );
+}
+
+backend_tests!(
+    every_authentication_method_works_and_nothing_else,
+    messages_keep_the_original_formats,
+    subscribers_receive_job_events_live,
+    revoked_or_expired_credentials_close_the_connection,
+);
