@@ -30,12 +30,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/admin/users", get(list_users).post(create_user))
         .route("/api/v1/admin/users/{id}", patch(update_user))
-        .route("/api/v1/admin/users/{id}/unlock", post(unlock))
-        .route("/api/v1/admin/users/{id}/reset-mfa", post(reset_mfa))
-        .route(
-            "/api/v1/admin/users/{id}/revoke-tokens",
-            post(revoke_tokens),
-        )
+        .route("/api/v1/admin/users/{id}/{action}", post(user_action))
         .route("/api/v1/admin/audit", get(audit_log))
 }
 
@@ -195,55 +190,30 @@ async fn update_user(
     Ok(Json(user_json(&updated)))
 }
 
-async fn unlock(
+/// `POST /api/v1/admin/users/{id}/unlock | reset-mfa | revoke-tokens`.
+async fn user_action(
     State(state): State<AppState>,
     Admin(admin): Admin,
     ctx: Option<Extension<RequestContext>>,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    let event = match action.as_str() {
+        "unlock" => "user.unlocked",
+        "reset-mfa" => "mfa.reset",
+        "revoke-tokens" => "tokens.revoked",
+        _ => return Err(ApiError::not_found("Not Found")),
+    };
     let user = target(&state, &id).await?;
-    accounts::unlock(&state, &user).await?;
+    match action.as_str() {
+        "unlock" => accounts::unlock(&state, &user).await?,
+        "reset-mfa" => mfa::disable(&state, &user).await?,
+        _ => accounts::revoke_everything(&state, &user).await?,
+    }
     record(
         &state,
         ctx,
         &admin.user,
-        "user.unlocked",
-        json!({"target_user_id": user.id, "target": user.username}),
-    );
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn reset_mfa(
-    State(state): State<AppState>,
-    Admin(admin): Admin,
-    ctx: Option<Extension<RequestContext>>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let user = target(&state, &id).await?;
-    mfa::disable(&state, &user).await?;
-    record(
-        &state,
-        ctx,
-        &admin.user,
-        "mfa.reset",
-        json!({"target_user_id": user.id, "target": user.username}),
-    );
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn revoke_tokens(
-    State(state): State<AppState>,
-    Admin(admin): Admin,
-    ctx: Option<Extension<RequestContext>>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let user = target(&state, &id).await?;
-    accounts::revoke_everything(&state, &user).await?;
-    record(
-        &state,
-        ctx,
-        &admin.user,
-        "tokens.revoked",
+        event,
         json!({"target_user_id": user.id, "target": user.username}),
     );
     Ok(StatusCode::NO_CONTENT)
