@@ -275,7 +275,58 @@ async fn revoked_or_expired_credentials_close_the_connection(backend: Backend) {
     );
 }
 
+async fn oversized_and_flooding_messages_are_refused(backend: Backend) {
+    let Some((app, token)) = setup(backend).await else {
+        return;
+    };
+    let mut ws = connect(&app, "", &[("authorization", format!("Bearer {token}"))])
+        .await
+        .expect("connect");
+    next_json(&mut ws).await;
+    for i in 0..30 {
+        ws.send(Message::text(json!({"n": i}).to_string()))
+            .await
+            .expect("send");
+    }
+    let mut limited = 0;
+    for _ in 0..30 {
+        let reply = next_json(&mut ws).await;
+        if reply == json!({"type": "error", "message": "Rate limit exceeded"}) {
+            limited += 1;
+        }
+    }
+    assert!(
+        limited >= 10,
+        "at most 20 messages a second are handled, {limited} refused"
+    );
+
+    let mut ws = connect(&app, "", &[("authorization", format!("Bearer {token}"))])
+        .await
+        .expect("connect");
+    next_json(&mut ws).await;
+    let _ = ws.send(Message::text("x".repeat(70 * 1024))).await;
+    let outcome = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("an answer in time");
+    match outcome {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Size),
+        Some(Ok(other)) => panic!("a 70 KiB message was answered with {other:?}"),
+        Some(Err(_)) | None | Some(Ok(Message::Close(None))) => {}
+    }
+    // The service is fine.
+    assert_eq!(
+        app.client
+            .get(app.url("/health"))
+            .send()
+            .await
+            .expect("health")
+            .status(),
+        200
+    );
+}
+
 backend_tests!(
+    oversized_and_flooding_messages_are_refused,
     every_authentication_method_works_and_nothing_else,
     messages_keep_the_original_formats,
     subscribers_receive_job_events_live,
