@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod mfa;
 pub mod monitoring;
+pub mod openapi;
 pub mod security;
 pub mod sessions;
 pub mod tasks;
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(agents::routes())
         .merge(events::routes())
         .merge(ws::routes())
+        .merge(openapi::routes())
         // Runs only for matched routes, so an unknown path is a 404 before any CSRF verdict.
         .route_layer(from_fn_with_state(state.clone(), csrf::csrf_guard))
         .fallback(error::not_found)
