@@ -244,7 +244,43 @@ async fn events_reach_streams_on_other_instances(backend: Backend) {
     read_until(&mut on_b, "cross-instance").await;
 }
 
+async fn a_stream_ends_when_its_token_is_revoked(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.create_user("rev", PW, Role::User).await;
+    let token = app.token("rev", PW).await;
+    post_event(&app, &token, "before").await;
+    let mut live = app
+        .client
+        .get(app.url("/api/v1/events/tail"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("stream");
+    read_until(&mut live, "before").await;
+    let res = app
+        .client
+        .post(app.url("/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(res.status(), 200);
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match live.chunk().await {
+                Ok(Some(_)) => continue,
+                _ => return true,
+            }
+        }
+    })
+    .await;
+    assert_eq!(ended, Ok(true), "the stream ends once the token is revoked");
+}
+
 backend_tests!(
+    a_stream_ends_when_its_token_is_revoked,
     collaboration_events_replay_resume_and_stream_live,
     job_events_are_recorded_and_visible_to_their_owner,
     events_reach_streams_on_other_instances,

@@ -177,6 +177,7 @@ fn matches(filter: &EventFilter, e: &EventRow) -> bool {
 /// `once` — every new matching event, with heartbeats, until the client disconnects.
 fn stream(
     state: AppState,
+    current: &CurrentUser,
     filter: EventFilter,
     resume: Option<i64>,
     once: bool,
@@ -185,6 +186,7 @@ fn stream(
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
     // Subscribe before reading the backlog, so nothing falls between the two.
     let mut live = state.events.subscribe();
+    let (user, proof) = (current.user.clone(), super::ws::proof_of(current));
     tokio::spawn(async move {
         let frame = |e: &EventRow| {
             Event::default()
@@ -217,9 +219,19 @@ fn stream(
         if once {
             return;
         }
+        // The stream ends when the credentials that opened it end (expiry, revocation, logout).
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks: u64 = 0;
         loop {
             let next = tokio::select! {
                 _ = tx.closed() => return,
+                _ = check.tick() => {
+                    ticks += 1;
+                    if super::ws::still_valid(&state, &user, &proof, ticks.is_multiple_of(10)).await.is_some() {
+                        return;
+                    }
+                    continue;
+                }
                 next = live.recv() => next,
             };
             let events = match next {
@@ -285,6 +297,7 @@ async fn tail(
     };
     Ok(stream(
         state,
+        &current,
         filter,
         last_event_id(&headers),
         truthy(q.once.as_deref()),
@@ -337,6 +350,7 @@ async fn orchestrator_stream(
     let filter = orchestrator_filter(&current, &q);
     Ok(stream(
         state,
+        &current,
         filter,
         last_event_id(&headers),
         truthy(q.once.as_deref()),

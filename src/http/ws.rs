@@ -93,11 +93,20 @@ struct WsQuery {
 
 /// How the connection was authenticated: what to re-check while it lives.
 #[derive(Debug, Clone)]
-enum Proof {
+pub(crate) enum Proof {
     Token(AccessClaims),
     Session(Uuid),
     /// API key or ticket: the user stays checked.
     User,
+}
+
+/// What to re-check for a principal authenticated by the middleware.
+pub(crate) fn proof_of(current: &CurrentUser) -> Proof {
+    match (current.method, &current.claims) {
+        (AuthMethod::Session(id), _) => Proof::Session(id),
+        (AuthMethod::Bearer, Some(claims)) => Proof::Token(claims.clone()),
+        _ => Proof::User,
+    }
 }
 
 async fn upgrade(
@@ -167,7 +176,7 @@ fn error(message: &str) -> Message {
 }
 
 /// Why the connection must end now, if it must.
-async fn still_valid(
+pub(crate) async fn still_valid(
     state: &AppState,
     user: &User,
     proof: &Proof,
