@@ -20,6 +20,22 @@ pub fn derive_key(secret: &SecretString, purpose: &str) -> [u8; 32] {
     okm
 }
 
+/// HMAC-SHA256 over the concatenation of `parts`.
+pub fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// The hex keyed hash a high-entropy token is stored as (never the token itself).
+pub fn token_hash(key: &[u8; 32], token: &str) -> String {
+    hex::encode(hmac_sha256(key, &[token.as_bytes()]))
+}
+
 /// Constant-time equality for secrets and MACs.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))

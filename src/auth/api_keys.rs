@@ -18,13 +18,12 @@ use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
-use hmac::{Hmac, KeyInit, Mac};
 use serde::{Serialize, Serializer};
 use serde_json::json;
-use sha2::Sha256;
 use uuid::Uuid;
 
 use super::principal::{AuthMethod, CurrentUser, bearer_token};
+
 use crate::config::Settings;
 use crate::crypto::{ct_eq, derive_key, random_bytes};
 use crate::security::audit::AuditEvent;
@@ -319,10 +318,7 @@ impl fmt::Debug for KeyHasher {
 }
 
 fn hmac(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-    mac.update(data);
-    mac.finalize().into_bytes().into()
+    crate::crypto::hmac_sha256(key, &[data])
 }
 
 impl KeyHasher {

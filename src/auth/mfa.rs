@@ -15,8 +15,6 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chacha20poly1305::aead::{Aead, KeyInit as _, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use totp_rs::{Algorithm, Builder, Totp};
 use uuid::Uuid;
 
@@ -42,14 +40,7 @@ pub enum MfaError {
     Store(#[from] StoreError),
 }
 
-fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("any key length"));
-    for p in parts {
-        mac.update(p);
-    }
-    mac.finalize().into_bytes().into()
-}
+use crate::crypto::hmac_sha256 as hmac;
 
 fn cipher(state: &AppState) -> XChaCha20Poly1305 {
     XChaCha20Poly1305::new(&derive_key(&state.settings.secret_key, "totp-secret").into())

@@ -7,10 +7,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use uuid::Uuid;
 
+use crate::crypto::token_hash;
 use crate::crypto::{derive_key, random_bytes};
 use crate::state::AppState;
 use crate::store::StoreResult;
@@ -21,11 +20,10 @@ use crate::store::users::{self, User};
 pub const GRACE_SECS: i64 = 10;
 
 pub fn hash(state: &AppState, token: &str) -> String {
-    let key = derive_key(&state.settings.secret_key, "refresh-token-hash");
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key)
-        .unwrap_or_else(|_| unreachable!("any key length"));
-    mac.update(token.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    token_hash(
+        &derive_key(&state.settings.secret_key, "refresh-token-hash"),
+        token,
+    )
 }
 
 #[derive(Debug, Clone)]

@@ -4,11 +4,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::config::Settings;
+use crate::crypto::token_hash;
 use crate::crypto::{derive_key, random_bytes};
 use crate::state::AppState;
 use crate::store::StoreResult;
@@ -45,10 +44,7 @@ impl SessionPolicy {
     }
 
     pub fn hash(&self, token: &str) -> String {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-        mac.update(token.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        token_hash(&self.key, token)
     }
 
     /// When this session stops being valid: the earlier of idle and absolute expiry.

@@ -24,10 +24,8 @@ use axum::{Extension, Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
-use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -36,6 +34,7 @@ use super::events::{collab_json, orchestrator_json};
 use crate::auth::principal::{AuthMethod, CurrentUser, user_from_token};
 use crate::auth::rbac::UserPrincipal;
 use crate::auth::tokens::{AccessClaims, LEEWAY_SECS};
+use crate::crypto::token_hash;
 use crate::crypto::{derive_key, random_bytes};
 use crate::error::ApiError;
 use crate::orchestrator::events::{COLLAB, ORCHESTRATOR};
@@ -59,11 +58,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn ticket_hash(state: &AppState, ticket: &str) -> String {
-    let key = derive_key(&state.settings.secret_key, "ws-ticket");
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key)
-        .unwrap_or_else(|_| unreachable!("any key length"));
-    mac.update(ticket.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    token_hash(&derive_key(&state.settings.secret_key, "ws-ticket"), ticket)
 }
 
 /// A ticket for one WebSocket connection, valid for a minute.

@@ -19,9 +19,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
-use sha2::Sha256;
 use uuid::Uuid;
 
 use super::audit::AuditEvent;
@@ -29,6 +27,7 @@ use super::client_ip::RequestContext;
 use super::cookies;
 use crate::auth::principal::{AuthMethod, CurrentUser};
 use crate::config::Settings;
+use crate::crypto::hmac_sha256;
 use crate::crypto::{ct_eq, derive_key, random_bytes};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -95,12 +94,7 @@ impl CsrfKeys {
     }
 
     fn mac(&self, fields: &[u8], session: Uuid) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-        mac.update(DOMAIN);
-        mac.update(fields);
-        mac.update(session.as_bytes());
-        mac.finalize().into_bytes().into()
+        hmac_sha256(&self.key, &[DOMAIN, fields, session.as_bytes()])
     }
 
     /// A token bound to `session`, issued at `now`.
