@@ -174,6 +174,8 @@ pub struct Settings {
     pub lockout: LockoutSettings,
     /// Longest wait for one Redis call before falling back.
     pub redis_timeout_ms: u64,
+    /// After SIGTERM, how long in-flight requests may take before connections are cut.
+    pub shutdown_grace_secs: u64,
     /// Audit rows older than this are deleted.
     pub audit_retention_days: i64,
     /// Events older than this are deleted from the log.
@@ -598,6 +600,7 @@ impl Settings {
             rate_limit,
             lockout,
             redis_timeout_ms: vars.positive("KYROS_REDIS_TIMEOUT_MS", 100)?,
+            shutdown_grace_secs: vars.positive("KYROS_SHUTDOWN_GRACE_SECS", 10)?,
             audit_retention_days: vars.positive("KYROS_AUDIT_RETENTION_DAYS", 365)?,
             event_retention_days: vars.positive("KYROS_EVENT_RETENTION_DAYS", 30)?,
             job_lease_secs: vars.positive("KYROS_JOB_LEASE_SECS", 60)?,

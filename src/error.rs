@@ -123,7 +123,9 @@ impl ApiError {
     /// 503 for a dependency that is down; the cause is logged, not shown.
     pub fn unavailable(message: &'static str, cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "{message}");
+        // A dependency is down; clients may try again shortly (on this or another instance).
         Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
     }
 
     pub fn body(&self, method: &Method, path: &str) -> Value {

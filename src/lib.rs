@@ -72,9 +72,15 @@ pub async fn serve_on(
 ) -> std::io::Result<()> {
     let handle = axum_server::Handle::new();
     let signal = handle.clone();
+    let stopping = state.clone();
     tokio::spawn(async move {
         shutdown.await;
-        signal.graceful_shutdown(Some(Duration::from_secs(10)));
+        // New connections are refused from here on; WebSockets and event streams close
+        // themselves (1001), in-flight requests get the grace period.
+        stopping.shutdown.trigger();
+        signal.graceful_shutdown(Some(Duration::from_secs(
+            stopping.settings.shutdown_grace_secs,
+        )));
     });
     let app = router(state);
     match tls {

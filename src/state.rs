@@ -38,6 +38,36 @@ pub struct Inner {
     pub events: Arc<EventBus>,
     /// Request metrics of this instance (`/metrics`, `/api/v1/monitoring/*`).
     pub telemetry: Telemetry,
+    /// Raised when the process starts to stop: long-lived connections end themselves.
+    pub shutdown: Shutdown,
+}
+
+/// The stop signal for WebSockets and event streams, which a graceful HTTP shutdown would
+/// otherwise wait on until the grace period runs out.
+#[derive(Debug)]
+pub struct Shutdown(tokio::sync::watch::Sender<bool>);
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown(tokio::sync::watch::channel(false).0)
+    }
+}
+
+impl Shutdown {
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes once the stop is signalled.
+    pub async fn wait(&self) {
+        let mut rx = self.0.subscribe();
+        // The sender lives as long as the state, so an error cannot happen while this runs.
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    }
 }
 
 impl Deref for AppState {
@@ -100,6 +130,7 @@ impl AppState {
             revocations,
             events,
             telemetry: Telemetry::start(),
+            shutdown: Shutdown::default(),
         })))
     }
 }

@@ -2,87 +2,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration as StdDuration;
 
-use common::{Backend, TestApp, in_ci};
-
-/// A private redis-server on a spare port, so a test can kill and restart it.
-struct RedisProcess {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl RedisProcess {
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port()
-    }
-
-    async fn start_on(port: u16) -> Option<RedisProcess> {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                if in_ci() {
-                    panic!("redis-server is required in CI: {e}");
-                }
-                eprintln!("SKIPPED: redis-server not available: {e}");
-                return None;
-            }
-        };
-        let process = RedisProcess {
-            port,
-            child: Some(child),
-        };
-        let client = redis::Client::open(process.url()).expect("client");
-        for _ in 0..100 {
-            if let Ok(mut c) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut c)
-                    .await
-                    .is_ok()
-            {
-                return Some(process);
-            }
-            tokio::time::sleep(StdDuration::from_millis(50)).await;
-        }
-        panic!("redis-server on port {port} did not start");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use common::processes::{RedisProcess, free_port};
+use common::{Backend, TestApp};
 
 async fn pair(redis_url: &str, extra: &[(&str, &str)]) -> Option<(TestApp, TestApp)> {
     let prefix = format!("kyros-pair-{}:", uuid::Uuid::new_v4().simple());
@@ -146,7 +69,7 @@ async fn two_instances_share_one_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_failure_falls_back_to_local_limits_and_recovers() {
-    let port = RedisProcess::free_port();
+    let port = free_port();
     let Some(mut redis) = RedisProcess::start_on(port).await else {
         return;
     };
@@ -195,7 +118,7 @@ async fn redis_failure_falls_back_to_local_limits_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_closed_refuses_all_but_logins_while_redis_is_down() {
-    let port = RedisProcess::free_port();
+    let port = free_port();
     let Some(mut redis) = RedisProcess::start_on(port).await else {
         return;
     };

@@ -325,7 +325,78 @@ async fn oversized_and_flooding_messages_are_refused(backend: Backend) {
     );
 }
 
+async fn create_job(app: &TestApp, token: &str, title: &str) -> String {
+    let res = app
+        .client
+        .post(app.url("/api/v1/jobs"))
+        .bearer_auth(token)
+        .json(&json!({"title": title}))
+        .send()
+        .await
+        .expect("job");
+    assert_eq!(res.status(), 201);
+    json(res).await["id"].as_str().expect("id").to_owned()
+}
+
+/// `{"stream":"orchestrator"}` follows every job the caller may see (a console's job list) and
+/// nothing else: another user's job stays invisible to a plain user, a moderator sees it.
+async fn the_orchestrator_stream_follows_every_visible_job(backend: Backend) {
+    let Some((app, token)) = setup(backend).await else {
+        return;
+    };
+    app.create_user("other", PW, Role::User).await;
+    app.create_user("mod", PW, Role::Moderator).await;
+    let other = app.token("other", PW).await;
+    let moderator = app.token("mod", PW).await;
+    let mut mine = connect(&app, "", &[("authorization", format!("Bearer {token}"))])
+        .await
+        .expect("connect");
+    let mut all = connect(
+        &app,
+        "",
+        &[("authorization", format!("Bearer {moderator}"))],
+    )
+    .await
+    .expect("connect");
+    for ws in [&mut mine, &mut all] {
+        next_json(ws).await;
+        ws.send(Message::text(
+            json!({"type": "subscribe", "stream": "orchestrator"}).to_string(),
+        ))
+        .await
+        .expect("subscribe");
+        let ack = next_json(ws).await;
+        assert_eq!(ack["type"], "subscribed", "{ack}");
+        assert_eq!(ack["stream"], "orchestrator", "{ack}");
+    }
+    let foreign = create_job(&app, &other, "someone else's").await;
+    let own = create_job(&app, &token, "my own").await;
+    // The user's socket skips the foreign job and shows its own first.
+    let event = next_json(&mut mine).await;
+    assert_eq!(event["type"], "event", "{event}");
+    assert_eq!(event["stream"], "orchestrator");
+    assert_eq!(event["event"]["task_id"], json!(own), "{event}");
+    // The moderator sees both, in order.
+    let first = next_json(&mut all).await;
+    let second = next_json(&mut all).await;
+    assert_eq!(first["event"]["task_id"], json!(foreign), "{first}");
+    assert_eq!(second["event"]["task_id"], json!(own), "{second}");
+    // Unsubscribed: nothing more arrives but the reply to a ping.
+    mine.send(Message::text(
+        json!({"type": "unsubscribe", "stream": "orchestrator"}).to_string(),
+    ))
+    .await
+    .expect("unsubscribe");
+    assert_eq!(next_json(&mut mine).await["type"], "unsubscribed");
+    create_job(&app, &token, "after").await;
+    mine.send(Message::text(json!({"type": "ping"}).to_string()))
+        .await
+        .expect("ping");
+    assert_eq!(next_json(&mut mine).await["type"], "pong");
+}
+
 backend_tests!(
+    the_orchestrator_stream_follows_every_visible_job,
     oversized_and_flooding_messages_are_refused,
     every_authentication_method_works_and_nothing_else,
     messages_keep_the_original_formats,

@@ -225,6 +225,8 @@ fn stream(
         loop {
             let next = tokio::select! {
                 _ = tx.closed() => return,
+                // The process is stopping: the client reconnects elsewhere with Last-Event-ID.
+                _ = state.shutdown.wait() => return,
                 _ = check.tick() => {
                     ticks += 1;
                     if super::ws::still_valid(&state, &user, &proof, ticks.is_multiple_of(10)).await.is_some() {

@@ -1,11 +1,13 @@
 //! Routes and the middleware stack around them (DESIGN.md §5).
 
+pub mod account;
 pub mod admin;
 pub mod agents;
 pub mod api_keys;
 pub mod auth;
 pub mod body;
 pub mod conditional;
+pub mod console;
 pub mod events;
 pub mod examples;
 pub mod health;
@@ -43,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(auth::routes())
         .merge(sessions::routes())
+        .merge(account::routes())
         .merge(mfa::routes())
         .merge(security::routes())
         .merge(admin::routes())
@@ -57,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(ws::routes())
         .merge(openapi::routes())
+        .merge(console::routes())
         // Runs only for matched routes, so an unknown path is a 404 before any CSRF verdict.
         .route_layer(from_fn_with_state(state.clone(), csrf::csrf_guard))
         .fallback(error::not_found)

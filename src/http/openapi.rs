@@ -24,6 +24,8 @@ use utoipa::openapi::{
     ResponseBuilder, Schema, SecurityRequirement,
 };
 
+use super::account::PASSWORD_PATH;
+use super::console::CONSOLE_PATH;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -754,6 +756,55 @@ pub static ROUTES: &[Route] = &[
         Public,
     )
     .ok(308, "Permanent Redirect"),
+    // browser console
+    r(
+        "GET",
+        "/console",
+        "console",
+        "Redirect to the browser console",
+        Public,
+    )
+    .ok(308, "Permanent Redirect"),
+    r(
+        "GET",
+        CONSOLE_PATH,
+        "console",
+        "The browser console",
+        Public,
+    ),
+    r(
+        "GET",
+        "/console/{path}",
+        "console",
+        "The browser console (its own routes, e.g. /console/jobs)",
+        Public,
+    ),
+    r(
+        "GET",
+        "/console/assets/{file}",
+        "console",
+        "A console asset under its content-hashed name (immutable)",
+        Public,
+    )
+    .errors(&[404]),
+    // account
+    r(
+        "POST",
+        PASSWORD_PATH,
+        "auth",
+        "Change the caller's password (ends every session and token; a browser gets a new session)",
+        Login,
+    )
+    .body(&[
+        (
+            "current_password",
+            "string",
+            true,
+            "the caller's current password",
+        ),
+        ("new_password", "string", true, "the new password"),
+    ])
+    .errors(&[403, 422, 429]),
 ];
 
 fn method(m: &str) -> HttpMethod {
@@ -850,17 +901,24 @@ fn operation(route: &Route) -> utoipa::openapi::path::Operation {
     if route.auth != Auth::Public {
         op = op.securities(Some(securities(route.auth, unsafe_method)));
     }
-    if route.path.contains("{id}") {
+    for name in route
+        .path
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+    {
+        let format = (name == "id").then_some(utoipa::openapi::SchemaFormat::KnownFormat(
+            utoipa::openapi::KnownFormat::Uuid,
+        ));
         op = op.parameter(
             ParameterBuilder::new()
-                .name("id")
+                .name(name)
                 .parameter_in(ParameterIn::Path)
                 .required(Required::True)
-                .schema(Some(ObjectBuilder::new().schema_type(Type::String).format(
-                    Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                        utoipa::openapi::KnownFormat::Uuid,
-                    )),
-                ))),
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .format(format),
+                )),
         );
     }
     if !route.body.is_empty() {

@@ -6,7 +6,8 @@
 //!
 //! Messages keep the original formats (`connection`, echo as `message`, `error`), plus
 //! `subscribe`/`unsubscribe` to a job's or task's events (`{"type":"subscribe","task_id":…}`)
-//! or to the collaboration log (`{"type":"subscribe","stream":"collab"}`) and `ping`/`pong`.
+//! or to the collaboration log (`{"type":"subscribe","stream":"collab"}`) or to every job event
+//! the caller may see (`{"type":"subscribe","stream":"orchestrator"}`), and `ping`/`pong`.
 //! The connection is closed with 1008 when its token expires or is revoked, or its session ends.
 
 use std::collections::HashSet;
@@ -214,6 +215,8 @@ pub(crate) async fn still_valid(
 #[derive(Default)]
 struct Subscriptions {
     collab: bool,
+    /// Every orchestrator event the user may see (a console's job list).
+    orchestrator: bool,
     tasks: HashSet<String>,
 }
 
@@ -221,7 +224,9 @@ impl Subscriptions {
     fn wants(&self, e: &EventRow) -> bool {
         match e.stream.as_str() {
             COLLAB => self.collab,
-            ORCHESTRATOR => e.task_id.as_ref().is_some_and(|t| self.tasks.contains(t)),
+            ORCHESTRATOR => {
+                self.orchestrator || e.task_id.as_ref().is_some_and(|t| self.tasks.contains(t))
+            }
             _ => false,
         }
     }
@@ -301,6 +306,10 @@ async fn run(state: AppState, mut socket: WebSocket, user: User, proof: Proof) {
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
+            _ = state.shutdown.wait() => {
+                close(socket, 1001, "Server shutting down").await;
+                return;
+            }
             _ = check.tick() => {
                 ticks += 1;
                 if let Some(reason) = still_valid(&state, &user, &proof, ticks.is_multiple_of(10)).await {
@@ -342,10 +351,13 @@ async fn handle(
         .or_else(|| obj.get("job_id"))
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let collab = obj.get("stream").and_then(Value::as_str) == Some(COLLAB);
+    let stream = match obj.get("stream").and_then(Value::as_str) {
+        Some(s @ (COLLAB | ORCHESTRATOR)) => Some(s),
+        _ => None,
+    };
     match kind {
         "ping" => Some(text(json!({"type": "pong", "timestamp": now_iso()}))),
-        "subscribe" | "unsubscribe" if collab || target.is_some() => {
+        "subscribe" | "unsubscribe" if stream.is_some() || target.is_some() => {
             if kind == "subscribe"
                 && let Some(id) = &target
                 && !may_follow(state, user, id).await
@@ -353,8 +365,11 @@ async fn handle(
                 return Some(error("Not found"));
             }
             let on = kind == "subscribe";
-            if collab {
-                subs.collab = on;
+            match stream {
+                Some(COLLAB) => subs.collab = on,
+                // With a job id, the stream only names where that job's events live.
+                Some(_) if target.is_none() => subs.orchestrator = on,
+                _ => {}
             }
             if let Some(id) = &target {
                 if on {
@@ -364,7 +379,7 @@ async fn handle(
                 }
             }
             Some(text(
-                json!({"type": format!("{kind}d"), "task_id": target, "stream": if collab { Some(COLLAB) } else { None }}),
+                json!({"type": format!("{kind}d"), "task_id": target, "stream": stream}),
             ))
         }
         "subscribe" | "unsubscribe" => Some(error("subscribe needs task_id, job_id or stream")),

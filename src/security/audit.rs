@@ -4,22 +4,29 @@
 //! inserts them in batches. If the queue is full the row is dropped and counted, and the log line
 //! still exists. `flush` waits until everything queued so far is written.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::client_ip::RequestContext;
 use crate::clock::SharedClock;
-use crate::store::Db;
 use crate::store::audit::{self as audit_store, NewAuditRow};
 use crate::store::users::User;
+use crate::store::{Db, StoreError};
 
 const QUEUE: usize = 4096;
 const BATCH: usize = 256;
+/// Rows kept in memory while the database is unreachable.
+const MAX_PENDING: usize = 100_000;
+const RETRY_MIN: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
@@ -75,6 +82,8 @@ impl AuditEvent {
 enum Msg {
     Row(NewAuditRow),
     Flush(oneshot::Sender<()>),
+    /// The writer's own wake-up to retry pending rows.
+    Retry,
 }
 
 #[derive(Clone)]
@@ -96,12 +105,9 @@ impl Audit {
     /// Starts the writer task on the current runtime.
     pub fn start(db: Db, clock: SharedClock) -> Audit {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(db, rx));
-        Audit {
-            tx,
-            clock,
-            dropped: Arc::new(AtomicU64::new(0)),
-        }
+        let dropped = Arc::new(AtomicU64::new(0));
+        tokio::spawn(writer(db, rx, Arc::clone(&dropped)));
+        Audit { tx, clock, dropped }
     }
 
     pub fn record(&self, e: AuditEvent) {
@@ -149,28 +155,90 @@ impl Audit {
     }
 }
 
-async fn writer(db: Db, mut rx: mpsc::Receiver<Msg>) {
-    let mut batch = Vec::with_capacity(BATCH);
+/// Writes rows in batches. While the database is unreachable the rows wait in memory (up to
+/// `MAX_PENDING`, oldest dropped first and counted) and are retried with a growing pause, so an
+/// outage loses no audit row that the log line did not also carry.
+async fn writer(db: Db, mut rx: mpsc::Receiver<Msg>, dropped: Arc<AtomicU64>) {
+    let mut pending: VecDeque<NewAuditRow> = VecDeque::new();
     let mut waiters = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
+    let mut pause = RETRY_MIN;
+    let mut next_attempt = Instant::now();
+    loop {
+        let first = if pending.is_empty() {
+            rx.recv().await
+        } else {
+            match tokio::time::timeout_at(next_attempt, rx.recv()).await {
+                Ok(msg) => msg,
+                Err(_) => Some(Msg::Retry),
+            }
+        };
+        let Some(first) = first else {
+            // Closed: one last attempt for what is pending.
+            next_attempt = Instant::now();
+            write_pending(&db, &mut pending, &mut pause, &mut next_attempt).await;
+            break;
+        };
+        let (mut next, mut taken) = (Some(first), 0);
         while let Some(msg) = next.take() {
             match msg {
-                Msg::Row(row) => batch.push(row),
+                Msg::Row(row) => pending.push_back(row),
                 Msg::Flush(done) => waiters.push(done),
+                Msg::Retry => {}
             }
-            if batch.len() < BATCH {
+            taken += 1;
+            if taken < BATCH {
                 next = rx.try_recv().ok();
             }
         }
-        if !batch.is_empty() {
-            if let Err(e) = audit_store::insert_batch(&db, &batch).await {
-                tracing::error!(error = %e, rows = batch.len(), "audit rows could not be written");
-            }
-            batch.clear();
+        // A flush forces an attempt; otherwise the pause after a failure is respected.
+        if !waiters.is_empty() || Instant::now() >= next_attempt {
+            write_pending(&db, &mut pending, &mut pause, &mut next_attempt).await;
+        }
+        if pending.len() > MAX_PENDING {
+            let excess = pending.len() - MAX_PENDING;
+            pending.drain(..excess);
+            let n = dropped.fetch_add(excess as u64, Ordering::Relaxed) + excess as u64;
+            tracing::warn!(
+                dropped_total = n,
+                "database unavailable too long; oldest audit rows not stored"
+            );
         }
         for done in waiters.drain(..) {
             let _ = done.send(());
+        }
+    }
+    if !pending.is_empty() {
+        tracing::error!(
+            rows = pending.len(),
+            "audit rows not stored: the database is unavailable"
+        );
+    }
+}
+
+async fn write_pending(
+    db: &Db,
+    pending: &mut VecDeque<NewAuditRow>,
+    pause: &mut Duration,
+    next_attempt: &mut Instant,
+) {
+    while !pending.is_empty() {
+        let n = pending.len().min(BATCH);
+        match audit_store::insert_batch(db, &pending.make_contiguous()[..n]).await {
+            Ok(()) => {
+                pending.drain(..n);
+                *pause = RETRY_MIN;
+            }
+            Err(StoreError::Unavailable(e)) => {
+                tracing::warn!(error = %e, rows = pending.len(), retry_in_ms = pause.as_millis() as u64, "audit rows kept for a retry: database unavailable");
+                *next_attempt = Instant::now() + *pause;
+                *pause = (*pause * 2).min(RETRY_MAX);
+                return;
+            }
+            Err(e) => {
+                // Refused for another reason: retrying cannot help.
+                tracing::error!(error = %e, rows = n, "audit rows could not be written");
+                pending.drain(..n);
+            }
         }
     }
 }

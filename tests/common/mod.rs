@@ -2,6 +2,8 @@
 //! database per test, a manual clock, and an HTTP client.
 #![allow(dead_code)]
 
+pub mod processes;
+
 use std::sync::Arc;
 
 use chrono::Utc;

@@ -47,6 +47,7 @@ pub const AUTH_ROUTES: &[(&str, &str)] = &[
     ("POST", "/auth/session"),
     ("POST", "/auth/refresh"),
     ("POST", "/auth/mfa/verify"),
+    ("POST", "/auth/password"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
