@@ -43,7 +43,8 @@ async fn enrolled(app: &TestApp, name: &str) -> (String, Vec<String>) {
     assert!(svg.contains("<svg") && svg.contains("</svg>"));
 
     let res = post(app, "/auth/mfa/confirm", &token, json!({"code": "000000"})).await;
-    assert_eq!(res.status(), 401, "a wrong first code does not enable MFA");
+    assert_eq!(res.status(), 400, "a wrong first code does not enable MFA");
+    assert_eq!(json(res).await["detail"], "Invalid verification code");
     let code = code_at(&secret, app.clock_now()).expect("code");
     let res = post(app, "/auth/mfa/confirm", &token, json!({"code": code})).await;
     assert_eq!(res.status(), 200);

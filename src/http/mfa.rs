@@ -108,7 +108,8 @@ async fn confirm(
                     .user(&current.user)
                     .details(json!({"reason": "invalid code"})),
             );
-            Err(invalid_code())
+            // The caller is signed in; only the code is wrong (a 401 would read as signed out).
+            Err(ApiError::bad_request("Invalid verification code"))
         }
     }
 }

@@ -259,7 +259,7 @@ pub static ROUTES: &[Route] = &[
         Login,
     )
     .body(&[("code", "string", true, "current TOTP code")])
-    .errors(VALIDATION),
+    .errors(&[400, 422]),
     r("POST", "/auth/mfa/disable", "mfa", "Disable MFA", Login)
         .body(&[
             ("password", "string", true, "the caller's password"),

@@ -67,6 +67,10 @@ function h(tag, props, ...children) {
     else if (key === 'value') {
       if ('defaultValue' in el) el.defaultValue = value;
       el.value = value;
+    } else if (key === 'checked' || key === 'selected') {
+      // The default too, so that form.reset() comes back to it.
+      el[key === 'checked' ? 'defaultChecked' : 'defaultSelected'] = Boolean(value);
+      el[key] = Boolean(value);
     } else if (PROPS.has(key)) el[key] = value;
     else el.setAttribute(key, value === true ? '' : String(value));
   }
@@ -1256,7 +1260,7 @@ class JobDetailPage extends Page {
         h('div', null, h('h1', { tabindex: '-1', id: 'job-title' }, job.name), h('p', { class: 'muted' }, 'Job details. Changes appear here live.')),
         actions,
       ),
-      h('section', { class: 'card job-card', 'aria-label': 'Details' }, dl, sections),
+      h('section', { class: 'card job-card', 'aria-labelledby': 'job-details-title' }, h('h2', { id: 'job-details-title', class: 'visually-hidden' }, 'Details'), dl, sections),
     );
     if (focus || hadFocus) $('#job-title')?.focus();
     rateLimit.apply();
@@ -1862,7 +1866,7 @@ class AccountPage extends Page {
     onSubmit(form, async (data) => {
       const code = String(data.get('code') ?? '').replace(/\s+/g, '');
       if (!/^[0-9]{6}$/.test(code)) throw new FieldProblem('code', 'Enter the 6 digits from your app.');
-      const res = await this.api('/auth/mfa/confirm', { method: 'POST', body: { code }, quiet401: true });
+      const res = await this.api('/auth/mfa/confirm', { method: 'POST', body: { code } });
       if (!this.alive()) return;
       this.showRecoveryCodes(res.recovery_codes ?? []);
     });

@@ -1,0 +1,860 @@
+// End-to-end test of the browser console (/console/), in headless Chromium, against the service
+// in PRODUCTION mode over HTTPS, under its real Content-Security-Policy.
+//
+//   node --test tests/browser/console.test.mjs        (or .ci/browser-tests for every browser test)
+//
+// Set-up: a throwaway self-signed certificate for 127.0.0.1 (openssl CLI) in a temporary
+// directory, `$KYROS_BIN serve` (default target/debug/kyros) with ENVIRONMENT=production,
+// TLS_CERT_FILE/TLS_KEY_FILE, a random SECRET_KEY and a first superuser, on a free loopback port.
+// The browser context ignores the certificate error of that one local certificate but does NOT
+// bypass CSP; every CSP violation (securitypolicyviolation events and console reports) fails the
+// test. Node itself talks to the service as an agent with the certificate as its only CA.
+//
+// What a person does and sees, in order:
+//   1. /console/ without a session lands on the login page; a wrong password shows the API's
+//      message; the right one lands on the jobs page, live connection on.
+//   2. Account: enrol TOTP (QR image rendered, secret read from the page, code computed here),
+//      recovery codes shown, status on; log out; log in again through the code step (a wrong
+//      code is refused on the page first).
+//   3. API keys: create "agent-1" (jobs:read + jobs:claim), the secret is shown once.
+//   4. Jobs: create a job in the form; follow it on its detail page and in a second tab's list
+//      while node claims and completes it with the key: "running" and "completed" appear live,
+//      with their events.
+//   5. Agents lists the agent; Tasks creates and lists a task; Users lists the admin; the audit
+//      log shows the MFA and key events, and its event filter works.
+//   6. Revoking the key in the page makes the agent's next claim a 401.
+//   7. Account: the current session is marked; a wrong current password is refused on the page;
+//      the password change works and the console stays signed in (also after a reload).
+//   8. Node ends every session of the account (bearer login with a recovery code, logout-all):
+//      with no request of its own, the page learns it from the WebSocket's 1008 close and shows
+//      the login page ("Your session has ended").
+//   9. Sign in with a recovery code: back on the page that was open; log out; a console page
+//      then shows the login page again.
+//  10. Hammering the login form with wrong passwords ends in 429: the banner shows Retry-After
+//      seconds counting down and the submit button is disabled.
+// A full-page screenshot of every page goes to test-output/browser/console-<name>.png.
+// Waits are waits for conditions (never timing assertions).
+
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const SHOTS_DIR = path.join(REPO_ROOT, 'test-output', 'browser');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const KYROS_BIN = process.env.KYROS_BIN
+  ? path.resolve(process.cwd(), process.env.KYROS_BIN)
+  : path.join(REPO_ROOT, 'target', 'debug', 'kyros');
+
+const ADMIN = 'console-admin';
+const ADMIN_EMAIL = 'console-admin@example.org';
+const PASSWORD = crypto.randomBytes(18).toString('base64url');
+const NEW_PASSWORD = crypto.randomBytes(18).toString('base64url');
+const SECRET_KEY = crypto.randomBytes(32).toString('hex');
+const RUN = crypto.randomBytes(3).toString('hex');
+const KEY_NAME = 'agent-1';
+const JOB_TITLE = `Render report ${RUN}`;
+const TASK_TITLE = `Review the release notes ${RUN}`;
+const HEALTH_TIMEOUT_MS = 30_000;
+const LIVE_MS = 10_000; // how long to wait for something to appear live
+
+// ---------------------------------------------------------------------------------------------
+// Shared state of the run.
+
+const state = {
+  tmpDir: null,
+  cert: null,
+  service: null,
+  serviceLog: [],
+  port: null,
+  base: null, // https://127.0.0.1:<port>
+  browser: null,
+  context: null,
+  page: null,
+  pageLog: [],
+  cspConsole: [], // console messages that report a CSP violation
+  pageErrors: [], // uncaught exceptions in the pages
+  started: Date.now(),
+  // Filled by the steps:
+  loggedIn: false,
+  mfaSecret: null,
+  mfaStep: null, // the TOTP step the server accepted last
+  recoveryCodes: [],
+  apiKey: null,
+  jobId: null,
+  revoked: false,
+  loggedOut: false,
+};
+
+const diagnostics = () => {
+  const out = ['', '----- diagnostics -----'];
+  out.push(`service: ${KYROS_BIN} on ${state.base ?? '(not started)'}; temp dir ${state.tmpDir}`);
+  out.push(`page: ${state.page ? state.page.url() : '(none)'}`);
+  out.push('browser console / page errors / failed requests (last 60):');
+  const pl = state.pageLog.slice(-60);
+  out.push(...(pl.length ? pl.map((l) => `  ${l}`) : ['  (none)']));
+  out.push('service log (last 80 lines):');
+  const tail = state.serviceLog.slice(-80);
+  out.push(...(tail.length ? tail.map((l) => `  ${l}`) : ['  (empty)']));
+  out.push('-----------------------');
+  return out.join('\n');
+};
+
+/** A test step that prints the diagnostics (and a screenshot of the failure) when it fails. */
+function step(name, fn) {
+  it(name, { timeout: 60_000 }, async (t) => {
+    try {
+      await fn(t);
+    } catch (err) {
+      if (!err?.prerequisite) {
+        if (state.page) await screenshot(`failed-${name.slice(0, 2).replace(/\W/g, '')}`);
+        console.error(`\nstep failed: ${name}\n${err?.stack ?? err}${diagnostics()}`);
+      }
+      throw err;
+    }
+  });
+}
+
+function need(value, what) {
+  if (value === null || value === undefined || value === false) {
+    throw Object.assign(new Error(`prerequisite missing (an earlier step failed): ${what}`), { prerequisite: true });
+  }
+  return value;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers: processes, HTTPS from node, TOTP.
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** An HTTPS request to the service that trusts only the run's own certificate. */
+function request(method, urlPath, { headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? null : Buffer.from(JSON.stringify(body));
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port: state.port,
+        method,
+        path: urlPath,
+        ca: state.cert,
+        headers: { Accept: 'application/json', ...headers, ...(data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {}) },
+        timeout: 10_000,
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json = null;
+          try {
+            json = text ? JSON.parse(text) : null;
+          } catch {}
+          resolve({ status: res.statusCode, headers: res.headers, text, json });
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${method} ${urlPath}: timeout`)));
+    req.on('error', reject);
+    if (data) req.write(data);
+    req.end();
+  });
+}
+
+async function waitForHealth(child) {
+  const deadline = Date.now() + HEALTH_TIMEOUT_MS;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`the service exited early (code ${child.exitCode}, signal ${child.signalCode})`);
+    }
+    try {
+      const res = await request('GET', '/health');
+      if (res.status === 200) return;
+      last = `HTTP ${res.status}`;
+    } catch (err) {
+      last = String(err?.code ?? err);
+    }
+    await sleep(150);
+  }
+  throw new Error(`GET https /health did not answer 200 within ${HEALTH_TIMEOUT_MS} ms (last: ${last})`);
+}
+
+async function stopService(child) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const done = await Promise.race([exited.then(() => true), sleep(5_000).then(() => false)]);
+  if (!done) {
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+function base32Decode(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0;
+  let value = 0;
+  const out = [];
+  for (const c of text.replace(/[\s=]/g, '').toUpperCase()) {
+    const v = alphabet.indexOf(c);
+    if (v < 0) throw new Error(`not base32: ${c}`);
+    value = ((value << 5) | v) & 0xffff;
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
+/** RFC 6238 TOTP (HMAC-SHA1, 6 digits) of a 30-second step. */
+function totp(key, stepNumber) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(stepNumber));
+  const mac = crypto.createHmac('sha1', key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  const bin = ((mac[offset] & 0x7f) << 24) | (mac[offset + 1] << 16) | (mac[offset + 2] << 8) | mac[offset + 3];
+  return String(bin % 1_000_000).padStart(6, '0');
+}
+
+const nowStep = () => Math.floor(Date.now() / 1000 / 30);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers: the browser.
+
+function watchPage(page, label) {
+  page.on('console', (m) => {
+    const text = m.text();
+    state.pageLog.push(`[${label}] console.${m.type()}: ${text}`);
+    if (/Content Security Policy/i.test(text)) state.cspConsole.push(`[${label}] ${text}`);
+  });
+  page.on('pageerror', (e) => {
+    state.pageLog.push(`[${label}] pageerror: ${e?.stack ?? e}`);
+    state.pageErrors.push(`[${label}] ${e?.message ?? e}`);
+  });
+  page.on('requestfailed', (r) => state.pageLog.push(`[${label}] requestfailed: ${r.method()} ${r.url()} ${r.failure()?.errorText ?? ''}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) state.pageLog.push(`[${label}] HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
+  });
+  return page;
+}
+
+async function screenshot(name, page = state.page) {
+  try {
+    fs.mkdirSync(SHOTS_DIR, { recursive: true });
+    await page.screenshot({ path: path.join(SHOTS_DIR, `console-${name}.png`), fullPage: true });
+  } catch (err) {
+    state.pageLog.push(`[screenshot ${name}] failed: ${err}`);
+  }
+}
+
+/**
+ * The page as it stands is sound: no CSP violation so far (neither as an event in the document
+ * nor as a console report), no uncaught exception, no inline style attribute, one h1, and every
+ * form control with a label.
+ */
+async function assertNoCsp(where, page = state.page) {
+  const events = await page.evaluate(() => window.__csp ?? []);
+  assert.deepEqual(events, [], `CSP violations on ${where}: ${JSON.stringify(events)}`);
+  assert.deepEqual(state.cspConsole, [], `CSP reports in the console (${where}): ${JSON.stringify(state.cspConsole)}`);
+  assert.deepEqual(state.pageErrors, [], `uncaught errors in the page (${where})`);
+  const dom = await page.evaluate(() => ({
+    styled: [...document.querySelectorAll('[style]:not([style=""])')].map((el) => el.outerHTML.slice(0, 120)),
+    h1: document.querySelectorAll('main h1').length,
+    unlabelled: [...document.querySelectorAll('input:not([type="hidden"]), select, textarea')]
+      .filter((el) => !el.labels?.length && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
+      .map((el) => el.id || el.name || el.outerHTML.slice(0, 80)),
+    main: document.querySelectorAll('main').length,
+  }));
+  assert.deepEqual(dom.styled, [], `${where}: elements with a style attribute`);
+  assert.equal(dom.main, 1, `${where}: <main> landmarks`);
+  assert.equal(dom.h1, 1, `${where}: h1 headings in <main>`);
+  assert.deepEqual(dom.unlabelled, [], `${where}: form controls without a label`);
+}
+
+/** Waits until an element matching `selector` shows text matching `pattern`; fails with what it shows. */
+async function expectText(selector, pattern, what, { page = state.page, timeout = LIVE_MS } = {}) {
+  const loc = page.locator(selector).filter({ hasText: pattern }).first();
+  try {
+    await loc.waitFor({ state: 'visible', timeout });
+  } catch {
+    const shown = await page.locator(selector).allInnerTexts().catch(() => []);
+    assert.fail(`${what}: expected ${selector} to show ${pattern}, it shows ${JSON.stringify(shown).slice(0, 500)} (page ${page.url()})`);
+  }
+  return loc;
+}
+
+async function expectVisible(selector, what, { page = state.page, timeout = LIVE_MS } = {}) {
+  const loc = page.locator(selector).first();
+  try {
+    await loc.waitFor({ state: 'visible', timeout });
+  } catch {
+    assert.fail(`${what}: ${selector} did not become visible (page ${page.url()})`);
+  }
+  return loc;
+}
+
+async function expectUrl(pattern, what, page = state.page) {
+  try {
+    await page.waitForURL(pattern, { timeout: LIVE_MS });
+  } catch {
+    assert.fail(`${what}: expected the URL to match ${pattern}, it is ${page.url()}`);
+  }
+}
+
+/** The page's heading and document title. */
+async function expectPage(heading, what, page = state.page) {
+  await expectText('main h1', heading, what, { page });
+  const title = await page.title();
+  assert.match(title, /Kyros Console$/, `${what}: document.title ${JSON.stringify(title)}`);
+}
+
+async function openNav(name, urlPattern, heading) {
+  const link = state.page.locator('nav[aria-label="Main"]').getByRole('link', { name, exact: true });
+  await link.click();
+  await expectUrl(urlPattern, `navigate to ${name}`);
+  await expectPage(heading, `the ${name} page`);
+  assert.equal(await link.getAttribute('aria-current'), 'page', `the ${name} nav link is not marked aria-current`);
+}
+
+/** The live connection is up and receives every job event. */
+async function expectLive(page = state.page) {
+  await expectText('#conn-text', /^Live$/, 'connection state', { page });
+  await expectVisible('#conn[data-stream="orchestrator"]', 'subscription to the orchestrator stream', { page });
+}
+
+async function login(username, password) {
+  await expectVisible('#login-username', 'the login form');
+  await state.page.fill('#login-username', username);
+  await state.page.fill('#login-password', password);
+  await state.page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_000 }, () => {
+  before(async () => {
+    try {
+      assert.ok(fs.existsSync(KYROS_BIN), `service binary not found: ${KYROS_BIN} (run cargo build, or set KYROS_BIN)`);
+      assert.ok(fs.existsSync(CHROMIUM), `Chromium not found: ${CHROMIUM} (apt-get install chromium)`);
+      // The TOTP helper against RFC 6238's SHA-1 vector (T = 59 s): a wrong helper would make the
+      // MFA steps fail for the wrong reason.
+      assert.equal(totp(Buffer.from('12345678901234567890'), 1), '287082', 'TOTP helper');
+      assert.equal(base32Decode('MZXW6YTBOI').toString(), 'foobar', 'base32 helper');
+
+      state.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kyros-console-'));
+      const dataDir = path.join(state.tmpDir, 'data');
+      fs.mkdirSync(dataDir);
+      const certFile = path.join(state.tmpDir, 'cert.pem');
+      const keyFile = path.join(state.tmpDir, 'key.pem');
+      execFileSync('openssl', [
+        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+        '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=127.0.0.1',
+        '-addext', 'subjectAltName=IP:127.0.0.1',
+      ], { stdio: ['ignore', 'ignore', 'pipe'] });
+      state.cert = fs.readFileSync(certFile);
+
+      state.port = await freePort();
+      state.base = `https://127.0.0.1:${state.port}`;
+      // A minimal environment and the data dir as working directory, so that neither the
+      // caller's settings nor a .env file of the repository apply.
+      const env = {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: process.env.HOME ?? state.tmpDir,
+        TMPDIR: os.tmpdir(),
+        ENVIRONMENT: 'production',
+        SECRET_KEY,
+        TLS_CERT_FILE: certFile,
+        TLS_KEY_FILE: keyFile,
+        KYROS_BIND: `127.0.0.1:${state.port}`,
+        KYROS_DATA_DIR: dataDir,
+        FIRST_SUPERUSER: ADMIN,
+        FIRST_SUPERUSER_EMAIL: ADMIN_EMAIL,
+        FIRST_SUPERUSER_PASSWORD: PASSWORD,
+        LOG_LEVEL: 'WARNING',
+        // About a dozen logins, codes and password checks happen within seconds; the last step
+        // then exhausts this budget on purpose.
+        AUTH_RATE_LIMIT_REQUESTS: '20',
+      };
+      state.service = spawn(KYROS_BIN, ['serve'], { cwd: dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const keep = (stream, tag) => {
+        let buf = '';
+        stream.setEncoding('utf8');
+        stream.on('data', (d) => {
+          buf += d;
+          const lines = buf.split('\n');
+          buf = lines.pop();
+          for (const l of lines) state.serviceLog.push(`${tag} ${l}`);
+          if (state.serviceLog.length > 2000) state.serviceLog.splice(0, state.serviceLog.length - 2000);
+        });
+      };
+      keep(state.service.stdout, 'out|');
+      keep(state.service.stderr, 'err|');
+      state.service.on('exit', (code, sig) => state.serviceLog.push(`(service exited: code ${code}, signal ${sig})`));
+      process.once('exit', () => state.service?.kill('SIGKILL'));
+      await waitForHealth(state.service);
+
+      state.browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        headless: true,
+        args: [
+          '--headless',
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-quic',
+          '--no-first-run',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+          '--no-proxy-server',
+          '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1',
+        ],
+      });
+      state.context = await state.browser.newContext({
+        ignoreHTTPSErrors: true, // the run's own self-signed certificate; CSP is NOT bypassed
+        viewport: { width: 1280, height: 800 },
+      });
+      await state.context.addInitScript(() => {
+        window.__csp = [];
+        document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+      });
+      state.page = watchPage(await state.context.newPage(), 'console');
+    } catch (err) {
+      console.error(`\nset-up failed: ${err?.stack ?? err}${diagnostics()}`);
+      throw err;
+    }
+  });
+
+  after(async () => {
+    await state.browser?.close().catch(() => {});
+    await stopService(state.service);
+    if (state.tmpDir) fs.rmSync(state.tmpDir, { recursive: true, force: true });
+    console.log(`console test: ${((Date.now() - state.started) / 1000).toFixed(1)} s in all`);
+  });
+
+  step('1. /console/ without a session shows the login page; signing in lands on the jobs', async () => {
+    const page = state.page;
+    const res = await page.goto(`${state.base}/console/`);
+    assert.equal(res?.status(), 200, 'GET /console/');
+    const csp = res.headers()['content-security-policy'] ?? '';
+    assert.match(csp, /script-src 'self';/, `the console is not served with the production CSP: ${csp}`);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/, `the console CSP allows inline code: ${csp}`);
+    await expectUrl(/\/console\/login\?next=%2Fconsole%2F/, 'unauthenticated visit');
+    await expectPage('Sign in to Kyros', 'login page');
+    // The assets are the content-hashed ones.
+    const script = await page.locator('script[type="module"]').getAttribute('src');
+    assert.match(script ?? '', /^\/console\/assets\/console\.[0-9a-f]+\.js$/, `script src ${script}`);
+    const css = await page.locator('link[rel="stylesheet"]').getAttribute('href');
+    assert.match(css ?? '', /^\/console\/assets\/console\.[0-9a-f]+\.css$/, `stylesheet href ${css}`);
+    assert.ok(await page.locator('.skip-link[href="#main"]').count(), 'no skip link');
+    assert.equal(await page.locator('#nav').isVisible(), false, 'the navigation is shown before login');
+    // The stylesheet applied (no inline styles allowed: the skip link is moved off screen by CSS).
+    const skipTop = await page.locator('.skip-link').evaluate((el) => el.getBoundingClientRect().top);
+    assert.ok(skipTop < 0, `the skip link is not hidden off screen (top ${skipTop}): the stylesheet did not apply`);
+    await screenshot('login');
+
+    await login(ADMIN, `${PASSWORD}-wrong`);
+    await expectText('#login-form [role="alert"]', 'Incorrect username or password', 'wrong password');
+    await assertNoCsp('the login page');
+
+    await login(ADMIN, PASSWORD);
+    await expectUrl(/\/console\/jobs$/, 'after login');
+    await expectPage('Jobs', 'jobs page after login');
+    await expectText('#whoami-name', ADMIN, 'signed-in user in the header');
+    await expectText('#whoami-role', 'admin', 'role in the header');
+    await expectLive();
+    const cookies = await state.context.cookies(state.base);
+    const session = cookies.find((c) => c.name === 'kyros_session');
+    assert.ok(session?.httpOnly && session?.secure, `kyros_session must be HttpOnly and Secure: ${JSON.stringify(session)}`);
+    const storage = await page.evaluate(() => localStorage.length + sessionStorage.length);
+    assert.equal(storage, 0, 'the console stored something in local/session storage');
+    assert.equal(await page.locator('#nav [data-admin]').first().isVisible(), true, 'admin entries hidden for an admin');
+    state.loggedIn = true;
+    await assertNoCsp('the jobs page');
+  });
+
+  step('2. enrol two-step verification, log out, log in again with a TOTP code', async () => {
+    need(state.loggedIn, 'login');
+    const page = state.page;
+    await openNav('Account', /\/console\/account$/, 'Account');
+    await expectText('#mfa-status', /is off/, 'MFA status before enrolment');
+    await page.locator('#mfa-enroll').click();
+    await expectVisible('#mfa-qr', 'QR code');
+    // The data: URL image really decoded under the CSP (img-src 'self' data:).
+    await page.waitForFunction(() => {
+      const img = document.querySelector('#mfa-qr');
+      return img && img.complete && img.naturalWidth > 0;
+    }, null, { timeout: LIVE_MS });
+    const secret = (await page.locator('#mfa-secret').innerText()).replace(/\s+/g, '');
+    assert.match(secret, /^[A-Z2-7]{16,}$/, `MFA secret on the page: ${secret}`);
+    state.mfaSecret = secret;
+    await screenshot('account-mfa-enrol');
+    const key = base32Decode(secret);
+    const stepNow = nowStep();
+    await page.fill('#mfa-confirm-code', totp(key, stepNow));
+    await page.locator('#mfa-confirm-form button[type="submit"]').click();
+    await expectVisible('#recovery-codes', 'recovery codes');
+    assert.equal(await page.locator('#recovery-codes li').count(), 10, 'number of recovery codes shown');
+    const firstCode = await page.locator('#recovery-codes li').first().innerText();
+    assert.match(firstCode, /^[0-9a-f]{5}-[0-9a-f]{5}$/, `recovery code format: ${firstCode}`);
+    state.recoveryCodes = await page.locator('#recovery-codes li').allInnerTexts();
+    await expectText('#mfa-status', /is on/, 'MFA status after confirmation');
+    state.mfaStep = stepNow;
+    await screenshot('account-mfa');
+    await assertNoCsp('the account page (MFA enrolment)');
+
+    await page.locator('#logout-button').click();
+    await expectUrl(/\/console\/login$/, 'after logout');
+    await expectText('#notice', 'You have been signed out', 'logout notice');
+    await login(ADMIN, PASSWORD);
+    await expectPage('Two-step verification', 'the code step');
+    const codeInput = await expectVisible('#mfa-code', 'the code input');
+    assert.equal(await codeInput.getAttribute('inputmode'), 'numeric', 'code input inputmode');
+    assert.equal(await codeInput.getAttribute('autocomplete'), 'one-time-code', 'code input autocomplete');
+    assert.equal(await page.locator('label[for="mfa-code"]').count(), 1, 'the code input has no label');
+    await expectVisible('#use-recovery', 'the recovery-code option');
+    await screenshot('login-mfa');
+
+    // A wrong code first: refused with the API's message, still on the code step.
+    const valid = new Set([-1, 0, 1, 2].map((d) => totp(key, stepNow + d)));
+    let wrong = '123456';
+    while (valid.has(wrong)) wrong = String((Number(wrong) + 1) % 1_000_000).padStart(6, '0');
+    await page.fill('#mfa-code', wrong);
+    await page.getByRole('button', { name: 'Verify' }).click();
+    await expectText('#mfa-form [role="alert"]', 'Invalid verification code', 'wrong code');
+
+    // The confirmation consumed its step: use a later one (the server accepts one step of skew).
+    const loginStep = Math.max(state.mfaStep + 1, nowStep());
+    await page.fill('#mfa-code', totp(key, loginStep));
+    await page.getByRole('button', { name: 'Verify' }).click();
+    await expectUrl(/\/console\/jobs$/, 'after the code step');
+    await expectPage('Jobs', 'jobs page after the MFA login');
+    state.mfaStep = loginStep;
+    await expectLive();
+    await assertNoCsp('the MFA login');
+  });
+
+  step('3. create an API key for an agent: the secret is shown once', async () => {
+    need(state.loggedIn, 'login');
+    const page = state.page;
+    await openNav('API keys', /\/console\/keys$/, 'API keys');
+    await page.fill('#key-name', KEY_NAME);
+    await page.check('#scope-jobs-read');
+    await page.check('#scope-jobs-claim');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    const secretEl = await expectVisible('#new-key-secret', 'the new key');
+    const key = (await secretEl.innerText()).trim();
+    assert.match(key, /^kyr_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/, `key shown: ${key}`);
+    state.apiKey = key;
+    const row = `#keys-body tr[data-key-name="${KEY_NAME}"]`;
+    await expectText(`${row} .key-status`, 'active', 'the new key in the list');
+    await expectText(row, 'jobs:claim', 'the key scopes in the list');
+    assert.ok(!page.url().includes(key), 'the key is in the URL');
+    await screenshot('keys');
+    await page.getByRole('button', { name: 'I have stored it' }).click();
+    await page.locator('#new-key').waitFor({ state: 'hidden' });
+    const body = await page.evaluate(() => document.body.textContent);
+    assert.ok(!body.includes(key), 'the key secret is still in the page after it was dismissed');
+    await assertNoCsp('the API keys page');
+  });
+
+  step('4. create a job and follow it live while an agent claims and completes it', async () => {
+    need(state.loggedIn, 'login');
+    const apiKey = need(state.apiKey, 'API key');
+    const page = state.page;
+    await openNav('Jobs', /\/console\/jobs$/, 'Jobs');
+    await page.fill('#job-title', JOB_TITLE);
+    await page.fill('#job-description', 'Created by the console end-to-end test.');
+    await page.fill('#job-priority', '5');
+    await page.fill('#job-metadata', '{"suite": "console"}');
+    await page.getByRole('button', { name: 'Create job' }).click();
+    await expectText('#notice', 'created', 'job created notice');
+    const row = page.locator('#jobs-body tr[data-job-id]').filter({ hasText: JOB_TITLE });
+    await row.first().waitFor({ state: 'visible', timeout: LIVE_MS });
+    const jobId = await row.first().getAttribute('data-job-id');
+    assert.match(jobId ?? '', /^[0-9a-f-]{36}$/, `job id: ${jobId}`);
+    state.jobId = jobId;
+    const rowSel = `#jobs-body tr[data-job-id="${jobId}"]`;
+    await expectText(`${rowSel} .job-status`, 'pending', 'the new job in the list');
+    await screenshot('jobs');
+
+    // A second tab keeps the list open, to see it change live.
+    const listPage = watchPage(await state.context.newPage(), 'jobs-list-tab');
+    try {
+      await listPage.goto(`${state.base}/console/jobs`);
+      await expectPage('Jobs', 'second tab', listPage);
+      await expectText(`${rowSel} .job-status`, 'pending', 'job in the second tab', { page: listPage });
+      await expectLive(listPage);
+
+      await page.locator(`${rowSel} a`).click();
+      await expectUrl(new RegExp(`/console/jobs/${jobId}$`), 'job detail');
+      await expectText('main h1', JOB_TITLE, 'job detail heading');
+      await expectText('#job-status', 'pending', 'job detail status');
+      await expectVisible('#job-events li[data-event="job_created"]', 'job_created in the event history');
+      assert.match(await page.title(), new RegExp(`${JOB_TITLE}.*Kyros Console`), 'job detail title');
+      await expectLive();
+
+      // The agent (node, with the key; not the browser) claims the job.
+      const claim = await request('POST', '/api/v1/agents/claim', { headers: { 'X-API-Key': apiKey } });
+      assert.equal(claim.status, 200, `claim: ${claim.status} ${claim.text}`);
+      assert.equal(claim.json?.id, jobId, `the agent claimed another job: ${claim.text}`);
+      assert.equal(claim.json?.status, 'running', `claimed job status: ${claim.text}`);
+
+      await expectText('#job-status', 'running', 'job detail shows running live (no reload)');
+      await expectVisible('#job-events li[data-event="job_claimed"]', 'job_claimed appears live in the events');
+      await expectText(`${rowSel} .job-status`, 'running', 'the list in the second tab shows running live', { page: listPage });
+      await screenshot('job-running');
+
+      const done = await request('POST', `/api/v1/agents/jobs/${jobId}/complete`, {
+        headers: { 'X-API-Key': apiKey },
+        body: { result: { pages: 42, ok: true } },
+      });
+      assert.equal(done.status, 200, `complete: ${done.status} ${done.text}`);
+      assert.equal(done.json?.status, 'completed', `completed job: ${done.text}`);
+
+      await expectText('#job-status', 'completed', 'job detail shows completed live');
+      await expectVisible('#job-events li[data-event="job_completed"]', 'job_completed appears live in the events');
+      await expectText('#job-result', '42', 'the result on the detail page');
+      await expectText(`${rowSel} .job-status`, 'completed', 'the list in the second tab shows completed live', { page: listPage });
+      const order = await page.locator('#job-events li').evaluateAll((lis) => lis.map((li) => li.dataset.event));
+      assert.deepEqual(order, ['job_created', 'job_claimed', 'job_completed'], `event list: ${order}`);
+      assert.equal(await page.evaluate(() => performance.getEntriesByType('navigation').length), 1, 'the page reloaded');
+      await screenshot('job-detail');
+      await assertNoCsp('the jobs list tab', listPage);
+    } finally {
+      await listPage.close().catch(() => {});
+    }
+    await assertNoCsp('the job detail page');
+
+    // A second job, cancelled from the list (PUT …/status with the CSRF header, after a confirmation).
+    await page.locator('main a', { hasText: 'All jobs' }).click();
+    await expectPage('Jobs', 'back to the jobs list');
+    const cancelTitle = `Cancel me ${RUN}`;
+    await page.fill('#job-title', cancelTitle);
+    await page.getByRole('button', { name: 'Create job' }).click();
+    const cancelRow = page.locator('#jobs-body tr[data-job-id]').filter({ hasText: cancelTitle });
+    await cancelRow.locator('.job-status', { hasText: 'pending' }).waitFor({ timeout: LIVE_MS });
+    await cancelRow.getByRole('button', { name: `Cancel job ${cancelTitle}` }).click();
+    await cancelRow.getByRole('button', { name: 'Cancel job', exact: true }).click();
+    await cancelRow.locator('.job-status', { hasText: 'cancelled' }).waitFor({ timeout: LIVE_MS });
+    await expectText('#notice', 'cancelled', 'cancellation notice');
+    await assertNoCsp('the jobs page (cancel)');
+  });
+
+  step('5. agents, tasks, users and the audit log', async () => {
+    need(state.loggedIn, 'login');
+    need(state.apiKey, 'API key');
+    const page = state.page;
+
+    await openNav('Agents', /\/console\/agents$/, 'Agents');
+    const agentRow = page.locator('#agents-body tr[data-agent-id]').filter({ hasText: KEY_NAME });
+    await agentRow.first().waitFor({ state: 'visible', timeout: LIVE_MS });
+    await expectText('#agents-body tr[data-agent-id]', /idle|active/, 'the agent is online');
+    await screenshot('agents');
+    await assertNoCsp('the agents page');
+
+    await openNav('Tasks', /\/console\/tasks$/, 'Tasks');
+    await page.fill('#task-title', TASK_TITLE);
+    await page.fill('#task-description', 'Check the wording before Friday.');
+    await page.getByRole('button', { name: 'Add task' }).click();
+    await expectText('#tasks-body tr[data-task-id]', TASK_TITLE, 'the new task in the list');
+    await screenshot('tasks');
+    await assertNoCsp('the tasks page');
+
+    await openNav('Users', /\/console\/admin\/users$/, 'Users');
+    const me = `#users-body tr[data-username="${ADMIN}"]`;
+    await expectText(me, '(you)', 'the admin in the user list');
+    assert.equal(await page.locator(`${me} select`).inputValue(), 'admin', 'the admin role');
+    assert.equal(await page.locator(`${me} select`).isDisabled(), true, 'an admin can change their own role in the UI');
+    await screenshot('admin-users');
+    await assertNoCsp('the users page');
+
+    await openNav('Audit log', /\/console\/admin\/audit$/, 'Audit log');
+    // Audit rows are written in the background: refresh until they are there.
+    const deadline = Date.now() + LIVE_MS;
+    while (!(await page.locator('#audit-body tr[data-event="mfa.enabled"]').count())) {
+      assert.ok(Date.now() < deadline, 'mfa.enabled did not appear in the audit log');
+      await page.getByRole('button', { name: 'Refresh' }).click();
+      await page.locator('#audit-body tr').first().waitFor();
+      await sleep(200);
+    }
+    await expectVisible('#audit-body tr[data-event="apikey.created"]', 'apikey.created in the audit log');
+    await screenshot('admin-audit');
+
+    await page.fill('#audit-event', 'apikey.created');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await expectUrl(/\/console\/admin\/audit\?event=apikey\.created$/, 'audit filter in the URL');
+    await expectText('#audit-body tr[data-event]', 'apikey.created', 'filtered audit log');
+    const events = await page.locator('#audit-body tr[data-audit-id]').evaluateAll((rows) => rows.map((r) => r.dataset.event));
+    assert.ok(events.length >= 1, 'no rows after filtering');
+    assert.deepEqual([...new Set(events)], ['apikey.created'], `the filter let other events through: ${events}`);
+    await expectText('#audit-body tr[data-event]', KEY_NAME, 'the audit details name the key');
+    await screenshot('admin-audit-filtered');
+    await assertNoCsp('the audit page');
+  });
+
+  step('6. revoking the key in the page locks the agent out', async () => {
+    need(state.loggedIn, 'login');
+    const apiKey = need(state.apiKey, 'API key');
+    const page = state.page;
+    await openNav('API keys', /\/console\/keys$/, 'API keys');
+    const row = `#keys-body tr[data-key-name="${KEY_NAME}"]`;
+    await expectText(`${row} .key-status`, 'active', 'the key before revocation');
+    await page.locator(row).getByRole('button', { name: `Revoke key ${KEY_NAME}` }).click();
+    await page.locator(row).getByRole('button', { name: 'Revoke key', exact: true }).click();
+    await expectText(`${row} .key-status`, 'revoked', 'the key after revocation');
+    await expectText('#notice', 'revoked', 'revocation notice');
+    const claim = await request('POST', '/api/v1/agents/claim', { headers: { 'X-API-Key': apiKey } });
+    assert.equal(claim.status, 401, `claim with the revoked key: ${claim.status} ${claim.text}`);
+    state.revoked = true;
+    await screenshot('keys-revoked');
+    await assertNoCsp('the API keys page (revocation)');
+  });
+
+  step('7. sessions list and password change (the console stays signed in)', async () => {
+    need(state.loggedIn, 'login');
+    const page = state.page;
+    await openNav('Account', /\/console\/account$/, 'Account');
+    await expectText('#sessions-body tr[data-current="true"]', 'This session', 'the current session is marked');
+    assert.equal(await page.locator('#sessions-body tr[data-current="true"]').count(), 1, 'current sessions');
+
+    // A wrong current password: the API's 403 message next to the form.
+    await page.fill('#pw-current', `${PASSWORD}-nope`);
+    await page.fill('#pw-new', NEW_PASSWORD);
+    await page.fill('#pw-confirm', NEW_PASSWORD);
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await expectText('#password-form [role="alert"]', 'The current password is incorrect', 'wrong current password');
+
+    await page.fill('#pw-current', PASSWORD);
+    await page.fill('#pw-new', NEW_PASSWORD);
+    await page.fill('#pw-confirm', NEW_PASSWORD);
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await expectText('#notice', 'Password changed', 'password changed notice');
+    await expectText('#sessions-body tr[data-current="true"]', 'This session', 'a current session after the change');
+    assert.equal(await page.locator('#sessions-body tr').count(), 1, 'other sessions survived the password change');
+    await expectLive();
+    await screenshot('account');
+
+    // Still signed in after a reload (the new session cookie works).
+    await page.reload();
+    await expectUrl(/\/console\/account$/, 'reload after the password change');
+    await expectPage('Account', 'account page after reload');
+    await expectText('#mfa-status', /is on/, 'MFA still on');
+    await expectLive();
+    await assertNoCsp('the account page');
+  });
+
+  step('8. the session revoked elsewhere: the live connection closes (1008) and the console shows the login', async () => {
+    need(state.loggedIn, 'login');
+    const recovery = need(state.recoveryCodes[0], 'recovery codes');
+    const page = state.page;
+    await expectLive();
+    // Node signs in as the same admin with a bearer token (password + recovery code) and ends
+    // every session of the account. The page makes no request of its own meanwhile: only the
+    // WebSocket's close (1008) can tell it.
+    const first = await request('POST', '/auth/login', { body: { username: ADMIN, password: NEW_PASSWORD } });
+    assert.equal(first.status, 200, `bearer login: ${first.status} ${first.text}`);
+    assert.equal(first.json?.mfa_required, true, `bearer login without MFA challenge: ${first.text}`);
+    const verified = await request('POST', '/auth/mfa/verify', { body: { mfa_token: first.json.mfa_token, recovery_code: recovery } });
+    assert.equal(verified.status, 200, `MFA verify with a recovery code: ${verified.status} ${verified.text}`);
+    const token = verified.json?.access_token;
+    assert.ok(token, `no access token: ${verified.text}`);
+    const all = await request('POST', '/auth/logout-all', { headers: { Authorization: `Bearer ${token}` } });
+    assert.equal(all.status, 200, `logout-all: ${all.status} ${all.text}`);
+    try {
+      await page.waitForURL(/\/console\/login\?next=%2Fconsole%2Faccount$/, { timeout: 20_000 });
+    } catch {
+      assert.fail(`the console did not notice the revoked session (URL ${page.url()}, connection ${await page.locator('#conn-text').innerText()})`);
+    }
+    await expectText('#notice', 'Your session has ended', 'session ended notice');
+    await expectPage('Sign in to Kyros', 'login page after the revocation');
+    assert.equal(await page.locator('#nav').isVisible(), false, 'navigation visible after the revocation');
+    state.loggedIn = false;
+    await screenshot('session-ended');
+    await assertNoCsp('the login page after the revocation');
+  });
+
+  step('9. sign in with a recovery code (back to the page asked for), then log out', async () => {
+    const recovery = need(state.recoveryCodes[1], 'recovery codes');
+    const page = state.page;
+    await login(ADMIN, NEW_PASSWORD);
+    await expectVisible('#mfa-code', 'the code step');
+    await page.locator('#use-recovery').click();
+    await expectVisible('#mfa-recovery', 'the recovery code input');
+    assert.equal(await page.locator('label[for="mfa-recovery"]').count(), 1, 'the recovery code input has no label');
+    await page.fill('#mfa-recovery', recovery);
+    await page.getByRole('button', { name: 'Verify' }).click();
+    await expectUrl(/\/console\/account$/, 'after the recovery-code login (the "next" page)');
+    await expectPage('Account', 'account page after the recovery-code login');
+    await expectText('#mfa-status', /8 recovery codes left/, 'recovery codes left (one used by node, one here)');
+    await expectLive();
+
+    await page.locator('#logout-button').click();
+    await expectUrl(/\/console\/login$/, 'after logout');
+    await expectPage('Sign in to Kyros', 'login page after logout');
+    assert.equal(await page.locator('#nav').isVisible(), false, 'navigation visible after logout');
+    const names = (await state.context.cookies(state.base)).map((c) => c.name);
+    assert.ok(!names.includes('kyros_session'), `the session cookie is still there: ${names}`);
+    await page.goto(`${state.base}/console/tasks`);
+    await expectUrl(/\/console\/login\?next=%2Fconsole%2Ftasks$/, 'a console page after logout');
+    await expectPage('Sign in to Kyros', 'login page for /console/tasks');
+    state.loggedOut = true;
+    await assertNoCsp('the login page after logout');
+  });
+
+  step('10. too many logins: the banner counts down Retry-After and the button is disabled', async () => {
+    need(state.loggedOut, 'logout');
+    const page = state.page;
+    const banner = page.locator('#rate-limit-banner');
+    const submit = page.locator('#login-form button[type="submit"]');
+    let limited = false;
+    for (let i = 0; i < 30 && !limited; i++) {
+      await page.fill('#login-username', `nobody-${RUN}`);
+      await page.fill('#login-password', 'not-the-password');
+      await submit.click();
+      // Each answer ends with either the form's error or the banner.
+      await page.waitForFunction(() => {
+        const form = document.querySelector('#login-form');
+        return form && !form.hasAttribute('aria-busy');
+      }, null, { timeout: LIVE_MS });
+      limited = await banner.isVisible();
+    }
+    assert.ok(limited, 'the login endpoint never answered 429');
+    const text = await banner.innerText();
+    const m = /Too many requests — try again in (\d+) s/.exec(text);
+    assert.ok(m, `banner text: ${JSON.stringify(text)}`);
+    const first = Number(m[1]);
+    assert.ok(first >= 1, `Retry-After seconds in the banner: ${first}`);
+    assert.equal(await banner.getAttribute('role'), 'alert', 'the banner is not an alert');
+    assert.equal(await submit.isDisabled(), true, 'the submit button is enabled while rate-limited');
+    await expectText('#login-form [role="alert"]', /Too many requests/, 'the form error');
+    await screenshot('rate-limit');
+    if (first > 1) {
+      // The countdown is live.
+      await page.waitForFunction((n) => Number(document.querySelector('#rate-limit-seconds')?.textContent) < n, first, { timeout: 5_000 });
+    }
+    await assertNoCsp('the rate-limited login page');
+  });
+});
