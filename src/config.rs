@@ -176,6 +176,8 @@ pub struct Settings {
     pub redis_timeout_ms: u64,
     /// After SIGTERM, how long in-flight requests may take before connections are cut.
     pub shutdown_grace_secs: u64,
+    /// Longest time to receive a request's headers, or for an idle connection to send one.
+    pub header_read_timeout_secs: u64,
     /// Audit rows older than this are deleted.
     pub audit_retention_days: i64,
     /// Events older than this are deleted from the log.
@@ -601,6 +603,7 @@ impl Settings {
             lockout,
             redis_timeout_ms: vars.positive("KYROS_REDIS_TIMEOUT_MS", 100)?,
             shutdown_grace_secs: vars.positive("KYROS_SHUTDOWN_GRACE_SECS", 10)?,
+            header_read_timeout_secs: vars.positive("KYROS_HEADER_READ_TIMEOUT_SECS", 10)?,
             audit_retention_days: vars.positive("KYROS_AUDIT_RETENTION_DAYS", 365)?,
             event_retention_days: vars.positive("KYROS_EVENT_RETENTION_DAYS", 30)?,
             job_lease_secs: vars.positive("KYROS_JOB_LEASE_SECS", 60)?,

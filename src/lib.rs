@@ -82,23 +82,32 @@ pub async fn serve_on(
             stopping.settings.shutdown_grace_secs,
         )));
     });
+    // A client gets this long to send its first request and every later request's headers (an
+    // idle keep-alive connection as much to start the next one): slow or silent clients cannot
+    // hold connections forever.
+    let header_timeout = Duration::from_secs(state.settings.header_read_timeout_secs);
     let app = router(state);
     match tls {
         Some(config) => {
             let app = app
                 .layer(axum::Extension(security::client_ip::TlsTransport))
                 .into_make_service_with_connect_info::<SocketAddr>();
-            axum_server::from_tcp_rustls(listener, config)?
-                .handle(handle)
-                .serve(app)
-                .await
+            let mut server = axum_server::from_tcp_rustls(listener, config)?
+                .first_request_timeout(header_timeout);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(header_timeout);
+            server.handle(handle).serve(app).await
         }
         None => {
             let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            axum_server::from_tcp(listener)?
-                .handle(handle)
-                .serve(app)
-                .await
+            let mut server = axum_server::from_tcp(listener)?.first_request_timeout(header_timeout);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(header_timeout);
+            server.handle(handle).serve(app).await
         }
     }
 }
