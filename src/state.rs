@@ -7,6 +7,7 @@ use crate::auth::password::PasswordHasher;
 use crate::auth::revocation::Revocations;
 use crate::auth::sessions::SessionPolicy;
 use crate::auth::tokens::TokenService;
+use crate::auth::user_cache::UserCache;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
 use crate::orchestrator::events::EventBus;
@@ -40,6 +41,8 @@ pub struct Inner {
     pub telemetry: Telemetry,
     /// Raised when the process starts to stop: long-lived connections end themselves.
     pub shutdown: Shutdown,
+    /// Users of recent requests (one second).
+    pub user_cache: UserCache,
 }
 
 /// The stop signal for WebSockets and event streams, which a graceful HTTP shutdown would
@@ -131,6 +134,7 @@ impl AppState {
             events,
             telemetry: Telemetry::start(),
             shutdown: Shutdown::default(),
+            user_cache: UserCache::default(),
         })))
     }
 }

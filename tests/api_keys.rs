@@ -327,7 +327,7 @@ async fn scopes_and_the_owners_role_limit_a_key(backend: Backend) {
     );
 
     // Demoted, the owner's `admin` key is worth nothing more than the owner.
-    kyros::store::users::set_role(&app.state.db, admin.id, Role::User, app.clock_now())
+    kyros::auth::accounts::set_role(&app.state, &admin, Role::User)
         .await
         .expect("demote");
     assert_eq!(
@@ -347,7 +347,7 @@ async fn scopes_and_the_owners_role_limit_a_key(backend: Backend) {
             .iter()
             .any(|r| r.actor_id == Some(admin.id) && r.details.0["required"] == "admin")
     );
-    kyros::store::users::set_role(&app.state.db, admin.id, Role::Admin, app.clock_now())
+    kyros::auth::accounts::set_role(&app.state, &admin, Role::Admin)
         .await
         .expect("promote");
     assert_eq!(
@@ -463,11 +463,11 @@ async fn refused_keys_get_401(backend: Backend) {
     secrets.push(expiring);
 
     // The owner disabled: every key of theirs is refused; enabled again, they work again.
-    kyros::store::users::set_active(&app.state.db, owner.id, false, app.clock_now())
+    kyros::auth::accounts::set_active(&app.state, &owner, false)
         .await
         .expect("disable");
     assert_eq!(profile_status(&app, &key).await, 401);
-    kyros::store::users::set_active(&app.state.db, owner.id, true, app.clock_now())
+    kyros::auth::accounts::set_active(&app.state, &owner, true)
         .await
         .expect("enable");
     assert_eq!(profile_status(&app, &key).await, 200);

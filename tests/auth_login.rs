@@ -226,7 +226,7 @@ async fn disabling_a_user_stops_their_token(backend: Backend) {
     let dave = app.create_user("dave", PASSWORD, Role::User).await;
     let token = app.token("dave", PASSWORD).await;
     assert_eq!(app.get_with_token("/auth/user", &token).await.status(), 200);
-    users::set_active(&app.state.db, dave.id, false, app.clock.now())
+    kyros::auth::accounts::set_active(&app.state, &dave, false)
         .await
         .expect("disable");
     assert_eq!(app.get_with_token("/auth/user", &token).await.status(), 401);
@@ -239,6 +239,7 @@ async fn a_deleted_users_token_is_rejected(backend: Backend) {
     let erin = app.create_user("erin", PASSWORD, Role::User).await;
     let token = app.token("erin", PASSWORD).await;
     users::delete(&app.state.db, erin.id).await.expect("delete");
+    app.state.user_cache.forget(erin.id);
     let res = app.get_with_token("/auth/user", &token).await;
     assert_eq!(res.status(), 401);
     assert_eq!(json(res).await["detail"], "Could not validate credentials");

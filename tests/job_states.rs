@@ -24,7 +24,10 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn new_job() -> JobRow {
-    let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("time");
+    let at = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .expect("time");
     JobRow {
         id: uuid::Uuid::from_u128(1),
         name: "job".into(),
@@ -53,16 +56,25 @@ fn status(job: &JobRow) -> JobStatus {
 fn check_invariants(job: &JobRow) {
     match status(job) {
         JobStatus::Pending => {
-            assert!(job.started_at.is_none() && job.completed_at.is_none(), "{job:?}");
+            assert!(
+                job.started_at.is_none() && job.completed_at.is_none(),
+                "{job:?}"
+            );
             assert!(job.result.is_none() && job.error.is_none(), "{job:?}");
             assert!(job.lease_owner.is_none(), "{job:?}");
         }
         JobStatus::Running => {
-            assert!(job.started_at.is_some() && job.completed_at.is_none(), "{job:?}");
+            assert!(
+                job.started_at.is_some() && job.completed_at.is_none(),
+                "{job:?}"
+            );
         }
         JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled => {
             assert!(job.completed_at.is_some(), "{job:?}");
-            assert!(job.lease_owner.is_none() && job.lease_expires_at.is_none(), "{job:?}");
+            assert!(
+                job.lease_owner.is_none() && job.lease_expires_at.is_none(),
+                "{job:?}"
+            );
         }
     }
     if let (Some(started), Some(done)) = (job.started_at, job.completed_at) {

@@ -5,7 +5,6 @@ mod common;
 use chrono::Duration;
 use common::{Backend, TestApp, find_cookie, json, set_cookies};
 use cookie::SameSite;
-use kyros::clock::Clock;
 use kyros::store::users::{self, Role};
 use reqwest::Method;
 
@@ -334,8 +333,8 @@ async fn login_rotates_the_session_and_disabling_ends_it(backend: Backend) {
         401
     );
 
-    let sam = users_id(&app, "sam").await;
-    users::set_active(&app.state.db, sam, false, app.clock.now())
+    let sam = app.state_user("sam").await;
+    kyros::auth::accounts::set_active(&app.state, &sam, false)
         .await
         .expect("disable");
     let res = app

@@ -133,18 +133,21 @@ pub async fn set_password(
     validate_new_password(password.expose_secret())?;
     let hash = state.hasher.hash(password).await?;
     users::set_password_hash(&state.db, user.id, &hash, state.clock.now()).await?;
+    state.user_cache.forget(user.id);
     revoke_everything(state, user).await
 }
 
 /// Changes the role; tokens carrying the old role are revoked.
 pub async fn set_role(state: &AppState, user: &User, role: Role) -> Result<(), AccountError> {
     users::set_role(&state.db, user.id, role, state.clock.now()).await?;
+    state.user_cache.forget(user.id);
     revoke_everything(state, user).await
 }
 
 /// Disables or re-enables a user; disabling revokes every token and session.
 pub async fn set_active(state: &AppState, user: &User, active: bool) -> Result<(), AccountError> {
     users::set_active(&state.db, user.id, active, state.clock.now()).await?;
+    state.user_cache.forget(user.id);
     if !active {
         revoke_everything(state, user).await?;
     }
@@ -155,6 +158,7 @@ pub async fn set_active(state: &AppState, user: &User, active: bool) -> Result<(
 pub async fn revoke_everything(state: &AppState, user: &User) -> Result<(), AccountError> {
     let now = state.clock.now();
     users::bump_token_generation(&state.db, user.id).await?;
+    state.user_cache.forget(user.id);
     crate::store::tokens::revoke_user_families(&state.db, user.id, now).await?;
     crate::store::sessions::revoke_all_for_user(&state.db, user.id, now).await?;
     Ok(())

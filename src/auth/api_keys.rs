@@ -599,7 +599,7 @@ pub async fn verify(state: &AppState, value: &str) -> StoreResult<Result<(ApiKey
         return Ok(Err(refused(Rejection::BadSecret)));
     }
     let key = ApiKey::from(&row);
-    let owner = users::find_by_id(&state.db, key.owner_id).await?;
+    let owner = state.user_cache.get(&state.db, key.owner_id).await?;
     let now = state.clock.now();
     let rejection = if key.revoked_at.is_some() {
         Some(Rejection::Revoked)

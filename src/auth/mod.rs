@@ -10,3 +10,4 @@ pub mod refresh;
 pub mod revocation;
 pub mod sessions;
 pub mod tokens;
+pub mod user_cache;

@@ -76,7 +76,20 @@ pub async fn user_from_token(
         return Ok(Err(AuthFailure::Revoked));
     }
     let user = match claims.user_id {
-        Some(id) => users::find_by_id(&state.db, id).await?,
+        Some(id) => {
+            let cached = state.user_cache.get(&state.db, id).await?;
+            // A token newer than the cached row (a change made on another instance a moment
+            // ago, then a new login) is checked against the row itself.
+            match cached {
+                Some(u)
+                    if u.token_generation != claims.generation.unwrap_or(0)
+                        || claims.role.as_deref() != Some(u.role.as_str()) =>
+                {
+                    state.user_cache.fresh(&state.db, id).await?
+                }
+                other => other,
+            }
+        }
         None => users::find_by_username(&state.db, &claims.sub).await?,
     };
     match user {

@@ -12,7 +12,7 @@ use crate::crypto::{derive_key, random_bytes};
 use crate::state::AppState;
 use crate::store::StoreResult;
 use crate::store::sessions::{self, NewSession, SessionRow};
-use crate::store::users::{self, User};
+use crate::store::users::User;
 
 pub const SESSION_COOKIE: &str = "kyros_session";
 /// `last_seen_at` is written at most this often per session.
@@ -119,7 +119,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> StoreResult<Option<L
     if now >= state.session_policy.valid_until(&session) {
         return Ok(None);
     }
-    let Some(user) = users::find_by_id(&state.db, session.user_id).await? else {
+    let Some(user) = state.user_cache.get(&state.db, session.user_id).await? else {
         return Ok(None);
     };
     if !user.active {

@@ -47,6 +47,9 @@ use crate::store::users::{self, Role, User};
 use crate::store::{sessions, tokens};
 
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 const TICKET_SECS: i64 = 60;
 /// Client messages allowed per second on one connection.
 const MESSAGES_PER_SECOND: u32 = 20;
@@ -154,6 +157,12 @@ async fn upgrade(
     let ws =
         ws.map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "WebSocket upgrade required"))?;
     Ok(ws
+        // tungstenite reserves its read buffer up front (128 KiB by default): at thousands of
+        // connections that is most of the memory. Messages are small; buffers grow if needed.
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        // A client that stops reading is cut off instead of buffering without bound.
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| run(state, socket, user, proof)))
@@ -190,7 +199,7 @@ pub(crate) async fn still_valid(
     if !deep {
         return None;
     }
-    match users::find_by_id(&state.db, user.id).await {
+    match state.user_cache.get(&state.db, user.id).await {
         Ok(Some(u)) if u.active => {
             if let Proof::Token(claims) = proof
                 && u.token_generation != claims.generation.unwrap_or(0)
@@ -291,8 +300,13 @@ async fn run(state: AppState, mut socket: WebSocket, user: User, proof: Proof) {
             event = events.recv() => {
                 match event {
                     Ok(e) if subs.wants(&e) && may_see(&user, &e) => {
-                        let body = if e.stream == COLLAB { collab_json(&e) } else { orchestrator_json(&e) };
-                        if socket.send(text(json!({"type": "event", "stream": e.stream, "event": body}))).await.is_err() {
+                        // Rendered once per event, whatever the number of connections.
+                        let frame = e.rendered(|row| {
+                            let body = if row.stream == COLLAB { collab_json(row) } else { orchestrator_json(row) };
+                            json!({"type": "event", "stream": row.stream, "event": body}).to_string()
+                        });
+                        let Ok(frame) = Utf8Bytes::try_from(frame) else { continue };
+                        if socket.send(Message::Text(frame)).await.is_err() {
                             return;
                         }
                     }

@@ -2,7 +2,9 @@
 //! delivered to the live streams of this instance and, through Redis pub/sub when configured,
 //! of every other instance. Streams that fall behind or reconnect catch up from the log.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -29,8 +31,39 @@ struct Envelope {
     event: EventRow,
 }
 
+/// An event as delivered live: the row, and one rendering of it shared by every subscriber, so
+/// that an event fanned out to thousands of connections is serialised once.
+#[derive(Debug)]
+pub struct LiveEvent {
+    pub row: EventRow,
+    rendered: OnceLock<Bytes>,
+}
+
+impl LiveEvent {
+    pub fn new(row: EventRow) -> LiveEvent {
+        LiveEvent {
+            row,
+            rendered: OnceLock::new(),
+        }
+    }
+
+    /// The message text (UTF-8), computed by the first subscriber that needs it; clones share it.
+    pub fn rendered(&self, render: impl FnOnce(&EventRow) -> String) -> Bytes {
+        self.rendered
+            .get_or_init(|| Bytes::from(render(&self.row)))
+            .clone()
+    }
+}
+
+impl std::ops::Deref for LiveEvent {
+    type Target = EventRow;
+    fn deref(&self) -> &EventRow {
+        &self.row
+    }
+}
+
 pub struct EventBus {
-    tx: broadcast::Sender<Arc<EventRow>>,
+    tx: broadcast::Sender<Arc<LiveEvent>>,
     redis: Option<Redis>,
     instance: Uuid,
 }
@@ -71,7 +104,7 @@ impl EventBus {
         bus
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<EventRow>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.tx.subscribe()
     }
 
@@ -93,7 +126,7 @@ impl EventBus {
             },
         )
         .await?;
-        let _ = self.tx.send(Arc::new(row.clone()));
+        let _ = self.tx.send(Arc::new(LiveEvent::new(row.clone())));
         if let Some(redis) = &self.redis
             && let Ok(text) = serde_json::to_string(&Envelope {
                 origin: self.instance,
@@ -126,7 +159,7 @@ impl EventBus {
                     if let Ok(env) = serde_json::from_str::<Envelope>(&text)
                         && env.origin != self.instance
                     {
-                        let _ = self.tx.send(Arc::new(env.event));
+                        let _ = self.tx.send(Arc::new(LiveEvent::new(env.event)));
                     }
                 }
             }
