@@ -71,11 +71,20 @@ impl Redis {
         &self.inner.client
     }
 
-    /// Publishes on a prefixed channel; best effort (subscribers have other ways to catch up).
+    /// Publishes on a prefixed channel. Tried even while the fast paths are marked down (one
+    /// slow limiter call must not silence the fan-out of the next events), and a failure here
+    /// leaves the health flag alone.
     pub async fn publish(&self, channel: &str, payload: &str) -> Result<(), RedisError> {
         let channel = self.key(channel);
         let payload = payload.to_owned();
-        self.run(|mut conn| async move {
+        let conn = self
+            .inner
+            .manager
+            .read()
+            .await
+            .clone()
+            .ok_or(RedisError::Unavailable)?;
+        self.failures_only(conn, |mut conn| async move {
             redis::cmd("PUBLISH")
                 .arg(channel)
                 .arg(payload)
@@ -177,6 +186,20 @@ impl Redis {
             .await
             .clone()
             .ok_or(RedisError::Unavailable)
+    }
+
+    async fn failures_only<T, F, Fut>(&self, conn: ConnectionManager, op: F) -> Result<T, RedisError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let result = match tokio::time::timeout(self.inner.timeout, op(conn)).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => RedisError::Command(e.to_string()),
+            Err(_) => RedisError::Timeout,
+        };
+        self.inner.failures.fetch_add(1, Ordering::Relaxed);
+        Err(result)
     }
 
     /// Runs one Redis operation with the short timeout; a failure marks Redis down.
