@@ -188,7 +188,11 @@ impl Redis {
             .ok_or(RedisError::Unavailable)
     }
 
-    async fn failures_only<T, F, Fut>(&self, conn: ConnectionManager, op: F) -> Result<T, RedisError>
+    async fn failures_only<T, F, Fut>(
+        &self,
+        conn: ConnectionManager,
+        op: F,
+    ) -> Result<T, RedisError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
