@@ -59,8 +59,17 @@ struct Hop {
 pub fn parse_node(raw: &str) -> Option<IpAddr> {
     let s = raw.trim().trim_matches('"');
     if let Some(rest) = s.strip_prefix('[') {
-        let end = rest.find(']')?;
-        return rest[..end].parse().ok().map(canonical);
+        // `[v6]` or `[v6]:port` (a port may be obfuscated, RFC 7239 §6.3); nothing else after.
+        let (addr, tail) = rest.split_once(']')?;
+        let port_ok = tail.is_empty()
+            || tail.strip_prefix(':').is_some_and(|p| {
+                !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            });
+        return if port_ok {
+            addr.parse().ok().map(canonical)
+        } else {
+            None
+        };
     }
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Some(canonical(ip));
@@ -323,6 +332,10 @@ mod tests {
         assert_eq!(parse_node("\"[::1]:80\""), Some(ip("::1")));
         assert_eq!(parse_node("2001:db8::1"), Some(ip("2001:db8::1")));
         assert_eq!(parse_node("_hidden"), None);
+        assert_eq!(parse_node("[::1]:_p1"), Some(ip("::1")));
+        // Found by fuzzing: nothing may follow the bracket but a port.
+        assert_eq!(parse_node("[2001::1]\t=\"[2000::1]:1:"), None);
+        assert_eq!(parse_node("[::1]x"), None);
         assert_eq!(parse_node("unknown"), None);
     }
 }
