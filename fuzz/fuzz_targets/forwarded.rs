@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         let named = text
             .split(|c: char| !(c.is_ascii_hexdigit() || c == ':' || c == '.'))
             .flat_map(|t| [t, t.trim_end_matches(':')])
-            .filter_map(|t| t.parse::<IpAddr>().ok())
+            .filter_map(|t| t.parse::<IpAddr>().ok().or_else(|| parse_node(t)))
             .any(|a| a == ip || a.to_canonical() == ip);
         assert!(named, "{ip} not in the headers");
     }
