@@ -103,6 +103,28 @@ pub enum RateLimitFailMode {
     Closed,
 }
 
+/// The one forwarding header family read from trusted proxies (`TRUSTED_PROXY_HEADERS`). The
+/// other family is ignored whatever it says: a client can add any header in front of the proxy,
+/// and a proxy that writes one family passes the other through untouched (as Envoy's
+/// `use_remote_address` / Traefik's `forwardedHeaders` choose one source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHeaders {
+    /// `X-Forwarded-For` and `X-Forwarded-Proto` (the default; what nginx, HAProxy, AWS ALB,
+    /// Traefik and Envoy write).
+    XForwarded,
+    /// RFC 7239 `Forwarded` (`for=`, `proto=`).
+    Forwarded,
+}
+
+impl ProxyHeaders {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyHeaders::XForwarded => "x-forwarded",
+            ProxyHeaders::Forwarded => "forwarded",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutSettings {
     /// Consecutive failures that lock an account.
@@ -201,6 +223,8 @@ pub struct Settings {
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
     pub trusted_proxies: Vec<IpNet>,
+    /// Which forwarding header the trusted proxies write (`TRUSTED_PROXY_HEADERS`).
+    pub proxy_headers: ProxyHeaders,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     pub password_hash: PasswordHashSettings,
@@ -546,6 +570,16 @@ impl Settings {
             trusted_proxies.push(net);
         }
 
+        let proxy_headers = match vars
+            .get("TRUSTED_PROXY_HEADERS")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("x-forwarded") => ProxyHeaders::XForwarded,
+            Some("forwarded") => ProxyHeaders::Forwarded,
+            Some(_) => return err("TRUSTED_PROXY_HEADERS must be x-forwarded or forwarded"),
+        };
+
         let tls_cert_file = vars.get("TLS_CERT_FILE").map(PathBuf::from);
         let tls_key_file = vars.get("TLS_KEY_FILE").map(PathBuf::from);
         if tls_cert_file.is_some() != tls_key_file.is_some() {
@@ -619,6 +653,7 @@ impl Settings {
             bind,
             data_dir,
             trusted_proxies,
+            proxy_headers,
             tls_cert_file,
             tls_key_file,
             password_hash,

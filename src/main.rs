@@ -306,7 +306,7 @@ async fn apikey_command(state: &AppState, cmd: ApiKeyCommand) -> Result<(), Fail
 
     let failed = |e: &dyn std::fmt::Display| Failure::Other(e.to_string());
     let owner_named = |name: String| async move {
-        users::find_by_username(&state.db, &name)
+        kyros::auth::accounts::find_user(&state.db, &name)
             .await
             .map_err(|e| failed(&e))?
             .ok_or_else(|| Failure::Other(format!("user {name} does not exist")))

@@ -92,6 +92,7 @@ impl AppState {
     ) -> anyhow::Result<AppState> {
         let db = Db::connect(&settings).await?;
         db.migrate().await?;
+        crate::auth::accounts::backfill_username_keys(&db).await?;
         let hasher = PasswordHasher::new(settings.password_hash)?;
         let tokens = TokenService::new(&settings);
         let audit = Audit::start(db.clone(), clock.clone());

@@ -81,6 +81,7 @@ async fn bcrypt_hash_from_the_old_service_logs_in_and_is_rehashed(backend: Backe
         &app.state.db,
         NewUser {
             username: "legacy".into(),
+            username_key: "legacy".into(),
             email: "legacy@example.org".into(),
             password_hash: legacy.clone(),
             role: Role::User,

@@ -178,6 +178,109 @@ async fn a_trusted_proxys_forwarded_address_is_the_key(backend: Backend) {
     assert_eq!(get(&app, Some("2001:db8:1:2::ff")).await.status(), 429);
 }
 
+async fn get_with(app: &TestApp, headers: &[(&str, String)]) -> Response {
+    let mut req = app.client.get(app.url("/"));
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    req.send().await.expect("request")
+}
+
+/// The proxy appends `X-Forwarded-For`; a client-written `Forwarded` (or, behind a proxy that
+/// writes `Forwarded`, a client-written `X-Forwarded-For`) must not give it a fresh budget.
+async fn a_client_cannot_add_the_other_forwarding_header(backend: Backend) {
+    let Some(app) = limited_app(
+        backend,
+        &[
+            ("KYROS_ANON_RATE_LIMIT_REQUESTS", "3"),
+            ("KYROS_ANON_RATE_LIMIT_WINDOW", "60"),
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let proxy = ("x-forwarded-for", "203.0.113.7".to_owned());
+    for _ in 0..3 {
+        assert_eq!(get_with(&app, &[proxy.clone()]).await.status(), 200);
+    }
+    for i in 0..5 {
+        let spoof = ("forwarded", format!("for=198.51.100.{i}"));
+        assert_eq!(
+            get_with(&app, &[spoof, proxy.clone()]).await.status(),
+            429,
+            "a client-written Forwarded header is not read"
+        );
+    }
+
+    let Some(app) = limited_app(
+        backend,
+        &[
+            ("KYROS_ANON_RATE_LIMIT_REQUESTS", "3"),
+            ("KYROS_ANON_RATE_LIMIT_WINDOW", "60"),
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("TRUSTED_PROXY_HEADERS", "forwarded"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let proxy = ("forwarded", "for=203.0.113.7;proto=http".to_owned());
+    for _ in 0..3 {
+        assert_eq!(get_with(&app, &[proxy.clone()]).await.status(), 200);
+    }
+    for i in 0..5 {
+        let spoof = ("x-forwarded-for", format!("198.51.100.{i}"));
+        assert_eq!(
+            get_with(&app, &[spoof, proxy.clone()]).await.status(),
+            429,
+            "behind a Forwarded proxy, X-Forwarded-For is not read"
+        );
+    }
+    assert_eq!(
+        get_with(&app, &[("forwarded", "for=203.0.113.8".to_owned())])
+            .await
+            .status(),
+        200,
+        "another client behind the proxy"
+    );
+}
+
+/// The scheme is taken from the configured family only: a client's `Forwarded: proto=https`
+/// in front of the proxy's `X-Forwarded-Proto: http` does not pass HTTPS enforcement.
+async fn a_client_cannot_claim_https_with_the_other_header(backend: Backend) {
+    let Some(app) = TestApp::builder(backend)
+        .var("ENVIRONMENT", "production")
+        .var("TRUSTED_PROXIES", "127.0.0.1/32")
+        .start()
+        .await
+    else {
+        return;
+    };
+    let res = app
+        .client
+        .get(app.url("/api/v1/security/health"))
+        .header("forwarded", "for=203.0.113.7;proto=https")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-proto", "http")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 400);
+    assert_eq!(json(res).await["detail"], "HTTPS required");
+    let res = app
+        .client
+        .get(app.url("/api/v1/security/health"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+}
+
 async fn preflights_are_not_counted(backend: Backend) {
     let Some(app) = limited_app(backend, &[]).await else {
         return;
@@ -298,6 +401,8 @@ backend_tests!(
     users_and_addresses_have_their_own_budgets,
     spoofed_forwarded_for_cannot_reset_a_budget,
     a_trusted_proxys_forwarded_address_is_the_key,
+    a_client_cannot_add_the_other_forwarding_header,
+    a_client_cannot_claim_https_with_the_other_header,
     preflights_are_not_counted,
     login_endpoints_have_a_stricter_budget_by_address_and_by_account,
     repeated_failures_shrink_the_budget_for_a_cooling_period,

@@ -312,6 +312,46 @@ async fn csp_reports_are_accepted_in_every_browser_format(backend: Backend) {
         .await
         .expect("junk");
     assert_eq!(res.status(), 422);
+    // Required fields missing: 422 with the missing fields named, as the original answered.
+    let res = post(
+        "application/json",
+        json!({"csp_report": {"document_uri": "https://example.com"}}),
+    )
+    .send()
+    .await
+    .expect("incomplete");
+    assert_eq!(res.status(), 422);
+    let body = json(res).await;
+    let missing: Vec<_> = body["detail"]
+        .as_array()
+        .expect("field list")
+        .iter()
+        .map(|e| (e["type"].clone(), e["loc"].clone()))
+        .collect();
+    assert_eq!(
+        missing,
+        ["violated_directive", "effective_directive", "original_policy", "blocked_uri"]
+            .iter()
+            .map(|f| (json!("missing"), json!(["body", "csp_report", f])))
+            .collect::<Vec<_>>()
+    );
+    let incomplete_legacy = post(
+        "application/csp-report",
+        json!({"csp-report": {"document-uri": "https://app.example/", "blocked-uri": "inline"}}),
+    );
+    let incomplete_modern = post(
+        "application/reports+json",
+        json!([{"type": "csp-violation", "body": {"documentURL": "https://app.example/"}}]),
+    );
+    for req in [incomplete_legacy, incomplete_modern] {
+        let res = req.send().await.expect("incomplete");
+        assert_eq!(res.status(), 422);
+    }
+    assert_eq!(
+        app.audit_rows("csp.violation").await.len(),
+        3,
+        "incomplete reports are not recorded"
+    );
     let res = post("text/plain", json!({"csp-report": {}}))
         .send()
         .await

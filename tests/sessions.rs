@@ -198,7 +198,7 @@ async fn sessions_are_listed_and_revoked_by_their_owner(backend: Backend) {
 }
 
 async fn users_id(app: &TestApp, name: &str) -> uuid::Uuid {
-    users::find_by_username(&app.state.db, name)
+    kyros::auth::accounts::find_user(&app.state.db, name)
         .await
         .expect("q")
         .expect("user")

@@ -4,12 +4,14 @@ mod common;
 
 use chrono::{Duration, TimeZone, Utc};
 use common::{Backend, TestApp};
+use kyros::auth::accounts;
 use kyros::store::StoreError;
 use kyros::store::users::{self, NewUser, Role};
 
 fn new_user(name: &str, email: &str) -> NewUser {
     NewUser {
         username: name.into(),
+        username_key: accounts::username_key(name).expect("valid name"),
         email: email.into(),
         password_hash: format!("hash-of-{name}"),
         role: Role::User,
@@ -35,7 +37,7 @@ async fn users_round_trip_with_utc_timestamps(backend: Backend) {
         "emails are stored lower-case"
     );
 
-    let found = users::find_by_username(db, "Zed")
+    let found = accounts::find_user(db, "Zed")
         .await
         .expect("query")
         .expect("found");
@@ -44,13 +46,17 @@ async fn users_round_trip_with_utc_timestamps(backend: Backend) {
     assert_eq!(found.updated_at, at);
     assert_eq!(found.role, Role::User);
     assert!(found.active);
-    assert!(
-        users::find_by_username(db, "zed")
-            .await
-            .expect("query")
-            .is_none(),
-        "lookup is exact"
-    );
+    // Names are compared in their PRECIS form (RFC 8265): case and width do not matter.
+    for same in ["zed", "ZED", "\u{ff3a}\u{ff45}\u{ff44}"] {
+        assert_eq!(
+            accounts::find_user(db, same)
+                .await
+                .expect("query")
+                .map(|u| u.id),
+            Some(created.id),
+            "{same}"
+        );
+    }
     assert_eq!(
         users::find_by_id(db, created.id)
             .await

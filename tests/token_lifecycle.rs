@@ -191,9 +191,10 @@ async fn logout_revokes_only_the_callers_tokens(backend: Backend) {
         .await
         .expect("logout");
     assert_eq!(res.status(), 200);
+    // As the original: `token_revoked` says whether the refresh token sent was revoked.
     assert_eq!(
         json(res).await,
-        json!({"message": "Logged out successfully", "token_revoked": true})
+        json!({"message": "Logged out successfully", "token_revoked": false, "access_revoked": true})
     );
     assert_eq!(
         app.get_with_token("/auth/user", access).await.status(),
@@ -225,6 +226,10 @@ async fn logout_revokes_only_the_callers_tokens(backend: Backend) {
         .expect("logout");
     assert_eq!(res.status(), 200);
     assert_eq!(
+        json(res).await,
+        json!({"message": "Logged out successfully", "token_revoked": true, "access_revoked": true})
+    );
+    assert_eq!(
         refresh(
             &app,
             lola_other_device["refresh_token"].as_str().expect("r"),
@@ -234,7 +239,22 @@ async fn logout_revokes_only_the_callers_tokens(backend: Backend) {
         .status(),
         401
     );
-    assert_eq!(app.audit_rows("auth.logout").await.len(), 2);
+    // An unknown refresh token: nothing of it was revoked, and the answer says so.
+    let third = login(&app, "lola").await;
+    let res = app
+        .client
+        .post(app.url("/auth/logout"))
+        .bearer_auth(third["access_token"].as_str().expect("a"))
+        .json(&json!({"refresh_token": "no-such-refresh-token"}))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        json(res).await,
+        json!({"message": "Logged out successfully", "token_revoked": false, "access_revoked": true})
+    );
+    assert_eq!(app.audit_rows("auth.logout").await.len(), 3);
 }
 
 async fn logout_everywhere_and_account_changes_revoke_everything(backend: Backend) {

@@ -179,6 +179,48 @@ async fn other_algorithms_and_tampering_are_rejected(backend: Backend) {
     );
 }
 
+/// A token signed over an arbitrary protected header (JSON text), HS512 with the app's secret.
+fn sign_raw_header(app: &TestApp, header: &Value, claims: &Value) -> String {
+    use hmac::{KeyInit, Mac};
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut mac =
+        hmac::Hmac::<sha2::Sha512>::new_from_slice(app.secret().as_bytes()).expect("key");
+    mac.update(signing_input.as_bytes());
+    format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
+}
+
+/// RFC 7515 §4.1.11: a `crit` header naming anything the service does not process (it
+/// processes no extension) makes the token invalid, and `[]` is not allowed at all.
+async fn critical_header_extensions_are_refused(backend: Backend) {
+    let Some((app, user)) = setup(backend).await else {
+        return;
+    };
+    let kid = key_id(&SecretString::from(app.secret()));
+    let claims = valid_claims(&app, &user);
+    // The control: the same hand-made construction without `crit` is accepted.
+    let plain = json!({"alg": "HS512", "typ": "JWT", "kid": kid});
+    assert_eq!(status(&app, &sign_raw_header(&app, &plain, &claims)).await, 200);
+    let headers = [
+        json!({"alg": "HS512", "typ": "JWT", "kid": kid, "crit": ["x-anything"], "x-anything": 1}),
+        json!({"alg": "HS512", "typ": "JWT", "kid": kid, "crit": []}),
+        json!({"alg": "HS512", "typ": "JWT", "kid": kid, "crit": ["exp"], "exp": 1}),
+        json!({"alg": "HS512", "kid": kid, "crit": ["b64"], "b64": false}),
+        json!({"alg": "HS512", "crit": ["x-anything"]}),
+        json!({"alg": "HS512", "kid": kid, "crit": "x-anything"}),
+    ];
+    for header in headers {
+        let token = sign_raw_header(&app, &header, &claims);
+        assert_eq!(status(&app, &token).await, 401, "{header}");
+    }
+}
+
 async fn previous_keys_verify_and_unknown_kids_are_rejected(backend: Backend) {
     let old_secret = random_secret();
     let Some(app) = TestApp::builder(backend)
@@ -262,6 +304,7 @@ async fn issued_tokens_carry_the_documented_claims(backend: Backend) {
 }
 
 backend_tests!(
+    critical_header_extensions_are_refused,
     a_correctly_crafted_token_is_accepted,
     tokens_missing_a_required_claim_are_rejected,
     wrong_audience_or_issuer_is_rejected,

@@ -9,6 +9,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 
 use axum::http::{HeaderMap, HeaderName};
+use kyros::config::ProxyHeaders;
 use kyros::security::client_ip::{parse_node, resolve};
 use libfuzzer_sys::fuzz_target;
 
@@ -23,9 +24,15 @@ fuzz_target!(|data: &[u8]| {
     let proxy = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
     let stranger = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
     let trusted = ["10.0.0.0/8".parse().expect("cidr")];
-    assert_eq!(resolve(stranger, false, &headers, &trusted), (stranger, false));
-    let (ip, _) = resolve(proxy, false, &headers, &trusted);
-    if ip != proxy {
+    for mode in [ProxyHeaders::XForwarded, ProxyHeaders::Forwarded] {
+        assert_eq!(
+            resolve(stranger, false, &headers, &trusted, mode),
+            (stranger, false)
+        );
+    }
+    let (ip, _) = resolve(proxy, false, &headers, &trusted, ProxyHeaders::XForwarded);
+    let (fw_ip, _) = resolve(proxy, false, &headers, &trusted, ProxyHeaders::Forwarded);
+    for ip in [ip, fw_ip].into_iter().filter(|ip| *ip != proxy) {
         // Every run of address characters in the input, parsed: one of them must be the result
         // (spellings differ: `2001:01::1` is `2001:1::1`, `::ffff:10.0.0.3` is `10.0.0.3`).
         let text = String::from_utf8_lossy(data);

@@ -1,5 +1,12 @@
 //! Account operations shared by the HTTP API, the CLI and start-up bootstrap: validation of
-//! names and passwords, creation, password login.
+//! names and passwords, creation, password login, and the lockout gate every factor of a login
+//! passes through.
+//!
+//! Lockout rule: every failed factor of an account (password, TOTP code, recovery code, the
+//! current password of a password change) adds to one count, which only a *complete* login (or
+//! an administrator's unlock) clears. At `KYROS_LOCKOUT_THRESHOLD` failures the account locks
+//! for `KYROS_LOCKOUT_BASE_SECONDS`, doubling with each further failure up to
+//! `KYROS_LOCKOUT_MAX_SECONDS`; while locked, no factor is checked at all.
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -37,6 +44,17 @@ impl From<StoreError> for AccountError {
     }
 }
 
+/// The comparison form of a username: PRECIS UsernameCaseMapped (RFC 8265 §3.3 — width
+/// mapping, case mapping to lower case, NFC, the IdentifierClass of RFC 8264 §4.2). Two names
+/// with the same key are the same name, for uniqueness, login, lockout and the per-account
+/// login budget, on every engine. `None` for a string the profile refuses (no user can have it).
+pub fn username_key(username: &str) -> Option<String> {
+    use precis_core::profile::PrecisFastInvocation;
+    precis_profiles::UsernameCaseMapped::enforce(username)
+        .ok()
+        .map(std::borrow::Cow::into_owned)
+}
+
 pub fn validate_username(username: &str) -> Result<(), AccountError> {
     let count = username.chars().count();
     if count == 0 || count > NAME_MAX_CHARS {
@@ -52,6 +70,12 @@ pub fn validate_username(username: &str) -> Result<(), AccountError> {
         return Err(AccountError::Invalid(
             "username",
             "username may contain letters, digits and . _ - @ + only".into(),
+        ));
+    }
+    if username_key(username).is_none() {
+        return Err(AccountError::Invalid(
+            "username",
+            "username contains characters that are not allowed in names (RFC 8265)".into(),
         ));
     }
     Ok(())
@@ -108,10 +132,20 @@ pub async fn create_user(state: &AppState, input: CreateUser) -> Result<User, Ac
     validate_username(&input.username)?;
     validate_email(&input.email)?;
     validate_new_password(input.password.expose_secret())?;
+    let username_key = username_key(&input.username)
+        .ok_or_else(|| AccountError::Invalid("username", "username is not allowed".into()))?;
+    // The name is checked before the expensive hash; the unique index decides races.
+    if users::find_by_username_key(&state.db, &username_key, &input.username)
+        .await?
+        .is_some()
+    {
+        return Err(AccountError::Taken("username"));
+    }
     let password_hash = state.hasher.hash(input.password).await?;
     let user = users::create(
         &state.db,
         NewUser {
+            username_key,
             username: input.username,
             email: input.email,
             password_hash,
@@ -164,16 +198,49 @@ pub async fn revoke_everything(state: &AppState, user: &User) -> Result<(), Acco
     Ok(())
 }
 
+/// The user a name designates (compared in its PRECIS form, see [`username_key`]).
+pub async fn find_user(db: &crate::store::Db, username: &str) -> Result<Option<User>, StoreError> {
+    match username_key(username) {
+        Some(key) => users::find_by_username_key(db, &key, username).await,
+        None => Ok(None),
+    }
+}
+
 pub async fn require_user(state: &AppState, username: &str) -> Result<User, AccountError> {
-    users::find_by_username(&state.db, username)
+    find_user(&state.db, username)
         .await?
         .ok_or(AccountError::NotFound)
+}
+
+/// Gives rows created before names had a stored comparison form their key. A row whose key
+/// another row already holds (names that only differ in width or case, accepted by an older
+/// version) keeps working by its exact name, and the operator is told to rename one of them.
+pub async fn backfill_username_keys(db: &crate::store::Db) -> Result<(), StoreError> {
+    for (id, username) in users::without_username_key(db).await? {
+        let Some(key) = username_key(&username) else {
+            tracing::warn!(user_id = %id, "a username is not valid under RFC 8265; the user logs in by the exact name");
+            continue;
+        };
+        match users::set_username_key(db, id, &key).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => tracing::warn!(
+                user_id = %id,
+                "a username equals another one after normalisation; the user logs in by the exact name until one is renamed"
+            ),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The result of a password check.
 #[derive(Debug)]
 pub enum LoginOutcome {
+    /// The login is complete: the password was right and no second factor is enrolled.
     Accepted(User),
+    /// The password was right and a second factor is enrolled: the caller issues a challenge.
+    /// Earlier failures still count until the second factor is right too.
+    SecondFactorRequired(User),
     /// Refused; the reason is for the audit log only, the client sees the same 401 for all.
     Refused {
         reason: &'static str,
@@ -181,47 +248,59 @@ pub enum LoginOutcome {
     },
 }
 
-/// Password login. Unknown, inactive and wrong-password cases do the same hashing work.
+/// Password login. Unknown, inactive, locked and wrong-password cases do the same hashing work.
+/// The password of a locked account is not checked at all (the work is done on a throw-away
+/// comparison), so a lock cannot be raced by concurrent guesses.
 pub async fn authenticate(
     state: &AppState,
     username: &str,
     password: SecretString,
 ) -> Result<LoginOutcome, AccountError> {
-    let user = users::find_by_username(&state.db, username).await?;
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let verdict = state.hasher.verify(password, stored).await?;
-    let Some(user) = user else {
+    let Some(user) = find_user(&state.db, username).await? else {
+        state.hasher.verify(password, None).await?;
         return Ok(LoginOutcome::Refused {
             reason: "unknown_user",
             user: None,
         });
     };
-    let now = state.clock.now();
-    // A locked account answers exactly like a wrong password, after the same work.
-    let reason = match verdict {
-        _ if user.locked_at(now) => Some("locked"),
-        Verification::Invalid => Some("bad_password"),
-        Verification::Valid { .. } if !user.active => Some("inactive"),
-        Verification::Valid { .. } => None,
-    };
-    if let Some(reason) = reason {
-        // Attempts during a lock are not counted, so the owner waiting it out is not punished.
-        if reason == "bad_password" {
-            register_failure(state, &user).await?;
+    let attempt = match admit(state, &user).await? {
+        Gate::Admitted(attempt) => attempt,
+        Gate::Locked => {
+            state.hasher.verify(password, None).await?;
+            return Ok(LoginOutcome::Refused {
+                reason: "locked",
+                user: Some(user),
+            });
         }
-        return Ok(LoginOutcome::Refused {
-            reason,
-            user: Some(user),
-        });
-    }
-    let Verification::Valid { rehash } = verdict else {
-        return Err(AccountError::Store(StoreError::Other(
-            "unreachable login state".into(),
-        )));
     };
-    if user.failed_logins > 0 || user.locked_until.is_some() {
-        users::clear_failures(&state.db, user.id).await?;
-    }
+    let verdict = match state
+        .hasher
+        .verify(password, Some(user.password_hash.clone()))
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            attempt.passed(state).await?;
+            return Err(e.into());
+        }
+    };
+    let rehash = match verdict {
+        Verification::Invalid => {
+            attempt.failed(state, &user).await?;
+            return Ok(LoginOutcome::Refused {
+                reason: "bad_password",
+                user: Some(user),
+            });
+        }
+        Verification::Valid { .. } if !user.active => {
+            attempt.passed(state).await?;
+            return Ok(LoginOutcome::Refused {
+                reason: "inactive",
+                user: Some(user),
+            });
+        }
+        Verification::Valid { rehash } => rehash,
+    };
     if let Some(new_hash) = rehash {
         // Best effort: a failure here must not fail a correct login.
         if let Err(e) = users::replace_password_hash(
@@ -236,36 +315,103 @@ pub async fn authenticate(
             tracing::warn!(user_id = %user.id, error = %e, "could not upgrade the password hash");
         }
     }
-    Ok(LoginOutcome::Accepted(user))
-}
-
-/// A failed second factor counts like a wrong password (and can lock the account).
-pub async fn record_failed_factor(state: &AppState, user: &User) -> Result<(), AccountError> {
-    register_failure(state, user).await
-}
-
-/// Counts a failure; at the threshold and beyond, locks the account for a backoff that doubles
-/// with every further failure (up to the configured maximum). Audited.
-async fn register_failure(state: &AppState, user: &User) -> Result<(), AccountError> {
-    let failures = users::record_failed_login(&state.db, user.id).await?;
-    let policy = state.settings.lockout;
-    let threshold = i64::from(policy.threshold);
-    if failures < threshold {
-        return Ok(());
+    let second_factor = match crate::auth::mfa::is_enabled(state, &user).await {
+        Ok(enabled) => enabled,
+        Err(e) => {
+            attempt.passed(state).await?;
+            return Err(AccountError::Store(match e {
+                crate::auth::mfa::MfaError::Store(s) => s,
+                other => StoreError::Other(other.to_string()),
+            }));
+        }
+    };
+    if second_factor {
+        attempt.passed(state).await?;
+        Ok(LoginOutcome::SecondFactorRequired(user))
+    } else {
+        attempt.completed(state).await?;
+        Ok(LoginOutcome::Accepted(user))
     }
-    let doublings = (failures - threshold).min(20) as u32;
-    let secs = policy
-        .base_secs
-        .saturating_mul(1u64 << doublings)
-        .min(policy.max_secs);
-    let until = state.clock.now() + chrono::Duration::seconds(secs as i64);
-    users::lock_until(&state.db, user.id, until).await?;
-    state.audit.record(
-        AuditEvent::new("auth.lockout", "denied")
-            .user(user)
-            .details(serde_json::json!({"failures": failures, "locked_seconds": secs, "locked_until": until})),
-    );
-    Ok(())
+}
+
+/// The lockout gate's answer for one attempt at a factor of an account.
+#[derive(Debug)]
+pub enum Gate {
+    /// The factor may be checked; the attempt must then be settled.
+    Admitted(FactorAttempt),
+    /// The account is locked: the factor must not be checked.
+    Locked,
+}
+
+/// One admitted attempt at a factor of an account (password, TOTP code, recovery code, the
+/// current password of a password change). It counts as a failure from the moment it is
+/// admitted, so concurrent attempts cannot pass the threshold together (OWASP ASVS 2.2.1); the
+/// caller settles it with exactly one of [`failed`](Self::failed), [`passed`](Self::passed)
+/// or [`completed`](Self::completed).
+#[derive(Debug)]
+#[must_use = "an admitted attempt counts as a failure until it is settled"]
+pub struct FactorAttempt {
+    user_id: uuid::Uuid,
+    failures: i64,
+    provisional_until: chrono::DateTime<chrono::Utc>,
+}
+
+/// Admits one attempt at a factor of `user` unless the account is locked (one conditional
+/// UPDATE on both engines: the decision is atomic with the count).
+pub async fn admit(state: &AppState, user: &User) -> Result<Gate, StoreError> {
+    let policy = state.settings.lockout;
+    let now = crate::clock::at_storage_precision(state.clock.now());
+    // Held while the attempt that reaches the threshold is being checked; settled after.
+    let provisional_until = now + chrono::Duration::seconds(policy.max_secs as i64);
+    let threshold = i32::try_from(policy.threshold).unwrap_or(i32::MAX);
+    Ok(
+        match users::admit_attempt(&state.db, user.id, now, threshold, provisional_until).await? {
+            Some(failures) => Gate::Admitted(FactorAttempt {
+                user_id: user.id,
+                failures,
+                provisional_until,
+            }),
+            None => Gate::Locked,
+        },
+    )
+}
+
+impl FactorAttempt {
+    /// The factor was wrong. At the threshold and beyond, the account is locked for a backoff
+    /// that doubles with every further failure (up to the configured maximum). Audited.
+    pub async fn failed(self, state: &AppState, user: &User) -> Result<(), StoreError> {
+        let policy = state.settings.lockout;
+        let threshold = i64::from(policy.threshold);
+        if self.failures < threshold {
+            return Ok(());
+        }
+        let doublings = (self.failures - threshold).min(20) as u32;
+        let secs = policy
+            .base_secs
+            .saturating_mul(1u64 << doublings)
+            .min(policy.max_secs);
+        let until = crate::clock::at_storage_precision(
+            state.clock.now() + chrono::Duration::seconds(secs as i64),
+        );
+        users::settle_lock(&state.db, self.user_id, self.provisional_until, until).await?;
+        state.audit.record(
+            AuditEvent::new("auth.lockout", "denied")
+                .user(user)
+                .details(serde_json::json!({"failures": self.failures, "locked_seconds": secs, "locked_until": until})),
+        );
+        Ok(())
+    }
+
+    /// The factor was right but the login is not complete (a password before its second
+    /// factor): the attempt is taken back, earlier failures stay.
+    pub async fn passed(self, state: &AppState) -> Result<(), StoreError> {
+        users::release_attempt(&state.db, self.user_id, self.provisional_until).await
+    }
+
+    /// Every factor was right: the failures and any lock are cleared.
+    pub async fn completed(self, state: &AppState) -> Result<(), StoreError> {
+        users::clear_failures(&state.db, self.user_id).await
+    }
 }
 
 /// Lifts a lockout (administrator action).
@@ -283,7 +429,7 @@ pub async fn bootstrap_first_superuser(state: &AppState) -> Result<(), AccountEr
     ) else {
         return Ok(());
     };
-    if users::find_by_username(&state.db, name).await?.is_some() {
+    if find_user(&state.db, name).await?.is_some() {
         return Ok(());
     }
     let email = match &settings.first_superuser_email {

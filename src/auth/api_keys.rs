@@ -30,7 +30,7 @@ use crate::security::audit::AuditEvent;
 use crate::security::client_ip::RequestContext;
 use crate::state::AppState;
 use crate::store::api_keys::{self as store, ApiKeyRow};
-use crate::store::users::{self, Role, User};
+use crate::store::users::{Role, User};
 use crate::store::{StoreError, StoreResult};
 
 /// The prefix of every key this service issues.
@@ -749,7 +749,7 @@ pub async fn bootstrap_legacy_api_keys(state: &AppState) -> StoreResult<usize> {
         );
         return Ok(0);
     };
-    let Some(owner) = users::find_by_username(&state.db, owner_name).await? else {
+    let Some(owner) = crate::auth::accounts::find_user(&state.db, owner_name).await? else {
         tracing::warn!(
             owner = owner_name,
             keys = settings.api_keys.len(),

@@ -7,8 +7,10 @@
 //! * A code works once: the step it belongs to must be later than the last accepted one
 //!   (compare-and-swap in the database), so a replayed or older code is refused.
 //! * Ten one-time recovery codes, stored only as keyed hashes.
-//! * Login becomes two steps: the password gives a short-lived challenge token (HMAC-signed,
-//!   bound to the user and to the kind of login), which a code turns into tokens or a session.
+//! * Login becomes two steps: the password gives a short-lived challenge (an opaque token whose
+//!   keyed hash is stored with the user, the kind of login and the user's token generation),
+//!   which a code turns into tokens or a session — once, and only while the credentials that
+//!   created it stand.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -246,52 +248,69 @@ pub enum LoginKind {
     Session = 2,
 }
 
-/// A challenge: base64url of version | user id | expiry | kind | nonce | HMAC.
-pub fn challenge(state: &AppState, user: &User, kind: LoginKind) -> String {
-    let exp = state.clock.now().timestamp() + CHALLENGE_SECS;
-    let mut raw = vec![1u8];
-    raw.extend_from_slice(user.id.as_bytes());
-    raw.extend_from_slice(&exp.to_be_bytes());
-    raw.push(kind as u8);
-    raw.extend_from_slice(&random_bytes::<16>());
-    let mac = hmac(
-        &derive_key(&state.settings.secret_key, "mfa-challenge"),
-        &[&raw],
-    );
-    raw.extend_from_slice(&mac);
-    URL_SAFE_NO_PAD.encode(raw)
+/// A pending challenge, opened from its token.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    row: mfa::ChallengeRow,
+    pub user_id: Uuid,
+    pub kind: LoginKind,
 }
 
-/// The user and login kind of a genuine, unexpired challenge.
-pub fn open_challenge(state: &AppState, token: &str) -> Option<(Uuid, LoginKind)> {
-    if token.len() > 200 {
-        return None;
+impl Challenge {
+    /// Whether the challenge still stands for `user`: it ends with the credentials and token
+    /// generation that created it (a password change, "log out everywhere", a role change or
+    /// disabling all raise the generation).
+    pub fn valid_for(&self, user: &User) -> bool {
+        user.id == self.row.user_id && user.token_generation == self.row.token_generation
     }
-    let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
-    if raw.len() != 1 + 16 + 8 + 1 + 16 + 32 || raw[0] != 1 {
-        return None;
+}
+
+fn challenge_hash(state: &AppState, token: &str) -> String {
+    crate::crypto::token_hash(
+        &derive_key(&state.settings.secret_key, "mfa-challenge"),
+        token,
+    )
+}
+
+/// A new challenge for `user`, whose password was just proved: an opaque token (only its keyed
+/// hash is stored), valid for `CHALLENGE_SECS` and for one completed login.
+pub async fn challenge(state: &AppState, user: &User, kind: LoginKind) -> StoreResult<String> {
+    let token = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+    let row = mfa::ChallengeRow {
+        challenge_hash: challenge_hash(state, &token),
+        user_id: user.id,
+        kind: kind as i16,
+        token_generation: user.token_generation,
+    };
+    let expires_at = state.clock.now() + chrono::Duration::seconds(CHALLENGE_SECS);
+    mfa::insert_challenge(&state.db, &row, expires_at).await?;
+    Ok(token)
+}
+
+/// The pending challenge of `token`, if it is genuine, unused and unexpired.
+pub async fn open_challenge(state: &AppState, token: &str) -> StoreResult<Option<Challenge>> {
+    if token.is_empty() || token.len() > 200 {
+        return Ok(None);
     }
-    let (body, mac) = raw.split_at(raw.len() - 32);
-    if !ct_eq(
-        &hmac(
-            &derive_key(&state.settings.secret_key, "mfa-challenge"),
-            &[body],
-        ),
-        mac,
-    ) {
-        return None;
-    }
-    let user_id = Uuid::from_slice(&body[1..17]).ok()?;
-    let exp = i64::from_be_bytes(body[17..25].try_into().ok()?);
-    if exp <= state.clock.now().timestamp() {
-        return None;
-    }
-    let kind = match body[25] {
+    let hash = challenge_hash(state, token);
+    let Some(row) = mfa::pending_challenge(&state.db, &hash, state.clock.now()).await? else {
+        return Ok(None);
+    };
+    let kind = match row.kind {
         1 => LoginKind::Bearer,
         2 => LoginKind::Session,
-        _ => return None,
+        _ => return Ok(None),
     };
-    Some((user_id, kind))
+    Ok(Some(Challenge {
+        user_id: row.user_id,
+        kind,
+        row,
+    }))
+}
+
+/// Uses the challenge up; false when another request completed it first.
+pub async fn consume_challenge(state: &AppState, challenge: &Challenge) -> StoreResult<bool> {
+    mfa::consume_challenge(&state.db, &challenge.row.challenge_hash, state.clock.now()).await
 }
 
 /// Turns MFA off (the caller has checked password and code, or is an administrator).

@@ -19,7 +19,7 @@ use crate::security::client_ip::RequestContext;
 use crate::security::cookies;
 use crate::state::AppState;
 use crate::store::StoreError;
-use crate::store::users::{self, User};
+use crate::store::users::User;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
@@ -90,7 +90,7 @@ pub async fn user_from_token(
                 other => other,
             }
         }
-        None => users::find_by_username(&state.db, &claims.sub).await?,
+        None => crate::auth::accounts::find_user(&state.db, &claims.sub).await?,
     };
     match user {
         Some(user) if user.token_generation != claims.generation.unwrap_or(0) => {

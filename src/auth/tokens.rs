@@ -162,6 +162,11 @@ impl TokenService {
         if header.alg != Algorithm::HS512 {
             return Err(TokenError::Signature);
         }
+        // RFC 7515 §4.1.11: a recipient must refuse a token whose `crit` names an extension it
+        // does not process. This service processes none, and `[]` is forbidden outright.
+        if header.crit.is_some() {
+            return Err(TokenError::Malformed);
+        }
         let candidates: Vec<&VerifyKey> = match header.kid.as_deref() {
             Some(kid) => {
                 let key = self

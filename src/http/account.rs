@@ -55,23 +55,39 @@ async fn change_password(
     {
         return Err(limited_error(&q));
     }
-    let verdict = state
-        .hasher
-        .verify(
-            SecretString::from(old.clone()),
-            Some(user.password_hash.clone()),
-        )
-        .await
-        .map_err(ApiError::internal)?;
-    if !matches!(verdict, Verification::Valid { .. }) {
-        accounts::record_failed_factor(&state, &user).await?;
-        state.audit.record(
-            AuditEvent::new("auth.password_change", "failure")
-                .context(ctx.as_ref())
-                .user(&user)
-                .details(json!({"reason": "wrong current password"})),
-        );
-        return Err(ApiError::forbidden("The current password is incorrect"));
+    let attempt = match accounts::admit(&state, &user).await? {
+        accounts::Gate::Admitted(attempt) => Some(attempt),
+        accounts::Gate::Locked => None,
+    };
+    let verdict = match &attempt {
+        Some(_) => state
+            .hasher
+            .verify(
+                SecretString::from(old.clone()),
+                Some(user.password_hash.clone()),
+            )
+            .await
+            .map_err(ApiError::internal)?,
+        None => Verification::Invalid,
+    };
+    match (attempt, &verdict) {
+        (Some(attempt), Verification::Valid { .. }) => attempt.passed(&state).await?,
+        (attempt, _) => {
+            let reason = match attempt {
+                Some(attempt) => {
+                    attempt.failed(&state, &user).await?;
+                    "wrong current password"
+                }
+                None => "locked",
+            };
+            state.audit.record(
+                AuditEvent::new("auth.password_change", "failure")
+                    .context(ctx.as_ref())
+                    .user(&user)
+                    .details(json!({"reason": reason})),
+            );
+            return Err(ApiError::forbidden("The current password is incorrect"));
+        }
     }
     if old == new {
         return Err(ApiError::field(

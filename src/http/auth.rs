@@ -67,6 +67,15 @@ pub fn credentials(body: &JsonObject) -> Result<(String, SecretString), ApiError
     }
 }
 
+/// What a correct password leads to.
+#[derive(Debug)]
+pub enum PasswordStep {
+    /// The login is complete.
+    Complete(User),
+    /// A second factor is enrolled: answer with a challenge.
+    SecondFactor(User),
+}
+
 /// Checks a password login and audits the outcome; every refusal is the same 401.
 pub async fn password_login(
     state: &AppState,
@@ -74,9 +83,11 @@ pub async fn password_login(
     via: &'static str,
     username: &str,
     password: SecretString,
-) -> Result<User, ApiError> {
-    // The per-account budget, before any hashing work; unknown names are counted the same way.
-    let account = format!("acct:{}", username.to_lowercase());
+) -> Result<PasswordStep, ApiError> {
+    // The per-account budget, before any hashing work; unknown names are counted the same way,
+    // and names that are the same name (RFC 8265) share one budget.
+    let name_key = accounts::username_key(username).unwrap_or_else(|| username.to_lowercase());
+    let account = format!("acct:{name_key}");
     if let Verdict::Limited(q) = state.limiter.check(Policy::AuthAccount, &account).await {
         state.audit.record(
             AuditEvent::new("ratelimit.exceeded", "denied")
@@ -94,7 +105,16 @@ pub async fn password_login(
                     .user(&user)
                     .details(json!({"via": via})),
             );
-            Ok(user)
+            Ok(PasswordStep::Complete(user))
+        }
+        LoginOutcome::SecondFactorRequired(user) => {
+            state.audit.record(
+                AuditEvent::new("auth.login", "challenge")
+                    .context(ctx)
+                    .user(&user)
+                    .details(json!({"via": via, "factor": "totp"})),
+            );
+            Ok(PasswordStep::SecondFactor(user))
         }
         LoginOutcome::Refused { reason, user } => {
             let event = AuditEvent::new("auth.login", "failure")
@@ -116,15 +136,12 @@ async fn login(
 ) -> Result<Response, ApiError> {
     let (username, password) = credentials(&body)?;
     let ctx = ctx.map(|Extension(c)| c);
-    let user = password_login(&state, ctx.as_ref(), "token", &username, password).await?;
-    if mfa::is_enabled(&state, &user).await.map_err(mfa_error)? {
-        return Ok(mfa_challenge_response(
-            &state,
-            &user,
-            mfa::LoginKind::Bearer,
-        ));
+    match password_login(&state, ctx.as_ref(), "token", &username, password).await? {
+        PasswordStep::SecondFactor(user) => {
+            mfa_challenge_response(&state, &user, mfa::LoginKind::Bearer).await
+        }
+        PasswordStep::Complete(user) => token_response(&state, &user, None).await,
     }
-    token_response(&state, &user, None).await
 }
 
 pub fn mfa_error(e: MfaError) -> ApiError {
@@ -141,16 +158,21 @@ pub fn mfa_error(e: MfaError) -> ApiError {
 }
 
 /// The first step's answer for a user with MFA: a challenge to complete at `/auth/mfa/verify`.
-pub fn mfa_challenge_response(state: &AppState, user: &User, kind: mfa::LoginKind) -> Response {
-    no_store(
+pub async fn mfa_challenge_response(
+    state: &AppState,
+    user: &User,
+    kind: mfa::LoginKind,
+) -> Result<Response, ApiError> {
+    let token = mfa::challenge(state, user, kind).await?;
+    Ok(no_store(
         Json(json!({
             "mfa_required": true,
-            "mfa_token": mfa::challenge(state, user, kind),
+            "mfa_token": token,
             "token_type": "mfa",
             "expires_in": mfa::CHALLENGE_SECS,
         }))
         .into_response(),
-    )
+    ))
 }
 
 /// `{access_token, token_type, expires_in, refresh_token}`: a new access token and the next
@@ -264,9 +286,14 @@ async fn logout(
             .user(&current.user)
             .details(json!({"access_revoked": revoked, "refresh_family_revoked": family_revoked})),
     );
-    Ok(Json(
-        json!({"message": "Logged out successfully", "token_revoked": revoked || family_revoked}),
-    )
+    // `token_revoked` keeps the original's meaning: whether the *refresh token* sent was
+    // revoked (false for an unknown or foreign one); `access_revoked` tells about this
+    // request's own credential (the access token or the browser session).
+    Ok(Json(json!({
+        "message": "Logged out successfully",
+        "token_revoked": family_revoked,
+        "access_revoked": revoked,
+    }))
     .into_response())
 }
 

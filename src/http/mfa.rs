@@ -172,17 +172,21 @@ async fn verify(
     let recovery = fields.optional_string("recovery_code", 64);
     fields.finish()?;
     let ctx = ctx_of(ctx);
-    let challenge = token
-        .as_deref()
-        .and_then(|t| mfa::open_challenge(&state, t));
-    let Some((user_id, kind)) = challenge else {
-        return Err(ApiError::unauthorized("Invalid or expired MFA challenge"));
+    let expired = || ApiError::unauthorized("Invalid or expired MFA challenge");
+    let challenge = match token.as_deref() {
+        Some(t) => mfa::open_challenge(&state, t).await?,
+        None => None,
     };
-    let user = users::find_by_id(&state.db, user_id)
+    let Some(challenge) = challenge else {
+        return Err(expired());
+    };
+    // The challenge ends with the credentials that created it (password change, log out
+    // everywhere, role change, disabling).
+    let user = users::find_by_id(&state.db, challenge.user_id)
         .await?
-        .filter(|u| u.active);
+        .filter(|u| u.active && challenge.valid_for(u));
     let Some(user) = user else {
-        return Err(ApiError::unauthorized("Invalid or expired MFA challenge"));
+        return Err(expired());
     };
     // Codes are guessed per account: the login budget of the account applies here too.
     if let Verdict::Limited(q) = state
@@ -192,46 +196,55 @@ async fn verify(
     {
         return Err(limited_error(&q));
     }
-    let locked = user.locked_at(state.clock.now());
-    let (ok, method) = match (code, recovery) {
-        (Some(code), _) => (
-            !locked
-                && mfa::verify_code(&state, &user, &code)
-                    .await
-                    .map_err(mfa_error)?,
-            "totp",
-        ),
-        (None, Some(rc)) => (
-            !locked
-                && mfa::use_recovery_code(&state, &user, &rc)
-                    .await
-                    .map_err(mfa_error)?,
-            "recovery_code",
-        ),
-        (None, None) => (false, "none"),
+    let method = match (&code, &recovery) {
+        (Some(_), _) => "totp",
+        (None, Some(_)) => "recovery_code",
+        (None, None) => "none",
     };
-    if !ok {
-        if !locked {
-            accounts::record_failed_factor(&state, &user).await?;
-        }
+    let refuse = |reason: &'static str| {
         state.audit.record(
             AuditEvent::new("mfa.verify", "failure")
                 .context(ctx.as_ref())
                 .user(&user)
-                .details(json!({"method": method, "reason": if locked { "locked" } else { "invalid code" }})),
+                .details(json!({"method": method, "reason": reason})),
         );
-        return Err(invalid_code());
+        invalid_code()
+    };
+    // Every code counts towards the account's lockout, with the passwords before it; while the
+    // account is locked no code is checked.
+    let attempt = match accounts::admit(&state, &user).await? {
+        accounts::Gate::Admitted(attempt) => attempt,
+        accounts::Gate::Locked => return Err(refuse("locked")),
+    };
+    let checked = match (code, recovery) {
+        (Some(code), _) => mfa::verify_code(&state, &user, &code).await,
+        (None, Some(rc)) => mfa::use_recovery_code(&state, &user, &rc).await,
+        (None, None) => Ok(false),
+    };
+    let ok = match checked {
+        Ok(ok) => ok,
+        Err(e) => {
+            attempt.passed(&state).await?;
+            return Err(mfa_error(e));
+        }
+    };
+    if !ok {
+        attempt.failed(&state, &user).await?;
+        return Err(refuse("invalid code"));
     }
-    if user.failed_logins > 0 {
-        users::clear_failures(&state.db, user.id).await?;
+    // Single use: of two requests completing one challenge, only the first logs in.
+    if !mfa::consume_challenge(&state, &challenge).await? {
+        attempt.passed(&state).await?;
+        return Err(expired());
     }
+    attempt.completed(&state).await?;
     state.audit.record(
         AuditEvent::new("mfa.verify", "success")
             .context(ctx.as_ref())
             .user(&user)
             .details(json!({"method": method})),
     );
-    match kind {
+    match challenge.kind {
         LoginKind::Bearer => token_response(&state, &user, None).await,
         LoginKind::Session => {
             session_response(&state, current, ctx.as_ref(), &headers, &user).await

@@ -38,6 +38,49 @@ fn text(obj: &Map<String, Value>, keys: &[&str]) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Fields every report of the original service's JSON form must carry (its pydantic model:
+/// all but `status_code` were required, and a report without them was a 422).
+const ORIGINAL_REQUIRED: &[&str] = &[
+    "document_uri",
+    "violated_directive",
+    "effective_directive",
+    "original_policy",
+    "blocked_uri",
+];
+/// The same fields in the browsers' `application/csp-report` form (CSP Level 2 §4.4).
+const LEGACY_REQUIRED: &[&str] = &[
+    "document-uri",
+    "violated-directive",
+    "effective-directive",
+    "original-policy",
+    "blocked-uri",
+];
+/// What every `csp-violation` body of the Reporting API carries (CSP Level 3 §5.3).
+const REPORTING_API_REQUIRED: &[&str] = &["documentURL", "effectiveDirective", "blockedURL"];
+
+/// A 422 entry (`type: missing`, pydantic's wording) for each required field that is absent
+/// or not a string or number.
+fn missing_fields_at(
+    report: &Map<String, Value>,
+    loc: &[Value],
+    required: &[&str],
+) -> Vec<FieldError> {
+    required
+        .iter()
+        .filter(|k| !matches!(report.get(**k), Some(Value::String(_) | Value::Number(_))))
+        .map(|k| FieldError {
+            kind: "missing",
+            loc: loc.iter().cloned().chain([json!(k)]).collect(),
+            msg: "Field required".into(),
+        })
+        .collect()
+}
+
+fn missing_fields(report: &Map<String, Value>, loc: &[&str], required: &[&str]) -> Vec<FieldError> {
+    let loc: Vec<Value> = loc.iter().map(|l| json!(l)).collect();
+    missing_fields_at(report, &loc, required)
+}
+
 /// One violation in a common shape, whichever of the three formats it came in.
 fn normalize(report: &Map<String, Value>) -> Value {
     json!({
@@ -87,22 +130,44 @@ async fn csp_report(
         return Err(invalid());
     }
     let value: Value = serde_json::from_slice(&body).map_err(|_| invalid())?;
+    let mut missing = Vec::new();
     let reports: Vec<Value> = match &value {
-        Value::Object(o) => match o.get("csp-report").or_else(|| o.get("csp_report")) {
-            Some(Value::Object(r)) => vec![normalize(r)],
+        Value::Object(o) => match (o.get("csp-report"), o.get("csp_report")) {
+            (Some(Value::Object(r)), _) => {
+                missing.extend(missing_fields(r, &["body", "csp-report"], LEGACY_REQUIRED));
+                vec![normalize(r)]
+            }
+            (_, Some(Value::Object(r))) => {
+                missing.extend(missing_fields(r, &["body", "csp_report"], ORIGINAL_REQUIRED));
+                vec![normalize(r)]
+            }
             _ => return Err(invalid()),
         },
         Value::Array(items) => items
             .iter()
             .take(MAX_REPORTS)
-            .filter_map(|item| {
+            .enumerate()
+            .filter_map(|(i, item)| {
                 let item = item.as_object()?;
                 (item.get("type")?.as_str()? == "csp-violation").then_some(())?;
-                Some(normalize(item.get("body")?.as_object()?))
+                let Some(body) = item.get("body").and_then(Value::as_object) else {
+                    missing.push(FieldError {
+                        kind: "missing",
+                        loc: vec![json!("body"), json!(i), json!("body")],
+                        msg: "Field required".into(),
+                    });
+                    return None;
+                };
+                let loc = [json!("body"), json!(i), json!("body")];
+                missing.extend(missing_fields_at(body, &loc, REPORTING_API_REQUIRED));
+                Some(normalize(body))
             })
             .collect(),
         _ => return Err(invalid()),
     };
+    if !missing.is_empty() {
+        return Err(ApiError::validation(missing));
+    }
     if reports.is_empty() {
         return Err(invalid());
     }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::auth::{credentials, mfa_challenge_response, mfa_error, no_store, password_login};
+use super::auth::{PasswordStep, credentials, mfa_challenge_response, no_store, password_login};
 use super::body::JsonObject;
 use crate::auth::mfa;
 use crate::auth::principal::{AuthMethod, CurrentUser};
@@ -66,15 +66,14 @@ async fn login(
 ) -> Result<Response, ApiError> {
     let (username, password) = credentials(&body)?;
     let ctx = ctx.map(|Extension(c)| c);
-    let user = password_login(&state, ctx.as_ref(), "session", &username, password).await?;
-    if mfa::is_enabled(&state, &user).await.map_err(mfa_error)? {
-        return Ok(mfa_challenge_response(
-            &state,
-            &user,
-            mfa::LoginKind::Session,
-        ));
+    match password_login(&state, ctx.as_ref(), "session", &username, password).await? {
+        PasswordStep::SecondFactor(user) => {
+            mfa_challenge_response(&state, &user, mfa::LoginKind::Session).await
+        }
+        PasswordStep::Complete(user) => {
+            session_response(&state, current, ctx.as_ref(), &headers, &user).await
+        }
     }
-    session_response(&state, current, ctx.as_ref(), &headers, &user).await
 }
 
 /// Creates a session for `user` (ending the one this browser had) and answers with its cookies.

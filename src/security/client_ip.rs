@@ -1,10 +1,11 @@
 //! Who is on the other end: the client address, whether the request came over HTTPS, and the
 //! request id — one resolver for everything that needs them (rate limits, lockout, audit, logs).
 //!
-//! The socket peer is the truth unless it is a configured trusted proxy. Only then are
-//! `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto` read, walking the chain from the right
-//! and stopping at the first hop that is not a trusted proxy, so a client can never choose the
-//! address it is keyed by.
+//! The socket peer is the truth unless it is a configured trusted proxy. Only then is the one
+//! header family the proxies write read (`TRUSTED_PROXY_HEADERS`: `X-Forwarded-For` /
+//! `X-Forwarded-Proto`, or RFC 7239 `Forwarded`), walking the chain from the right and stopping
+//! at the first hop that is not a trusted proxy, so a client can never choose the address it is
+//! keyed by — neither inside the chain nor with the other family's header.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -15,6 +16,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use ipnet::IpNet;
 
+use crate::config::ProxyHeaders;
 use crate::state::AppState;
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -110,46 +112,54 @@ fn header_values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// X-Forwarded-For entries (oldest first), the nearest proxy's X-Forwarded-Proto on the last.
+fn x_forwarded_hops(headers: &HeaderMap) -> Vec<Hop> {
+    let protos: Vec<String> = header_values(headers, "x-forwarded-proto")
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_ascii_lowercase())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut hops: Vec<Hop> = header_values(headers, "x-forwarded-for")
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|entry| Hop {
+            addr: parse_node(entry),
+            proto: None,
+        })
+        .collect();
+    // The nearest proxy's view of the scheme is the only one we can believe.
+    let nearest_proto = protos.last().cloned();
+    match hops.last_mut() {
+        Some(last) => last.proto = nearest_proto,
+        None => hops.push(Hop {
+            addr: None,
+            proto: nearest_proto,
+        }),
+    }
+    hops
+}
+
 /// Resolves client address and scheme from the peer, the socket scheme and the headers.
+///
+/// Only the header family named by `mode` (`TRUSTED_PROXY_HEADERS`) is read, and only from a
+/// trusted peer: the other family may have been written by the client itself (a proxy that
+/// appends to `X-Forwarded-For` passes a client's `Forwarded` through untouched), so reading
+/// it — or preferring it — would let the client choose its address and scheme.
 pub fn resolve(
     peer: IpAddr,
     socket_https: bool,
     headers: &HeaderMap,
     trusted: &[IpNet],
+    mode: ProxyHeaders,
 ) -> (IpAddr, bool) {
     let peer = canonical(peer);
     if !is_trusted(peer, trusted) {
         return (peer, socket_https);
     }
-    let forwarded = header_values(headers, "forwarded");
-    let hops: Vec<Hop> = if !forwarded.is_empty() {
-        forwarded_hops(&forwarded)
-    } else {
-        let xff = header_values(headers, "x-forwarded-for");
-        let protos: Vec<String> = header_values(headers, "x-forwarded-proto")
-            .iter()
-            .flat_map(|v| v.split(','))
-            .map(|p| p.trim().to_ascii_lowercase())
-            .filter(|p| !p.is_empty())
-            .collect();
-        let mut hops: Vec<Hop> = xff
-            .iter()
-            .flat_map(|v| v.split(','))
-            .map(|entry| Hop {
-                addr: parse_node(entry),
-                proto: None,
-            })
-            .collect();
-        // The nearest proxy's view of the scheme is the only one we can believe.
-        let nearest_proto = protos.last().cloned();
-        match hops.last_mut() {
-            Some(last) => last.proto = nearest_proto,
-            None => hops.push(Hop {
-                addr: None,
-                proto: nearest_proto,
-            }),
-        }
-        hops
+    let hops = match mode {
+        ProxyHeaders::Forwarded => forwarded_hops(&header_values(headers, "forwarded")),
+        ProxyHeaders::XForwarded => x_forwarded_hops(headers),
     };
 
     // Walk from the nearest hop towards the client while the hops are trusted proxies. Every
@@ -202,7 +212,13 @@ pub async fn request_context(
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let socket_https = request.extensions().get::<TlsTransport>().is_some();
     let trusted = &state.settings.trusted_proxies;
-    let (client_ip, https) = resolve(peer, socket_https, request.headers(), trusted);
+    let (client_ip, https) = resolve(
+        peer,
+        socket_https,
+        request.headers(),
+        trusted,
+        state.settings.proxy_headers,
+    );
     // A request id is kept only from a trusted proxy; anyone else could use it to forge log lines.
     let request_id = request
         .headers()
@@ -228,6 +244,9 @@ pub async fn request_context(
 mod tests {
     use super::*;
 
+    const XF: ProxyHeaders = ProxyHeaders::XForwarded;
+    const FW: ProxyHeaders = ProxyHeaders::Forwarded;
+
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|s| s.parse().expect("cidr")).collect()
     }
@@ -252,11 +271,11 @@ mod tests {
             ("forwarded", "for=2.2.2.2;proto=https"),
         ]);
         assert_eq!(
-            resolve(ip("9.9.9.9"), false, &h, &nets(&["10.0.0.0/8"])),
+            resolve(ip("9.9.9.9"), false, &h, &nets(&["10.0.0.0/8"]), XF),
             (ip("9.9.9.9"), false)
         );
         assert_eq!(
-            resolve(ip("9.9.9.9"), false, &h, &[]),
+            resolve(ip("9.9.9.9"), false, &h, &[], XF),
             (ip("9.9.9.9"), false)
         );
     }
@@ -270,7 +289,7 @@ mod tests {
             ("x-forwarded-proto", "https"),
         ]);
         assert_eq!(
-            resolve(ip("10.0.0.1"), false, &h, &trusted),
+            resolve(ip("10.0.0.1"), false, &h, &trusted, XF),
             (ip("203.0.113.7"), true)
         );
         let h = headers(&[
@@ -278,7 +297,7 @@ mod tests {
             ("x-forwarded-for", "10.0.0.2"),
         ]);
         assert_eq!(
-            resolve(ip("10.0.0.1"), false, &h, &trusted).0,
+            resolve(ip("10.0.0.1"), false, &h, &trusted, XF).0,
             ip("203.0.113.7")
         );
         // Only the nearest proxy's proto counts: a client's "https" prepended is ignored.
@@ -287,7 +306,7 @@ mod tests {
             ("x-forwarded-proto", "https, http"),
         ]);
         assert_eq!(
-            resolve(ip("10.0.0.1"), false, &h, &trusted),
+            resolve(ip("10.0.0.1"), false, &h, &trusted, XF),
             (ip("203.0.113.7"), false)
         );
     }
@@ -301,18 +320,49 @@ mod tests {
             "for=\"[2001:db8:cafe::17]:4711\";proto=https, for=10.1.2.3;proto=http",
         )]);
         assert_eq!(
-            resolve(ip("10.0.0.1"), false, &h, &trusted),
+            resolve(ip("10.0.0.1"), false, &h, &trusted, FW),
             (ip("2001:db8:cafe::17"), true)
         );
         let h = headers(&[("forwarded", "for=198.51.100.9:1234;proto=http")]);
         assert_eq!(
-            resolve(ip("10.0.0.1"), true, &h, &trusted),
+            resolve(ip("10.0.0.1"), true, &h, &trusted, FW),
             (ip("198.51.100.9"), false)
         );
         let h = headers(&[("forwarded", "for=unknown")]);
         assert_eq!(
-            resolve(ip("10.0.0.1"), false, &h, &trusted).0,
+            resolve(ip("10.0.0.1"), false, &h, &trusted, FW).0,
             ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn only_the_configured_header_family_is_read() {
+        let trusted = nets(&["127.0.0.1/32"]);
+        // The proxy appended X-Forwarded-*; the client added its own Forwarded in front.
+        let h = headers(&[
+            ("forwarded", "for=198.51.100.1;proto=https"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-proto", "http"),
+        ]);
+        assert_eq!(
+            resolve(ip("127.0.0.1"), false, &h, &trusted, XF),
+            (ip("203.0.113.7"), false)
+        );
+        // A proxy that writes Forwarded passes a client's X-Forwarded-* through: ignored.
+        let h = headers(&[
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=203.0.113.7;proto=http"),
+        ]);
+        assert_eq!(
+            resolve(ip("127.0.0.1"), false, &h, &trusted, FW),
+            (ip("203.0.113.7"), false)
+        );
+        // Without the configured family the peer itself is the client.
+        let h = headers(&[("forwarded", "for=198.51.100.1;proto=https")]);
+        assert_eq!(
+            resolve(ip("127.0.0.1"), false, &h, &trusted, XF),
+            (ip("127.0.0.1"), false)
         );
     }
 
@@ -320,7 +370,7 @@ mod tests {
     fn mapped_ipv6_peers_match_ipv4_ranges() {
         let h = headers(&[("x-forwarded-for", "203.0.113.7")]);
         assert_eq!(
-            resolve(ip("::ffff:10.0.0.1"), false, &h, &nets(&["10.0.0.0/8"])).0,
+            resolve(ip("::ffff:10.0.0.1"), false, &h, &nets(&["10.0.0.0/8"]), XF).0,
             ip("203.0.113.7")
         );
     }

@@ -127,3 +127,64 @@ pub async fn recovery_codes_left(db: &Db, user_id: Uuid) -> StoreResult<i64> {
     .await)?;
     Ok(n)
 }
+
+/// A pending second-factor challenge.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChallengeRow {
+    pub challenge_hash: String,
+    pub user_id: Uuid,
+    /// What the completed login produces (1 bearer tokens, 2 a browser session).
+    pub kind: i16,
+    /// The user's token generation when the password was proved.
+    pub token_generation: i64,
+}
+
+pub async fn insert_challenge(
+    db: &Db,
+    row: &ChallengeRow,
+    expires_at: DateTime<Utc>,
+) -> StoreResult<()> {
+    on_pool!(db, pool => sqlx::query(
+        "INSERT INTO mfa_challenges (challenge_hash, user_id, kind, token_generation, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&row.challenge_hash)
+    .bind(row.user_id)
+    .bind(row.kind)
+    .bind(row.token_generation)
+    .bind(expires_at)
+    .execute(pool)
+    .await
+    .map(|_| ()))?;
+    Ok(())
+}
+
+/// The challenge with this hash if it is unused and unexpired at `now`.
+pub async fn pending_challenge(
+    db: &Db,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<ChallengeRow>> {
+    let row = on_pool!(db, pool => sqlx::query_as(
+        "SELECT challenge_hash, user_id, kind, token_generation FROM mfa_challenges \
+         WHERE challenge_hash = $1 AND used_at IS NULL AND expires_at > $2",
+    )
+    .bind(hash)
+    .bind(now)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(row)
+}
+
+/// Marks a challenge used, once: false when it was used (or expired) meanwhile.
+pub async fn consume_challenge(db: &Db, hash: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+    let n = on_pool!(db, pool => sqlx::query(
+        "UPDATE mfa_challenges SET used_at = $1 WHERE challenge_hash = $2 AND used_at IS NULL AND expires_at > $1",
+    )
+    .bind(now)
+    .bind(hash)
+    .execute(pool)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+

@@ -151,11 +151,13 @@ pub async fn denied_since(db: &Db, seq: i64, limit: i64) -> StoreResult<Vec<Deni
     Ok(rows)
 }
 
-/// Removes deny-list entries and refresh tokens that can no longer matter.
+/// Removes deny-list entries, refresh tokens and second-factor challenges that can no longer
+/// matter.
 pub async fn purge_expired(db: &Db, now: DateTime<Utc>) -> StoreResult<()> {
     on_pool!(db, pool => {
         sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1").bind(now).execute(pool).await?;
         sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1").bind(now).execute(pool).await?;
+        sqlx::query("DELETE FROM mfa_challenges WHERE expires_at < $1").bind(now).execute(pool).await?;
     });
     Ok(())
 }

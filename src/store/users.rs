@@ -118,6 +118,8 @@ impl TryFrom<UserRow> for User {
 #[derive(Debug, Clone)]
 pub struct NewUser {
     pub username: String,
+    /// The name's comparison form (unique): equal keys are the same name.
+    pub username_key: String,
     pub email: String,
     pub password_hash: String,
     pub role: Role,
@@ -141,8 +143,8 @@ pub async fn create(db: &Db, new: NewUser, now: DateTime<Utc>) -> StoreResult<Us
     let id = Uuid::new_v4();
     let email = new.email.to_lowercase();
     on_pool!(db, pool => sqlx::query(
-        "INSERT INTO users (id, username, email, password_hash, role, active, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        "INSERT INTO users (id, username, email, password_hash, role, active, created_at, updated_at, username_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
     )
     .bind(id)
     .bind(&new.username)
@@ -151,6 +153,7 @@ pub async fn create(db: &Db, new: NewUser, now: DateTime<Utc>) -> StoreResult<Us
     .bind(new.role.as_str())
     .bind(new.active)
     .bind(now)
+    .bind(&new.username_key)
     .execute(pool)
     .await
     .map(|_| ()))?;
@@ -169,14 +172,38 @@ pub async fn create(db: &Db, new: NewUser, now: DateTime<Utc>) -> StoreResult<Us
     })
 }
 
-pub async fn find_by_username(db: &Db, username: &str) -> StoreResult<Option<User>> {
+/// The user whose name has the comparison form `key`; rows from before keys existed that could
+/// not take theirs (another row holds it) are found by their exact name `raw`.
+pub async fn find_by_username_key(db: &Db, key: &str, raw: &str) -> StoreResult<Option<User>> {
     let row: Option<UserRow> = on_pool!(db, pool => sqlx::query_as(
-        select_users!("WHERE username = $1"),
+        select_users!("WHERE username_key = $1 OR (username_key IS NULL AND username = $2) ORDER BY username_key IS NULL LIMIT 1"),
     )
-    .bind(username)
+    .bind(key)
+    .bind(raw)
     .fetch_optional(pool)
     .await)?;
     one(row)
+}
+
+/// Users whose comparison form is not stored yet (rows from before it existed).
+pub async fn without_username_key(db: &Db) -> StoreResult<Vec<(Uuid, String)>> {
+    let rows: Vec<(Uuid, String)> = on_pool!(db, pool => sqlx::query_as(
+        "SELECT id, username FROM users WHERE username_key IS NULL ORDER BY created_at, id",
+    )
+    .fetch_all(pool)
+    .await)?;
+    Ok(rows)
+}
+
+/// Stores a row's comparison form; `Conflict` when another row has it.
+pub async fn set_username_key(db: &Db, id: Uuid, key: &str) -> StoreResult<()> {
+    let n = on_pool!(db, pool => sqlx::query("UPDATE users SET username_key = $1 WHERE id = $2")
+        .bind(key)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    found(n)
 }
 
 pub async fn find_by_id(db: &Db, id: Uuid) -> StoreResult<Option<User>> {
@@ -278,24 +305,66 @@ pub async fn delete(db: &Db, id: Uuid) -> StoreResult<()> {
     found(n)
 }
 
-/// Counts one failed login atomically; returns the new count of consecutive failures.
-pub async fn record_failed_login(db: &Db, id: Uuid) -> StoreResult<i64> {
-    let n: i32 = on_pool!(db, pool => sqlx::query_scalar(
-        "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
+/// The lockout gate's one atomic step: admits an attempt at a factor of the account unless it
+/// is locked at `now`, counting the attempt as a failure in advance. The attempt that reaches
+/// `threshold` locks the account at once until `provisional_until`, so no concurrent attempt
+/// is admitted while its outcome is unknown. `None` when locked (nothing is counted); else the
+/// count including this attempt.
+pub async fn admit_attempt(
+    db: &Db,
+    id: Uuid,
+    now: DateTime<Utc>,
+    threshold: i32,
+    provisional_until: DateTime<Utc>,
+) -> StoreResult<Option<i64>> {
+    let n: Option<i32> = on_pool!(db, pool => sqlx::query_scalar(
+        "UPDATE users SET failed_logins = failed_logins + 1, \
+         locked_until = CASE WHEN failed_logins + 1 >= $3 THEN $4 ELSE locked_until END \
+         WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2) RETURNING failed_logins",
     )
     .bind(id)
-    .fetch_one(pool)
+    .bind(now)
+    .bind(threshold)
+    .bind(provisional_until)
+    .fetch_optional(pool)
     .await)?;
-    Ok(i64::from(n))
+    Ok(n.map(i64::from))
 }
 
-pub async fn lock_until(db: &Db, id: Uuid, until: DateTime<Utc>) -> StoreResult<()> {
-    on_pool!(db, pool => sqlx::query("UPDATE users SET locked_until = $1 WHERE id = $2")
+/// Replaces the provisional lock of a failed attempt by its real end (if nothing replaced it
+/// meanwhile).
+pub async fn settle_lock(
+    db: &Db,
+    id: Uuid,
+    provisional_until: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> StoreResult<()> {
+    on_pool!(db, pool => sqlx::query("UPDATE users SET locked_until = $1 WHERE id = $2 AND locked_until = $3")
         .bind(until)
         .bind(id)
+        .bind(provisional_until)
         .execute(pool)
         .await
         .map(|_| ()))?;
+    Ok(())
+}
+
+/// Takes back an admitted attempt whose factor was right but did not complete a login (a
+/// password before its second factor): its count and its provisional lock, nothing else.
+pub async fn release_attempt(
+    db: &Db,
+    id: Uuid,
+    provisional_until: DateTime<Utc>,
+) -> StoreResult<()> {
+    on_pool!(db, pool => sqlx::query(
+        "UPDATE users SET failed_logins = CASE WHEN failed_logins > 0 THEN failed_logins - 1 ELSE 0 END, \
+         locked_until = CASE WHEN locked_until = $2 THEN NULL ELSE locked_until END WHERE id = $1",
+    )
+    .bind(id)
+    .bind(provisional_until)
+    .execute(pool)
+    .await
+    .map(|_| ()))?;
     Ok(())
 }
 

@@ -483,7 +483,7 @@ impl TestApp {
     }
 
     pub async fn state_user(&self, username: &str) -> User {
-        kyros::store::users::find_by_username(&self.state.db, username)
+        kyros::auth::accounts::find_user(&self.state.db, username)
             .await
             .expect("query")
             .expect("user exists")
