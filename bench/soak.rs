@@ -1153,7 +1153,7 @@ async fn agent_worker(
                         &format!("/api/v1/agents/jobs/{id}/complete"),
                         &ip,
                         Auth::ApiKey(&key),
-                        Some(&json!({"result": {"agent": a, "ok": true}})),
+                        Some(&json!({"result": {"agent": a, "ok": true}, "lease_token": job["lease_token"]})),
                     )
                     .await;
                 if done.is_some_and(|r| r.expected) {

@@ -77,6 +77,7 @@ fn job() -> JobRow {
         completed_at: None,
         lease_owner: Some(Uuid::new_v4()),
         lease_expires_at: Some(now),
+        lease_token: None,
         result: None,
         error: None,
     }

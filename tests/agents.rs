@@ -82,6 +82,10 @@ async fn an_agent_claims_by_priority_then_age_and_completes(backend: Backend) {
     assert_eq!(first["status"], "running");
     assert!(first["started_at"].is_string() && first["lease_expires_at"].is_string());
     let id = first["id"].as_str().expect("id");
+    let lease = first["lease_token"]
+        .as_str()
+        .expect("lease token")
+        .to_owned();
 
     app.clock.advance(Duration::seconds(50));
     let res = as_agent(
@@ -90,6 +94,7 @@ async fn an_agent_claims_by_priority_then_age_and_completes(backend: Backend) {
         &format!("/api/v1/agents/jobs/{id}/heartbeat"),
         &agent,
     )
+    .json(&json!({"lease_token": lease}))
     .send()
     .await
     .expect("hb");
@@ -101,7 +106,7 @@ async fn an_agent_claims_by_priority_then_age_and_completes(backend: Backend) {
         &format!("/api/v1/agents/jobs/{id}/complete"),
         &agent,
     )
-    .json(&json!({"result": {"artifacts": 3}}))
+    .json(&json!({"result": {"artifacts": 3}, "lease_token": lease}))
     .send()
     .await
     .expect("complete");
@@ -130,7 +135,7 @@ async fn an_agent_claims_by_priority_then_age_and_completes(backend: Backend) {
         &format!("/api/v1/agents/jobs/{low2}/fail"),
         &agent,
     )
-    .json(&json!({"error": "out of memory"}))
+    .json(&json!({"error": "out of memory", "lease_token": failing["lease_token"]}))
     .send()
     .await
     .expect("fail");
@@ -181,12 +186,14 @@ async fn only_agents_with_the_claim_scope_run_jobs(backend: Backend) {
     let b = key(&app, &token, "b", &["jobs:claim"]).await;
     let job = claim(&app, &a).await.expect("job");
     let id = job["id"].as_str().expect("id");
+    // Even with the lease token (leaked to it), another agent cannot act on the job.
     let res = as_agent(
         &app,
         Method::POST,
         &format!("/api/v1/agents/jobs/{id}/complete"),
         &b,
     )
+    .json(&json!({"lease_token": job["lease_token"]}))
     .send()
     .await
     .expect("other");
@@ -212,7 +219,8 @@ async fn expired_leases_return_jobs_until_the_attempts_run_out(backend: Backend)
     let id = submit(&app, &token, "flaky", 0).await;
     let a = key(&app, &token, "a", &["jobs:claim"]).await;
     let b = key(&app, &token, "b", &["jobs:claim"]).await;
-    assert_eq!(claim(&app, &a).await.expect("job")["id"], id);
+    let first = claim(&app, &a).await.expect("job");
+    assert_eq!(first["id"], id);
     app.clock.advance(Duration::seconds(31));
     let again = claim(&app, &b).await.expect("requeued");
     assert_eq!(again["id"], id);
@@ -223,6 +231,7 @@ async fn expired_leases_return_jobs_until_the_attempts_run_out(backend: Backend)
         &format!("/api/v1/agents/jobs/{id}/heartbeat"),
         &a,
     )
+    .json(&json!({"lease_token": first["lease_token"]}))
     .send()
     .await
     .expect("late");
@@ -283,7 +292,79 @@ async fn concurrent_agents_never_get_the_same_job(backend: Backend) {
     assert_eq!(unique, submitted);
 }
 
+/// Two workers share one agent key. The first one's lease expires, the job is claimed again (by
+/// the second, with the same key), and the first one's late heartbeat, completion or failure
+/// is refused: each claim has its own fencing token.
+async fn a_stale_worker_cannot_act_on_a_reclaimed_job(backend: Backend) {
+    let Some((app, token)) = setup(
+        backend,
+        &[
+            ("KYROS_JOB_LEASE_SECS", "30"),
+            ("KYROS_JOB_MAX_ATTEMPTS", "3"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let id = submit(&app, &token, "shared key", 0).await;
+    let shared = key(&app, &token, "pool", &["jobs:claim"]).await;
+    let stale = claim(&app, &shared).await.expect("first run");
+    app.clock.advance(Duration::seconds(31));
+    let fresh = claim(&app, &shared).await.expect("second run");
+    assert_eq!(fresh["id"], id);
+    assert_ne!(stale["lease_token"], fresh["lease_token"]);
+    for action in ["heartbeat", "complete", "fail"] {
+        let res = as_agent(
+            &app,
+            Method::POST,
+            &format!("/api/v1/agents/jobs/{id}/{action}"),
+            &shared,
+        )
+        .json(&json!({"lease_token": stale["lease_token"], "result": {"stale": true}}))
+        .send()
+        .await
+        .expect("stale");
+        assert_eq!(res.status(), 409, "stale {action}");
+        assert_eq!(
+            json(res).await["detail"],
+            "The lease token is not the job's current one: the lease was lost"
+        );
+    }
+    // Without a token nothing is accepted either.
+    let res = as_agent(
+        &app,
+        Method::POST,
+        &format!("/api/v1/agents/jobs/{id}/complete"),
+        &shared,
+    )
+    .send()
+    .await
+    .expect("no token");
+    assert_eq!(res.status(), 422);
+    assert_eq!(
+        json(res).await["detail"][0]["loc"],
+        json!(["body", "lease_token"])
+    );
+    // The current holder completes; the stale result was never written.
+    let res = as_agent(
+        &app,
+        Method::POST,
+        &format!("/api/v1/agents/jobs/{id}/complete"),
+        &shared,
+    )
+    .json(&json!({"lease_token": fresh["lease_token"], "result": {"run": 2}}))
+    .send()
+    .await
+    .expect("complete");
+    assert_eq!(res.status(), 200);
+    let done = json(res).await;
+    assert_eq!(done["result"], json!({"run": 2}));
+    assert_eq!(done["attempts"], 1);
+}
+
 backend_tests!(
+    a_stale_worker_cannot_act_on_a_reclaimed_job,
     an_agent_claims_by_priority_then_age_and_completes,
     only_agents_with_the_claim_scope_run_jobs,
     expired_leases_return_jobs_until_the_attempts_run_out,

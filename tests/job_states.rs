@@ -44,6 +44,7 @@ fn new_job() -> JobRow {
         completed_at: None,
         lease_owner: None,
         lease_expires_at: None,
+        lease_token: None,
         result: None,
         error: None,
     }

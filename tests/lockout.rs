@@ -152,7 +152,85 @@ async fn an_administrator_can_unlock(backend: Backend) {
     assert_eq!(res.status(), 404);
 }
 
+/// Passwords sent at once: once the threshold is reached no further password of the account
+/// is checked, so the guesses in flight cannot outnumber the threshold.
+async fn concurrent_guesses_cannot_pass_the_threshold(backend: Backend) {
+    let Some(app) = TestApp::builder(backend)
+        .var("KYROS_LOCKOUT_THRESHOLD", "3")
+        .var("AUTH_RATE_LIMIT_REQUESTS", "1000")
+        .var("RATE_LIMIT_REQUESTS", "1000")
+        .start()
+        .await
+    else {
+        return;
+    };
+    app.create_user("vic", PW, Role::User).await;
+    let guesses: Vec<String> = (0..12).map(|i| format!("wrong guess {i}")).collect();
+    let statuses: Vec<u16> =
+        futures_util::future::join_all(guesses.iter().map(|g| app.login("vic", g)))
+            .await
+            .iter()
+            .map(|r| r.status().as_u16())
+            .collect();
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    let reasons: Vec<String> = app
+        .audit_rows("auth.login")
+        .await
+        .iter()
+        .map(|r| r.details.0["reason"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        reasons.iter().filter(|r| *r == "bad_password").count(),
+        3,
+        "only threshold-many passwords were checked: {reasons:?}"
+    );
+    assert_eq!(reasons.iter().filter(|r| *r == "locked").count(), 9);
+    assert_eq!(app.state_user("vic").await.failed_logins, 3);
+    assert_eq!(app.login("vic", PW).await.status(), 401, "locked");
+}
+
+/// Names equal after PRECIS UsernameCaseMapped (RFC 8265) are one name: for uniqueness, for
+/// login and for the lockout count.
+async fn look_alike_names_are_one_account(backend: Backend) {
+    let Some(app) = setup(backend).await else {
+        return;
+    };
+    let admin = app.token("boss", PW).await;
+    for (i, look_alike) in ["\u{ff42}\u{ff4f}\u{ff53}\u{ff53}", "BOSS", "Boss"]
+        .iter()
+        .enumerate()
+    {
+        let res = app
+            .client
+            .post(app.url("/api/v1/admin/users"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"username": look_alike, "email": format!("look-alike-{i}@example.org"), "password": "another password", "role": "user"}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(res.status(), 409, "{look_alike}");
+        assert_eq!(
+            json(res).await["detail"],
+            "A user with this username already exists"
+        );
+    }
+    // The fullwidth spelling logs in to the same account.
+    let res = app.login("\u{ff42}\u{ff4f}\u{ff53}\u{ff53}", PW).await;
+    assert_eq!(res.status(), 200);
+    // Failures under different spellings add up on the one account.
+    for name in ["VIC", "\u{ff56}\u{ff49}\u{ff43}", "Vic"] {
+        assert_eq!(app.login(name, "wrong").await.status(), 401);
+    }
+    assert!(
+        app.state_user("vic").await.locked_at(app.clock_now()),
+        "three failures under three spellings lock vic"
+    );
+    assert_eq!(app.login("vic", PW).await.status(), 401);
+}
+
 backend_tests!(
+    concurrent_guesses_cannot_pass_the_threshold,
+    look_alike_names_are_one_account,
     locked_accounts_refuse_even_the_right_password_like_a_wrong_one,
     the_backoff_grows_with_every_further_failure,
     unknown_accounts_do_not_lock_anything_and_cost_the_same_work,

@@ -227,6 +227,173 @@ async fn wrong_codes_lock_the_account_like_wrong_passwords(backend: Backend) {
     assert_eq!(app.audit_rows("auth.lockout").await.len(), 1);
 }
 
+/// Every failed factor of an account adds up until a complete login: a correct password in
+/// between does not clear the count of wrong codes (threshold 5, three rounds of four codes).
+async fn wrong_codes_add_up_across_challenges(backend: Backend) {
+    let Some(app) = TestApp::builder(backend)
+        .var("KYROS_LOCKOUT_THRESHOLD", "5")
+        .var("AUTH_RATE_LIMIT_REQUESTS", "1000")
+        .var("RATE_LIMIT_REQUESTS", "1000")
+        .start()
+        .await
+    else {
+        return;
+    };
+    app.create_user("ray", PW, Role::User).await;
+    let (secret, _) = enrolled(&app, "ray").await;
+    for round in 0..3 {
+        let res = app.login("ray", PW).await;
+        if res.status() == 401 {
+            // Locked: the password is not even checked any more.
+            assert!(round > 0, "the first password is accepted");
+            continue;
+        }
+        let mfa_token = json(res).await["mfa_token"]
+            .as_str()
+            .expect("mfa_token")
+            .to_owned();
+        for guess in ["111111", "222222", "333333", "444444"] {
+            assert_eq!(
+                verify(&app, &mfa_token, json!({"code": guess}))
+                    .await
+                    .status(),
+                401
+            );
+        }
+    }
+    let user = app.state_user("ray").await;
+    assert!(
+        user.locked_at(app.clock_now()),
+        "12 wrong codes against a threshold of 5 lock the account ({} failures)",
+        user.failed_logins
+    );
+    assert!(!app.audit_rows("auth.lockout").await.is_empty());
+    // The real password and the real code are refused while the lock lasts.
+    assert_eq!(app.login("ray", PW).await.status(), 401);
+    // After the lock, a complete login works and clears the count.
+    app.clock.advance(Duration::seconds(3601));
+    app.token_after_mfa("ray", PW, &secret).await;
+    assert_eq!(app.state_user("ray").await.failed_logins, 0);
+}
+
+/// Codes sent at once against one challenge: once the threshold is reached no further code is
+/// checked (the right one sent with them is refused too unless it came in first).
+async fn concurrent_codes_cannot_pass_the_threshold(backend: Backend) {
+    let Some(app) = TestApp::builder(backend)
+        .var("KYROS_LOCKOUT_THRESHOLD", "3")
+        .var("AUTH_RATE_LIMIT_REQUESTS", "1000")
+        .var("RATE_LIMIT_REQUESTS", "1000")
+        .start()
+        .await
+    else {
+        return;
+    };
+    app.create_user("cas", PW, Role::User).await;
+    let (secret, _) = enrolled(&app, "cas").await;
+    let mfa_token = challenge(&app, "cas").await;
+    let guesses: Vec<String> = (0..12).map(|i| format!("{:06}", 100_000 + i)).collect();
+    let sends = guesses
+        .iter()
+        .map(|g| verify(&app, &mfa_token, json!({"code": g})));
+    let statuses: Vec<u16> = futures_util::future::join_all(sends)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    let reasons: Vec<String> = app
+        .audit_rows("mfa.verify")
+        .await
+        .iter()
+        .map(|r| r.details.0["reason"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        reasons.iter().filter(|r| *r == "invalid code").count(),
+        3,
+        "only threshold-many codes were checked: {reasons:?}"
+    );
+    assert_eq!(reasons.iter().filter(|r| *r == "locked").count(), 9);
+    let code = code_at(&secret, app.clock_now()).expect("code");
+    assert_eq!(
+        verify(&app, &mfa_token, json!({"code": code}))
+            .await
+            .status(),
+        401,
+        "locked"
+    );
+}
+
+/// A challenge is single-use and ends with the credentials that created it.
+async fn a_challenge_ends_with_its_password_and_is_single_use(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.create_user("pia", PW, Role::User).await;
+    let (secret, _) = enrolled(&app, "pia").await;
+    // Single use: a completed challenge cannot log in again (with another valid code).
+    let mfa_token = challenge(&app, "pia").await;
+    let code = code_at(&secret, app.clock_now()).expect("code");
+    assert_eq!(
+        verify(&app, &mfa_token, json!({"code": code}))
+            .await
+            .status(),
+        200
+    );
+    app.clock.advance(Duration::seconds(30));
+    let code = code_at(&secret, app.clock_now()).expect("code");
+    let res = verify(&app, &mfa_token, json!({"code": code})).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        json(res).await["detail"],
+        "Invalid or expired MFA challenge"
+    );
+
+    // The owner changes the password: a challenge obtained with the old one is dead.
+    app.clock.advance(Duration::seconds(30));
+    let stale = challenge(&app, "pia").await;
+    let token = app.token_after_mfa("pia", PW, &secret).await;
+    let res = post(
+        &app,
+        "/auth/password",
+        &token,
+        json!({"current_password": PW, "new_password": "a brand new password"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    app.clock.advance(Duration::seconds(30));
+    let code = code_at(&secret, app.clock_now()).expect("code");
+    let res = verify(&app, &stale, json!({"code": code})).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        json(res).await["detail"],
+        "Invalid or expired MFA challenge"
+    );
+
+    // "Log out everywhere" ends pending challenges too.
+    let pending = {
+        let res = app.login("pia", "a brand new password").await;
+        json(res).await["mfa_token"]
+            .as_str()
+            .expect("mfa_token")
+            .to_owned()
+    };
+    let token = app
+        .token_after_mfa("pia", "a brand new password", &secret)
+        .await;
+    assert_eq!(
+        post(&app, "/auth/logout-all", &token, json!({}))
+            .await
+            .status(),
+        200
+    );
+    app.clock.advance(Duration::seconds(30));
+    let code = code_at(&secret, app.clock_now()).expect("code");
+    assert_eq!(
+        verify(&app, &pending, json!({"code": code})).await.status(),
+        401
+    );
+}
+
 async fn disabling_needs_password_and_code_and_admins_can_reset(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -321,6 +488,9 @@ async fn api_keys_cannot_touch_account_security(backend: Backend) {
 }
 
 backend_tests!(
+    wrong_codes_add_up_across_challenges,
+    concurrent_codes_cannot_pass_the_threshold,
+    a_challenge_ends_with_its_password_and_is_single_use,
     api_keys_cannot_touch_account_security,
     two_step_login_and_the_replay_guard,
     cookie_sessions_use_the_second_step_too,

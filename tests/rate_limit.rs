@@ -375,17 +375,18 @@ async fn repeated_failures_shrink_the_budget_for_a_cooling_period(backend: Backe
             .expect("401");
         assert_eq!(res.status(), 401);
     }
-    let before: i64 = header(&get(&app, None).await, "ratelimit-remaining")
-        .parse()
-        .expect("n");
-    let after: i64 = header(&get(&app, None).await, "ratelimit-remaining")
-        .parse()
-        .expect("n");
-    assert_eq!(before - after, 4, "a penalized request costs four");
+    // Penalized, a request costs four units: the budget, told in requests at that cost, is a
+    // quarter (40 units, 5 spent: 31 left after this request = 7 requests of four).
+    let res = get(&app, None).await;
+    assert_eq!(header(&res, "ratelimit-limit"), "10", "a quarter of 40");
+    assert_eq!(header(&res, "ratelimit-remaining"), "7");
+    let res = get(&app, None).await;
+    assert_eq!(header(&res, "ratelimit-remaining"), "6");
     let rows = app.audit_rows("ratelimit.penalized").await;
     assert_eq!(rows.len(), 1);
     // After the cooling period requests cost one again.
     app.clock.advance(Duration::seconds(901));
+    assert_eq!(header(&get(&app, None).await, "ratelimit-limit"), "40");
     let a: i64 = header(&get(&app, None).await, "ratelimit-remaining")
         .parse()
         .expect("n");
@@ -395,7 +396,65 @@ async fn repeated_failures_shrink_the_budget_for_a_cooling_period(backend: Backe
     assert_eq!(a - b, 1);
 }
 
+/// A client that waits `Retry-After` seconds and sends nothing meanwhile is served, also when
+/// the refusal itself starts the adaptive penalty (requests then cost four).
+async fn retry_after_is_true_under_the_penalty(backend: Backend) {
+    let Some(app) = limited_app(
+        backend,
+        &[
+            ("RATE_LIMIT_REQUESTS", "1000"),
+            ("AUTH_RATE_LIMIT_REQUESTS", "10"),
+            ("AUTH_RATE_LIMIT_WINDOW", "30"),
+            ("KYROS_PENALTY_STRIKES", "10"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    app.create_user("ria", PW, Role::User).await;
+    let login = |password: &str| {
+        app.client
+            .post(app.url("/auth/login"))
+            .json(&serde_json::json!({"username": "ria", "password": password}))
+            .send()
+    };
+    // Ten wrong logins (of names that do not exist, so no account locks) from one address.
+    for i in 0..10 {
+        let res = app
+            .client
+            .post(app.url("/auth/login"))
+            .json(&serde_json::json!({"username": format!("nobody-{i}"), "password": "wrong"}))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(res.status(), 401);
+    }
+    let res = login(PW).await.expect("limited");
+    assert_eq!(res.status(), 429);
+    let wait: i64 = header(&res, "retry-after").parse().expect("seconds");
+    // 10 strikes allowed, the 11th (this 429) penalizes: the next request costs 4 units of 3 s.
+    assert_eq!(wait, 12);
+    assert_eq!(
+        header(&res, "ratelimit-limit"),
+        "2",
+        "a quarter of 10, rounded down"
+    );
+    assert_eq!(app.audit_rows("ratelimit.penalized").await.len(), 1);
+    // One second short is still too early; the told time is enough.
+    app.clock.advance(Duration::seconds(wait - 1));
+    let res = login(PW).await.expect("early");
+    assert_eq!(res.status(), 429);
+    let wait: i64 = header(&res, "retry-after").parse().expect("seconds");
+    assert_eq!(wait, 1, "the rest of the time, at the penalized cost");
+    app.clock.advance(Duration::seconds(wait));
+    let res = login(PW).await.expect("served");
+    assert_eq!(res.status(), 200, "waiting Retry-After is enough");
+    assert_eq!(header(&res, "ratelimit-limit"), "2");
+}
+
 backend_tests!(
+    retry_after_is_true_under_the_penalty,
     budget_then_429_with_headers_then_refill,
     a_burst_adds_capacity,
     users_and_addresses_have_their_own_budgets,

@@ -330,10 +330,15 @@ async fn csp_reports_are_accepted_in_every_browser_format(backend: Backend) {
         .collect();
     assert_eq!(
         missing,
-        ["violated_directive", "effective_directive", "original_policy", "blocked_uri"]
-            .iter()
-            .map(|f| (json!("missing"), json!(["body", "csp_report", f])))
-            .collect::<Vec<_>>()
+        [
+            "violated_directive",
+            "effective_directive",
+            "original_policy",
+            "blocked_uri"
+        ]
+        .iter()
+        .map(|f| (json!("missing"), json!(["body", "csp_report", f])))
+        .collect::<Vec<_>>()
     );
     let incomplete_legacy = post(
         "application/csp-report",

@@ -5,7 +5,7 @@ mod common;
 use chrono::Duration;
 use common::{Backend, TestApp, find_cookie, json, set_cookies};
 use cookie::SameSite;
-use kyros::store::users::{self, Role};
+use kyros::store::users::Role;
 use reqwest::Method;
 
 const PW: &str = "session test password";

@@ -101,6 +101,40 @@ async fn a_concurrent_refresh_of_one_client_gets_a_grace_period(backend: Backend
     assert_eq!(refresh(&app, &rb, None).await.status(), 200);
 }
 
+/// The grace admits one replay: a consumed token presented three times from one address within
+/// the grace gives one sibling at most, and the third presentation is theft (family revoked).
+async fn the_grace_period_cannot_multiply_a_family(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.create_user("gus", PW, Role::User).await;
+    let r1 = login(&app, "gus").await["refresh_token"]
+        .as_str()
+        .expect("r")
+        .to_owned();
+    let mut statuses = Vec::new();
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        let res = refresh(&app, &r1, None).await;
+        statuses.push(res.status().as_u16());
+        if res.status() == 200 {
+            live.push(
+                json(res).await["refresh_token"]
+                    .as_str()
+                    .expect("r")
+                    .to_owned(),
+            );
+        }
+        app.clock.advance(Duration::seconds(2));
+    }
+    assert_eq!(statuses, [200, 200, 401]);
+    // The third presentation revoked the family: none of the successors works any more.
+    for token in &live {
+        assert_eq!(refresh(&app, token, None).await.status(), 401);
+    }
+    assert_eq!(app.audit_rows("auth.refresh_reuse").await.len(), 1);
+}
+
 async fn concurrent_refreshes_from_different_clients_rotate_once(backend: Backend) {
     let Some(app) = TestApp::builder(backend)
         .var("TRUSTED_PROXIES", "127.0.0.1")
@@ -369,6 +403,7 @@ async fn logout_on_one_instance_is_seen_by_another(backend: Backend) {
 backend_tests!(
     refresh_rotates_and_a_replay_revokes_the_family,
     a_concurrent_refresh_of_one_client_gets_a_grace_period,
+    the_grace_period_cannot_multiply_a_family,
     concurrent_refreshes_from_different_clients_rotate_once,
     refresh_tokens_expire_and_die_with_their_user,
     logout_revokes_only_the_callers_tokens,

@@ -187,8 +187,7 @@ fn sign_raw_header(app: &TestApp, header: &Value, claims: &Value) -> String {
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
-    let mut mac =
-        hmac::Hmac::<sha2::Sha512>::new_from_slice(app.secret().as_bytes()).expect("key");
+    let mut mac = hmac::Hmac::<sha2::Sha512>::new_from_slice(app.secret().as_bytes()).expect("key");
     mac.update(signing_input.as_bytes());
     format!(
         "{signing_input}.{}",
@@ -206,7 +205,10 @@ async fn critical_header_extensions_are_refused(backend: Backend) {
     let claims = valid_claims(&app, &user);
     // The control: the same hand-made construction without `crit` is accepted.
     let plain = json!({"alg": "HS512", "typ": "JWT", "kid": kid});
-    assert_eq!(status(&app, &sign_raw_header(&app, &plain, &claims)).await, 200);
+    assert_eq!(
+        status(&app, &sign_raw_header(&app, &plain, &claims)).await,
+        200
+    );
     let headers = [
         json!({"alg": "HS512", "typ": "JWT", "kid": kid, "crit": ["x-anything"], "x-anything": 1}),
         json!({"alg": "HS512", "typ": "JWT", "kid": kid, "crit": []}),

@@ -1,7 +1,8 @@
 //! Refresh tokens: opaque, high-entropy, stored only as a keyed hash, in families. Each use
 //! rotates the token. Presenting an already-rotated token again is treated as theft: the whole
-//! family is revoked — except within a short grace period for the same client, which covers two
-//! concurrent refreshes of one app. Marking a token used is a single conditional UPDATE, so two
+//! family is revoked — except once within a short grace period for the same client, which covers
+//! two concurrent refreshes of one app (a third presentation is theft again, so the grace can
+//! add at most one sibling to a family). Marking a token used is a single conditional UPDATE, so two
 //! concurrent refreshes cannot both pass as the first.
 
 use base64::Engine;
@@ -70,7 +71,8 @@ pub enum Rotation {
         family_id: Uuid,
     },
     Invalid,
-    /// A rotated token came back after the grace period; its family is now revoked.
+    /// A rotated token came back after the grace period, from another client, or a second time
+    /// within it; its family is now revoked.
     Reused {
         user_id: Uuid,
         family_id: Uuid,
@@ -105,7 +107,10 @@ pub async fn rotate(
                     .is_some_and(|used| now - used <= Duration::seconds(GRACE_SECS))
                 && r.used_ip.as_deref() == client_ip
         });
-        if !in_grace {
+        // The grace admits one replay, not one per presentation: a second sibling would let a
+        // replayed token multiply the family.
+        let admitted = in_grace && tokens::use_grace(&state.db, row.id, now).await?;
+        if !admitted {
             tokens::revoke_family(&state.db, row.family_id, now).await?;
             return Ok(Rotation::Reused {
                 user_id: row.user_id,

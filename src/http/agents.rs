@@ -1,6 +1,7 @@
 //! `/api/v1/agents`: agents are API-key principals with the `jobs:claim` scope. An agent claims
-//! the next pending job (priority, then age) with a lease, keeps it alive with heartbeats and
-//! completes or fails it with a result. A lease that runs out returns the job to `pending` (up to
+//! the next pending job (priority, then age) with a lease and its fencing token
+//! (`lease_token`, new at every claim), keeps it alive with heartbeats and completes or fails it
+//! with a result — each of those presenting the token (422 without, 409 with a stale one). A lease that runs out returns the job to `pending` (up to
 //! `KYROS_JOB_MAX_ATTEMPTS` runs). `GET /api/v1/agents/` lists agents with their status, last
 //! heartbeat and current job.
 
@@ -15,12 +16,16 @@ use serde_json::{Value, json};
 use sqlx::types::Json as DbJson;
 use uuid::Uuid;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use super::body::JsonObject;
 use super::events::emit;
 use crate::auth::api_keys::Scope;
 use crate::auth::principal::{AuthMethod, CurrentUser};
 use crate::auth::rbac::require_scope;
 use crate::clock::at_storage_precision;
+use crate::crypto::{ct_eq, random_bytes};
 use crate::error::{ApiError, FieldError};
 use crate::orchestrator::jobs::{self, JobStatus};
 use crate::state::AppState;
@@ -96,21 +101,47 @@ async fn claim(State(state): State<AppState>, current: CurrentUser) -> Result<Re
     touch(&state, key_id, &current).await?;
     let now = at_storage_precision(state.clock.now());
     let lease = now + Duration::seconds(state.settings.job_lease_secs);
-    match store::claim(&state.db, key_id, now, lease).await? {
+    let lease_token = URL_SAFE_NO_PAD.encode(random_bytes::<18>());
+    match store::claim(&state.db, key_id, now, lease, &lease_token).await? {
         Some(job) => {
             emit(
                 &state,
                 jobs::event(&job, "job_claimed", None, json!({"agent_id": key_id})),
             )
             .await;
-            Ok(Json(jobs::to_json(&job)).into_response())
+            Ok(Json(leased_json(&job)).into_response())
         }
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
 }
 
-/// The job if this agent holds its lease.
-async fn leased(state: &AppState, key_id: Uuid, id: &str) -> Result<JobRow, ApiError> {
+/// The job as its agent sees it: with the fencing token of its lease.
+fn leased_json(job: &JobRow) -> Value {
+    let mut body = jobs::to_json(job);
+    body["lease_token"] = json!(job.lease_token);
+    body
+}
+
+/// The `lease_token` of an agent's request body: required (422 without it).
+fn lease_token(body: Option<&JsonObject>) -> Result<String, ApiError> {
+    let missing = || {
+        ApiError::validation(vec![FieldError::body(
+            "lease_token",
+            "missing",
+            "Field required",
+        )])
+    };
+    let body = body.ok_or_else(missing)?;
+    let mut fields = body.fields();
+    let token = fields.string("lease_token", 64);
+    fields.finish()?;
+    token.ok_or_else(missing)
+}
+
+/// The job if this agent holds its lease *under this token*: a worker whose lease expired and
+/// was handed out again (to any agent, the same key included) gets 409, as in job queues with
+/// fencing tokens.
+async fn leased(state: &AppState, key_id: Uuid, id: &str, token: &str) -> Result<JobRow, ApiError> {
     let not_found = || ApiError::not_found("Job not found");
     let id = Uuid::parse_str(id).map_err(|_| not_found())?;
     let job = store::find(&state.db, id).await?.ok_or_else(not_found)?;
@@ -121,6 +152,15 @@ async fn leased(state: &AppState, key_id: Uuid, id: &str) -> Result<JobRow, ApiE
     if !held {
         return Err(ApiError::conflict(
             "This agent does not hold a lease on the job",
+        ));
+    }
+    let current = job
+        .lease_token
+        .as_deref()
+        .is_some_and(|t| ct_eq(t.as_bytes(), token.as_bytes()));
+    if !current {
+        return Err(ApiError::conflict(
+            "The lease token is not the job's current one: the lease was lost",
         ));
     }
     Ok(job)
@@ -140,16 +180,18 @@ async fn save(
     if let Some(name) = event {
         emit(state, jobs::event(&next, name, None, json!({}))).await;
     }
-    Ok(Json(jobs::to_json(&next)).into_response())
+    Ok(Json(leased_json(&next)).into_response())
 }
 
 async fn heartbeat(
     State(state): State<AppState>,
     current: CurrentUser,
     Path(id): Path<String>,
+    body: Option<JsonObject>,
 ) -> Result<Response, ApiError> {
     let key_id = agent(&current)?;
-    let job = leased(&state, key_id, &id).await?;
+    let token = lease_token(body.as_ref())?;
+    let job = leased(&state, key_id, &id, &token).await?;
     touch(&state, key_id, &current).await?;
     let now = at_storage_precision(state.clock.now());
     let mut next = job.clone();
@@ -165,6 +207,7 @@ async fn complete(
     body: Option<JsonObject>,
 ) -> Result<Response, ApiError> {
     let key_id = agent(&current)?;
+    let token = lease_token(body.as_ref())?;
     let result = match body.as_ref().and_then(|b| b.0.get("result")) {
         None | Some(Value::Null) => None,
         Some(v) if v.to_string().len() <= RESULT_MAX_BYTES => Some(DbJson(v.clone())),
@@ -176,7 +219,7 @@ async fn complete(
             )]));
         }
     };
-    let job = leased(&state, key_id, &id).await?;
+    let job = leased(&state, key_id, &id, &token).await?;
     let now = at_storage_precision(state.clock.now());
     let mut next = jobs::transition(&job, JobStatus::Completed, now).map_err(|e| {
         ApiError::conflict(format!(
@@ -195,6 +238,7 @@ async fn fail(
     body: Option<JsonObject>,
 ) -> Result<Response, ApiError> {
     let key_id = agent(&current)?;
+    let token = lease_token(body.as_ref())?;
     let error = match &body {
         Some(b) => {
             let mut fields = b.fields();
@@ -204,7 +248,7 @@ async fn fail(
         }
         None => None,
     };
-    let job = leased(&state, key_id, &id).await?;
+    let job = leased(&state, key_id, &id, &token).await?;
     let now = at_storage_precision(state.clock.now());
     let mut next = jobs::transition(&job, JobStatus::Failed, now).map_err(|e| {
         ApiError::conflict(format!(

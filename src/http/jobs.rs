@@ -123,6 +123,7 @@ async fn create(
         completed_at: None,
         lease_owner: None,
         lease_expires_at: None,
+        lease_token: None,
         result: None,
         error: None,
     };

@@ -138,7 +138,11 @@ async fn csp_report(
                 vec![normalize(r)]
             }
             (_, Some(Value::Object(r))) => {
-                missing.extend(missing_fields(r, &["body", "csp_report"], ORIGINAL_REQUIRED));
+                missing.extend(missing_fields(
+                    r,
+                    &["body", "csp_report"],
+                    ORIGINAL_REQUIRED,
+                ));
                 vec![normalize(r)]
             }
             _ => return Err(invalid()),

@@ -122,6 +122,7 @@ pub fn transition(
     if to != JobStatus::Running {
         next.lease_owner = None;
         next.lease_expires_at = None;
+        next.lease_token = None;
     }
     Ok(next)
 }
@@ -190,6 +191,7 @@ pub fn expire_lease(job: &JobRow, now: DateTime<Utc>, max_attempts: i32) -> JobR
     next.updated_at = now;
     next.lease_owner = None;
     next.lease_expires_at = None;
+    next.lease_token = None;
     next.attempts += 1;
     if next.attempts < max_attempts {
         next.status = JobStatus::Pending.as_str().to_owned();

@@ -26,6 +26,9 @@ pub struct JobRow {
     /// The API key (agent) holding the job while it runs.
     pub lease_owner: Option<Uuid>,
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The fencing token of the current lease: new at every claim, required from the agent for
+    /// heartbeat, complete and fail, so a worker whose lease was lost cannot act on a later run.
+    pub lease_token: Option<String>,
     pub result: Option<Json<Value>>,
     pub error: Option<String>,
 }
@@ -34,7 +37,7 @@ macro_rules! select_jobs {
     ($tail:literal) => {
         concat!(
             "SELECT id, name, description, status, priority, metadata, owner_id, version, attempts, \
-             created_at, updated_at, started_at, completed_at, lease_owner, lease_expires_at, result, error FROM jobs ",
+             created_at, updated_at, started_at, completed_at, lease_owner, lease_expires_at, lease_token, result, error FROM jobs ",
             $tail
         )
     };
@@ -91,7 +94,7 @@ pub async fn list(
 pub async fn update_status(db: &Db, job: &JobRow, expected_version: i32) -> StoreResult<bool> {
     let n = on_pool!(db, pool => sqlx::query(
         "UPDATE jobs SET status = $1, started_at = $2, completed_at = $3, updated_at = $4, attempts = $5, \
-         lease_owner = $6, lease_expires_at = $7, result = $8, error = $9, version = version + 1 \
+         lease_owner = $6, lease_expires_at = $7, result = $8, error = $9, lease_token = $12, version = version + 1 \
          WHERE id = $10 AND version = $11",
     )
     .bind(&job.status)
@@ -105,6 +108,7 @@ pub async fn update_status(db: &Db, job: &JobRow, expected_version: i32) -> Stor
     .bind(&job.error)
     .bind(job.id)
     .bind(expected_version)
+    .bind(&job.lease_token)
     .execute(pool)
     .await
     .map(|r| r.rows_affected()))?;
@@ -130,33 +134,36 @@ pub async fn claim(
     agent: Uuid,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
+    lease_token: &str,
 ) -> StoreResult<Option<JobRow>> {
     let row = match db {
         Db::Postgres(pool) => {
             sqlx::query_as(concat!(
-                "UPDATE jobs SET status = 'running', started_at = $1, updated_at = $1, lease_owner = $2, lease_expires_at = $3, \
+                "UPDATE jobs SET status = 'running', started_at = $1, updated_at = $1, lease_owner = $2, lease_expires_at = $3, lease_token = $4, \
                  version = version + 1 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
                  ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ",
                 "id, name, description, status, priority, metadata, owner_id, version, attempts, created_at, updated_at, \
-                 started_at, completed_at, lease_owner, lease_expires_at, result, error"
+                 started_at, completed_at, lease_owner, lease_expires_at, lease_token, result, error"
             ))
             .bind(now)
             .bind(agent)
             .bind(lease_until)
+            .bind(lease_token)
             .fetch_optional(pool)
             .await?
         }
         Db::Sqlite(pool) => {
             sqlx::query_as(concat!(
-                "UPDATE jobs SET status = 'running', started_at = $1, updated_at = $1, lease_owner = $2, lease_expires_at = $3, \
+                "UPDATE jobs SET status = 'running', started_at = $1, updated_at = $1, lease_owner = $2, lease_expires_at = $3, lease_token = $4, \
                  version = version + 1 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
                  ORDER BY priority DESC, created_at, id LIMIT 1) AND status = 'pending' RETURNING ",
                 "id, name, description, status, priority, metadata, owner_id, version, attempts, created_at, updated_at, \
-                 started_at, completed_at, lease_owner, lease_expires_at, result, error"
+                 started_at, completed_at, lease_owner, lease_expires_at, lease_token, result, error"
             ))
             .bind(now)
             .bind(agent)
             .bind(lease_until)
+            .bind(lease_token)
             .fetch_optional(pool)
             .await?
         }

@@ -187,4 +187,3 @@ pub async fn consume_challenge(db: &Db, hash: &str, now: DateTime<Utc>) -> Store
     .map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
-

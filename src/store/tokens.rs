@@ -74,6 +74,19 @@ pub async fn mark_used(
     Ok(n == 1)
 }
 
+/// Records the one replay the grace period allows for a used token; false when it was taken.
+pub async fn use_grace(db: &Db, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+    let n = on_pool!(db, pool => sqlx::query(
+        "UPDATE refresh_tokens SET grace_used_at = $1 WHERE id = $2 AND grace_used_at IS NULL AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
 pub async fn revoke_family(db: &Db, family_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
     let n = on_pool!(db, pool => sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",

@@ -629,7 +629,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
 
       const done = await request('POST', `/api/v1/agents/jobs/${jobId}/complete`, {
         headers: { 'X-API-Key': apiKey },
-        body: { result: { pages: 42, ok: true } },
+        body: { result: { pages: 42, ok: true }, lease_token: claim.json?.lease_token },
       });
       assert.equal(done.status, 200, `complete: ${done.status} ${done.text}`);
       assert.equal(done.json?.status, 'completed', `completed job: ${done.text}`);

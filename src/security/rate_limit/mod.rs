@@ -239,7 +239,7 @@ impl Limiter {
 }
 
 fn verdict(g: &Gcra, step: gcra::Step, now: i64) -> Verdict {
-    let q = quota(g, step, now, 1);
+    let q = quota(g, step, now);
     if step.allowed {
         Verdict::Allowed(q)
     } else {
@@ -325,9 +325,10 @@ fn audit_limited(
     );
 }
 
-/// Strikes for a 401 or 429; audits the start of a penalty.
-pub async fn record_strike(state: &AppState, ctx: Option<&RequestContext>, key: &str) {
-    if state.limiter.strike(key).await {
+/// Strikes for a 401 or 429; audits the start of a penalty. True when this strike starts one.
+pub async fn record_strike(state: &AppState, ctx: Option<&RequestContext>, key: &str) -> bool {
+    let newly = state.limiter.strike(key).await;
+    if newly {
         let kind = key.split(':').next().unwrap_or("");
         state.audit.record(
             AuditEvent::new("ratelimit.penalized", "denied")
@@ -335,6 +336,7 @@ pub async fn record_strike(state: &AppState, ctx: Option<&RequestContext>, key: 
                 .details(json!({"key_kind": kind, "cooling_seconds": state.limiter.policies.cooling_us / 1_000_000})),
         );
     }
+    newly
 }
 
 pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -364,8 +366,15 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
         .find(|(_, _, v)| matches!(v, Verdict::Limited(_)))
     {
         audit_limited(&state, ctx.as_ref(), *p, k, &path);
-        record_strike(&state, ctx.as_ref(), &key).await;
-        return limited_error(q).into_response();
+        // A penalty that starts with this refusal prices the request that follows it: the
+        // Retry-After told must be long enough at that price.
+        let newly_penalized = record_strike(&state, ctx.as_ref(), &key).await;
+        let q = if newly_penalized && k == &key && q.cost() == 1 {
+            q.at_cost(state.limiter.policies.penalty_factor)
+        } else {
+            *q
+        };
+        return limited_error(&q).into_response();
     }
     // The most constraining budget is the one the client hears about.
     let shown = checks
@@ -379,7 +388,7 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
     if response.status() == StatusCode::UNAUTHORIZED
         || response.status() == StatusCode::TOO_MANY_REQUESTS
     {
-        record_strike(&state, ctx.as_ref(), &key).await;
+        let _ = record_strike(&state, ctx.as_ref(), &key).await;
     }
     if let Some(q) = shown {
         let limited = response.status() == StatusCode::TOO_MANY_REQUESTS;

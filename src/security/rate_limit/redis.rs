@@ -8,7 +8,7 @@ use crate::store::redis::{Redis, RedisError};
 
 /// The GCRA step of `gcra.rs`, atomically. KEYS[1] bucket, KEYS[2] penalty (its end, in µs).
 /// ARGV: now_us, emission_us, tolerance_us, cost, penalty_factor, mode ("decide"|"strike"),
-/// penalty_until_us. Returns {allowed (0|1), tat, newly_penalized (0|1)}.
+/// penalty_until_us. Returns {allowed (0|1), tat, newly_penalized (0|1), cost charged}.
 const SCRIPT: &str = r#"
 local now = tonumber(ARGV[1])
 local T = tonumber(ARGV[2])
@@ -30,10 +30,10 @@ if now < new_tat - tau - T then
     newly = penalized and 0 or 1
     redis.call('SET', KEYS[2], string.format('%.0f', until_us), 'PX', math.max(1, math.ceil((until_us - now) / 1000)))
   end
-  return {0, string.format('%.0f', tat), newly}
+  return {0, string.format('%.0f', tat), newly, cost}
 end
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
-return {1, string.format('%.0f', new_tat), 0}
+return {1, string.format('%.0f', new_tat), 0, cost}
 "#;
 
 pub struct RedisStore {
@@ -94,7 +94,7 @@ impl RedisStore {
                 "decide"
             })
             .arg(strike_until.unwrap_or(0));
-        let (allowed, tat, newly): (i64, String, i64) = self
+        let (allowed, tat, newly, charged): (i64, String, i64, i64) = self
             .redis
             .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
             .await?;
@@ -105,6 +105,7 @@ impl RedisStore {
             step: Step {
                 allowed: allowed == 1,
                 tat,
+                cost: charged,
             },
             newly_penalized: newly == 1,
         })
