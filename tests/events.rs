@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, TestApp, json};
+use kyros::orchestrator::events::{COLLAB, NewEvent, ORCHESTRATOR};
 use kyros::store::users::Role;
 use serde_json::json;
 
@@ -118,6 +119,73 @@ async fn collaboration_events_replay_resume_and_stream_live(backend: Backend) {
         .await
         .expect("anon");
     assert_eq!(res.status(), 401);
+}
+
+/// A resume delivers everything after the given id, however long the backlog: 1 100 events and
+/// `Last-Event-ID: 0` give ids 1…1 100 without a gap, on the collaboration tail and on the
+/// orchestrator stream, and the live stream continues after them.
+async fn a_resume_delivers_the_whole_backlog(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.create_user("moe", PW, Role::Moderator).await;
+    let token = app.token("moe", PW).await;
+    let task = uuid::Uuid::new_v4().to_string();
+    for (i, stream) in std::iter::repeat_n(COLLAB, 1100)
+        .chain(std::iter::repeat_n(ORCHESTRATOR, 1100))
+        .enumerate()
+    {
+        app.state
+            .events
+            .publish(
+                &app.state.db,
+                app.clock_now(),
+                NewEvent {
+                    stream,
+                    event: format!("e{i}"),
+                    actor: None,
+                    target: Some("doc".into()),
+                    task_id: Some(task.clone()),
+                    run_id: None,
+                    owner_id: None,
+                    payload: json!({"n": i}),
+                },
+            )
+            .await
+            .expect("publish");
+    }
+    for path in [
+        "/api/v1/events/tail?once=1".to_owned(),
+        format!("/api/v1/orchestrator/events/stream?once=1&task_id={task}"),
+    ] {
+        let res = app
+            .client
+            .get(app.url(&path))
+            .bearer_auth(&token)
+            .header("last-event-id", "0")
+            .send()
+            .await
+            .expect("resume");
+        assert_eq!(res.status(), 200);
+        let got = ids(&res.text().await.expect("body"));
+        assert_eq!(got.len(), 1100, "{path}: every event after 0");
+        assert!(
+            got.windows(2).all(|w| w[0] < w[1]),
+            "{path}: in order, no repeats"
+        );
+    }
+    // Live after a long resume: the backlog, then what happens next.
+    let mut live = app
+        .client
+        .get(app.url("/api/v1/events/tail"))
+        .bearer_auth(&token)
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .expect("live");
+    post_event(&app, &token, "after-the-backlog").await;
+    let text = read_until(&mut live, "after-the-backlog").await;
+    assert_eq!(ids(&text).len(), 1101);
 }
 
 async fn job_events_are_recorded_and_visible_to_their_owner(backend: Backend) {
@@ -280,6 +348,7 @@ async fn a_stream_ends_when_its_token_is_revoked(backend: Backend) {
 }
 
 backend_tests!(
+    a_resume_delivers_the_whole_backlog,
     a_stream_ends_when_its_token_is_revoked,
     collaboration_events_replay_resume_and_stream_live,
     job_events_are_recorded_and_visible_to_their_owner,

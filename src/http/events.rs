@@ -195,7 +195,9 @@ fn stream(
         };
         let mut sent: HashSet<i64> = HashSet::new();
         let mut last = resume.unwrap_or(0);
-        let backlog = match resume {
+        // A resume delivers *everything* after the given id, page by page; without one the
+        // stream starts with the newest page (a tail).
+        let mut page = match resume {
             Some(after) => {
                 store::after(
                     &state.db,
@@ -209,12 +211,33 @@ fn stream(
             }
             None => store::latest(&state.db, &filter, BACKLOG_MAX).await,
         };
-        for e in backlog.unwrap_or_default() {
-            last = last.max(e.id);
-            sent.insert(e.id);
-            if tx.send(Ok(frame(&e))).await.is_err() {
-                return;
+        loop {
+            // A failed read ends the stream: the client resumes from its last id instead of
+            // silently missing what could not be read.
+            let Ok(events) = page else { return };
+            let full = events.len() as i64 == BACKLOG_MAX;
+            for e in events {
+                last = last.max(e.id);
+                sent.insert(e.id);
+                if tx.send(Ok(frame(&e))).await.is_err() {
+                    return;
+                }
             }
+            if sent.len() > 10_000 {
+                sent.retain(|id| *id > last - 5_000);
+            }
+            if !full || resume.is_none() {
+                break;
+            }
+            page = store::after(
+                &state.db,
+                &EventFilter {
+                    after_id: last,
+                    ..filter.clone()
+                },
+                BACKLOG_MAX,
+            )
+            .await;
         }
         if once {
             return;
@@ -238,17 +261,33 @@ fn stream(
             };
             let events = match next {
                 Ok(e) => vec![(*e).clone()],
-                // Fell behind: catch up from the log instead of losing events.
-                Err(broadcast::error::RecvError::Lagged(_)) => store::after(
-                    &state.db,
-                    &EventFilter {
-                        after_id: last,
-                        ..filter.clone()
-                    },
-                    BACKLOG_MAX,
-                )
-                .await
-                .unwrap_or_default(),
+                // Fell behind: catch up from the log, every page of it, instead of losing events;
+                // if the log cannot be read, end the stream so the client resumes.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let mut caught_up = Vec::new();
+                    let mut after = last;
+                    loop {
+                        let Ok(page) = store::after(
+                            &state.db,
+                            &EventFilter {
+                                after_id: after,
+                                ..filter.clone()
+                            },
+                            BACKLOG_MAX,
+                        )
+                        .await
+                        else {
+                            return;
+                        };
+                        let full = page.len() as i64 == BACKLOG_MAX;
+                        after = page.last().map_or(after, |e| e.id);
+                        caught_up.extend(page);
+                        if !full {
+                            break;
+                        }
+                    }
+                    caught_up
+                }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
             for e in events {

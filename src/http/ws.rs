@@ -260,6 +260,14 @@ async fn run(state: AppState, mut socket: WebSocket, user: User, proof: Proof) {
         return;
     }
     let mut events = state.events.subscribe();
+    // Where a catch-up from the log starts if this connection falls behind the live bus: the
+    // newest event when it subscribed, then the newest one it was offered.
+    let Ok(mut last_seen) = crate::store::events::newest_id(&state.db).await else {
+        close(socket, 1011, "Event log unavailable").await;
+        return;
+    };
+    // Events up to here were delivered from the log by a catch-up; the bus repeats some of them.
+    let mut replayed_to = 0i64;
     let mut subs = Subscriptions::default();
     let mut check = tokio::time::interval(Duration::from_secs(1));
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -298,8 +306,11 @@ async fn run(state: AppState, mut socket: WebSocket, user: User, proof: Proof) {
                 }
             }
             event = events.recv() => {
+                if let Ok(e) = &event {
+                    last_seen = last_seen.max(e.id);
+                }
                 match event {
-                    Ok(e) if subs.wants(&e) && may_see(&user, &e) => {
+                    Ok(e) if e.id > replayed_to && subs.wants(&e) && may_see(&user, &e) => {
                         // Rendered once per event, whatever the number of connections.
                         let frame = e.rendered(|row| {
                             let body = if row.stream == COLLAB { collab_json(row) } else { orchestrator_json(row) };
@@ -311,11 +322,38 @@ async fn run(state: AppState, mut socket: WebSocket, user: User, proof: Proof) {
                         }
                     }
                     Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        let msg = json!({"type": "error", "message": format!("{n} events were dropped; read them from the event log")});
-                        if socket.send(text(msg)).await.is_err() {
-                            return;
+                    // Fell behind the live bus: deliver what was missed from the log, in order;
+                    // if the log cannot be read, close so the client reconnects and reloads
+                    // (never a silent gap).
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        loop {
+                            let Ok(page) = crate::store::events::after(
+                                &state.db,
+                                &crate::store::events::EventFilter { after_id: last_seen, ..Default::default() },
+                                1000,
+                            )
+                            .await
+                            else {
+                                close(socket, 1011, "Event log unavailable").await;
+                                return;
+                            };
+                            let full = page.len() == 1000;
+                            for e in page {
+                                last_seen = last_seen.max(e.id);
+                                if !(subs.wants(&e) && may_see(&user, &e)) {
+                                    continue;
+                                }
+                                let body = if e.stream == COLLAB { collab_json(&e) } else { orchestrator_json(&e) };
+                                let frame = json!({"type": "event", "stream": e.stream, "event": body});
+                                if socket.send(text(frame)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            if !full {
+                                break;
+                            }
                         }
+                        replayed_to = last_seen;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 }

@@ -92,6 +92,14 @@ pub async fn latest(db: &Db, f: &EventFilter, limit: i64) -> StoreResult<Vec<Eve
     Ok(rows)
 }
 
+/// The id of the newest event (0 when the log is empty).
+pub async fn newest_id(db: &Db) -> StoreResult<i64> {
+    let id: Option<i64> = on_pool!(db, pool => sqlx::query_scalar("SELECT MAX(id) FROM events")
+        .fetch_one(pool)
+        .await)?;
+    Ok(id.unwrap_or(0))
+}
+
 pub async fn purge_before(db: &Db, cutoff: DateTime<Utc>) -> StoreResult<u64> {
     let n = on_pool!(db, pool => sqlx::query("DELETE FROM events WHERE at < $1")
         .bind(cutoff)
