@@ -631,6 +631,12 @@ pub static ROUTES: &[Route] = &[
         "Extend the lease of a claimed job",
         Agent,
     )
+    .body(&[(
+        "lease_token",
+        "string",
+        true,
+        "the fencing token of the claim (409 when stale)",
+    )])
     .errors(ID_404),
     r(
         "POST",
@@ -639,7 +645,15 @@ pub static ROUTES: &[Route] = &[
         "Complete a claimed job",
         Agent,
     )
-    .body(&[("result", "object", false, "the job's result")])
+    .body(&[
+        ("result", "object", false, "the job's result"),
+        (
+            "lease_token",
+            "string",
+            true,
+            "the fencing token of the claim (409 when stale)",
+        ),
+    ])
     .errors(ID_404),
     r(
         "POST",
@@ -648,12 +662,20 @@ pub static ROUTES: &[Route] = &[
         "Fail a claimed job",
         Agent,
     )
-    .body(&[(
-        "error",
-        "string",
-        false,
-        "what went wrong, at most 4096 bytes",
-    )])
+    .body(&[
+        (
+            "error",
+            "string",
+            false,
+            "what went wrong, at most 4096 bytes",
+        ),
+        (
+            "lease_token",
+            "string",
+            true,
+            "the fencing token of the claim (409 when stale)",
+        ),
+    ])
     .errors(ID_404),
     // events
     r(
