@@ -10,14 +10,12 @@ pub mod error;
 pub mod http;
 pub mod orchestrator;
 pub mod security;
+pub mod server;
 pub mod state;
 pub mod store;
 pub mod telemetry;
 
 use std::future::Future;
-use std::net::SocketAddr;
-
-use std::time::Duration;
 
 use axum_server::tls_rustls::RustlsConfig;
 
@@ -63,53 +61,15 @@ pub fn install_crypto_provider() {
 }
 
 /// Serves the router on an already bound listener (over TLS when `tls` is given) until
-/// `shutdown` completes; in-flight requests then get a grace period to finish.
+/// `shutdown` completes; every connection accepted by then still gets its first request answered,
+/// within the grace period (see [`server`]).
 pub async fn serve_on(
     state: AppState,
     listener: std::net::TcpListener,
     tls: Option<RustlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let handle = axum_server::Handle::new();
-    let signal = handle.clone();
-    let stopping = state.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        // New connections are refused from here on; WebSockets and event streams close
-        // themselves (1001), in-flight requests get the grace period.
-        stopping.shutdown.trigger();
-        signal.graceful_shutdown(Some(Duration::from_secs(
-            stopping.settings.shutdown_grace_secs,
-        )));
-    });
-    // A client gets this long to send its first request and every later request's headers (an
-    // idle keep-alive connection as much to start the next one): slow or silent clients cannot
-    // hold connections forever.
-    let header_timeout = Duration::from_secs(state.settings.header_read_timeout_secs);
-    let app = router(state);
-    match tls {
-        Some(config) => {
-            let app = app
-                .layer(axum::Extension(security::client_ip::TlsTransport))
-                .into_make_service_with_connect_info::<SocketAddr>();
-            let mut server = axum_server::from_tcp_rustls(listener, config)?
-                .first_request_timeout(header_timeout);
-            server
-                .http_builder()
-                .http1()
-                .header_read_timeout(header_timeout);
-            server.handle(handle).serve(app).await
-        }
-        None => {
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            let mut server = axum_server::from_tcp(listener)?.first_request_timeout(header_timeout);
-            server
-                .http_builder()
-                .http1()
-                .header_read_timeout(header_timeout);
-            server.handle(handle).serve(app).await
-        }
-    }
+    server::serve(state, listener, tls, shutdown).await
 }
 
 async fn shutdown_signal() {

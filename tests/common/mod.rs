@@ -329,6 +329,13 @@ impl TestApp {
         self.state.settings.secret_key.expose_secret().to_owned()
     }
 
+    /// Sends the server its shutdown signal without waiting; `stop` then waits for the end.
+    pub fn signal_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Stops the server and waits until it has finished.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
