@@ -529,6 +529,16 @@ impl TestApp {
             .await
             .expect("audit rows")
     }
+
+    /// How many rows of `event` give each `details.reason`: (reason, count), by reason.
+    pub async fn audit_reasons(&self, event: &str) -> Vec<(String, usize)> {
+        let mut counts = std::collections::BTreeMap::new();
+        for row in self.audit_rows(event).await {
+            let reason = row.details.0["reason"].as_str().unwrap_or("").to_owned();
+            *counts.entry(reason).or_insert(0) += 1;
+        }
+        counts.into_iter().collect()
+    }
 }
 
 /// Runs the `kyros` binary against one data directory (and PostgreSQL database), as an operator
