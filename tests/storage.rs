@@ -180,7 +180,69 @@ async fn list_is_ordered_by_creation(backend: Backend) {
     assert_eq!(names, ["c", "a", "b"]);
 }
 
+/// Rows written before names had a stored comparison form: after start-up they are found by any
+/// spelling of their name, and a row whose form another row already holds keeps working by its
+/// exact name (it cannot be merged silently).
+async fn rows_from_before_keep_working(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let db = &app.state.db;
+    let now = Utc::now();
+    users::create(db, new_user("admin", "admin@example.org"), now)
+        .await
+        .expect("admin");
+    // Two rows as an older version wrote them (no key): a plain one and a fullwidth look-alike
+    // that the older version accepted beside `admin`.
+    for (name, email) in [
+        ("Legacy", "legacy@example.org"),
+        (
+            "\u{ff41}\u{ff44}\u{ff4d}\u{ff49}\u{ff4e}",
+            "fullwidth@example.org",
+        ),
+    ] {
+        kyros::on_pool!(db, pool => sqlx::query(
+            "INSERT INTO users (id, username, email, password_hash, role, active, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'x', 'user', $4, $5, $5)",
+        )
+        .bind(uuid::Uuid::new_v4())
+        .bind(name)
+        .bind(email)
+        .bind(true)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .expect("legacy row"));
+    }
+    accounts::backfill_username_keys(db)
+        .await
+        .expect("backfill");
+    let legacy = accounts::find_user(db, "LEGACY").await.expect("q");
+    assert_eq!(legacy.map(|u| u.username).as_deref(), Some("Legacy"));
+    let fullwidth = "\u{ff41}\u{ff44}\u{ff4d}\u{ff49}\u{ff4e}";
+    let found = accounts::find_user(db, fullwidth)
+        .await
+        .expect("q")
+        .expect("found");
+    assert_eq!(
+        found.username, fullwidth,
+        "the exact name still finds the old row"
+    );
+    let found = accounts::find_user(db, "Admin")
+        .await
+        .expect("q")
+        .expect("found");
+    assert_eq!(
+        found.username, "admin",
+        "every other spelling is the keyed row's"
+    );
+    // Backfilling again changes nothing.
+    accounts::backfill_username_keys(db).await.expect("again");
+}
+
 backend_tests!(
+    rows_from_before_keep_working,
     users_round_trip_with_utc_timestamps,
     usernames_and_emails_are_unique_ignoring_case,
     updates_change_only_what_they_name,

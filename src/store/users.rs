@@ -173,10 +173,11 @@ pub async fn create(db: &Db, new: NewUser, now: DateTime<Utc>) -> StoreResult<Us
 }
 
 /// The user whose name has the comparison form `key`; rows from before keys existed that could
-/// not take theirs (another row holds it) are found by their exact name `raw`.
+/// not take theirs (another row holds it) are found by their exact name `raw`, before the keyed
+/// row (only an older version could write such a row, so nobody can create one to shadow a name).
 pub async fn find_by_username_key(db: &Db, key: &str, raw: &str) -> StoreResult<Option<User>> {
     let row: Option<UserRow> = on_pool!(db, pool => sqlx::query_as(
-        select_users!("WHERE username_key = $1 OR (username_key IS NULL AND username = $2) ORDER BY username_key IS NULL LIMIT 1"),
+        select_users!("WHERE username_key = $1 OR (username_key IS NULL AND username = $2) ORDER BY username_key IS NULL DESC LIMIT 1"),
     )
     .bind(key)
     .bind(raw)
