@@ -363,7 +363,60 @@ async fn a_stale_worker_cannot_act_on_a_reclaimed_job(backend: Backend) {
     assert_eq!(done["attempts"], 1);
 }
 
+/// An agent works only what its owner may see: a `user`'s key claims that user's jobs and never
+/// another's (an administrator's included), cannot heartbeat or complete them even with their
+/// lease token, while an administrator's agent works the shared queue.
+async fn a_users_agent_runs_only_that_users_jobs(backend: Backend) {
+    let Some((app, token)) = setup(backend, &[]).await else {
+        return;
+    };
+    app.create_user("root", PW, Role::Admin).await;
+    let admin = app.token("root", PW).await;
+    let admins_job = submit(&app, &admin, "the admin's job", 100).await;
+    let mine = submit(&app, &token, "ops's own job", 0).await;
+    let users_agent = key(&app, &token, "ops-runner", &["jobs:claim", "jobs:read"]).await;
+    let admins_agent = key(&app, &admin, "root-runner", &["jobs:claim"]).await;
+
+    // The higher-priority job is the admin's: the user's agent skips it.
+    let claimed = claim(&app, &users_agent).await.expect("its own job");
+    assert_eq!(claimed["id"], mine);
+    assert!(
+        claim(&app, &users_agent).await.is_none(),
+        "nothing else it may run"
+    );
+    let theirs = claim(&app, &admins_agent).await.expect("the shared queue");
+    assert_eq!(theirs["id"], admins_job);
+    for action in ["heartbeat", "complete"] {
+        let res = as_agent(
+            &app,
+            Method::POST,
+            &format!("/api/v1/agents/jobs/{admins_job}/{action}"),
+            &users_agent,
+        )
+        .json(&json!({"lease_token": theirs["lease_token"], "result": {"stolen": true}}))
+        .send()
+        .await
+        .expect("foreign");
+        assert_eq!(
+            res.status(),
+            404,
+            "{action}: another user's job does not exist for it"
+        );
+    }
+    let res = app
+        .client
+        .get(app.url(&format!("/api/v1/jobs/{admins_job}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("get");
+    let job = json(res).await;
+    assert_eq!(job["status"], "running");
+    assert!(job["result"].is_null(), "nothing was written");
+}
+
 backend_tests!(
+    a_users_agent_runs_only_that_users_jobs,
     a_stale_worker_cannot_act_on_a_reclaimed_job,
     an_agent_claims_by_priority_then_age_and_completes,
     only_agents_with_the_claim_scope_run_jobs,

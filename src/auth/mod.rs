@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod mfa;
 pub mod password;
+pub mod policy;
 pub mod principal;
 pub mod rbac;
 pub mod refresh;

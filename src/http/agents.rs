@@ -31,7 +31,6 @@ use crate::orchestrator::jobs::{self, JobStatus};
 use crate::state::AppState;
 use crate::store::api_keys as keys;
 use crate::store::jobs::{self as store, JobRow};
-use crate::store::users::Role;
 
 /// An agent seen within this many seconds is online.
 const ONLINE_SECS: i64 = 120;
@@ -102,7 +101,9 @@ async fn claim(State(state): State<AppState>, current: CurrentUser) -> Result<Re
     let now = at_storage_precision(state.clock.now());
     let lease = now + Duration::seconds(state.settings.job_lease_secs);
     let lease_token = URL_SAFE_NO_PAD.encode(random_bytes::<18>());
-    match store::claim(&state.db, key_id, now, lease, &lease_token).await? {
+    // An agent works only what its owner may see (auth::policy).
+    let owner = crate::auth::policy::claimable_owner(&current.user);
+    match store::claim(&state.db, key_id, now, lease, &lease_token, owner).await? {
         Some(job) => {
             emit(
                 &state,
@@ -141,10 +142,20 @@ fn lease_token(body: Option<&JsonObject>) -> Result<String, ApiError> {
 /// The job if this agent holds its lease *under this token*: a worker whose lease expired and
 /// was handed out again (to any agent, the same key included) gets 409, as in job queues with
 /// fencing tokens.
-async fn leased(state: &AppState, key_id: Uuid, id: &str, token: &str) -> Result<JobRow, ApiError> {
+async fn leased(
+    state: &AppState,
+    current: &CurrentUser,
+    key_id: Uuid,
+    id: &str,
+    token: &str,
+) -> Result<JobRow, ApiError> {
     let not_found = || ApiError::not_found("Job not found");
     let id = Uuid::parse_str(id).map_err(|_| not_found())?;
-    let job = store::find(&state.db, id).await?.ok_or_else(not_found)?;
+    // A job its owner may not see does not exist for an agent.
+    let job = store::find(&state.db, id)
+        .await?
+        .filter(|job| crate::auth::policy::may_see_job(&current.user, job.owner_id))
+        .ok_or_else(not_found)?;
     let now = state.clock.now();
     let held = job.status == JobStatus::Running.as_str()
         && job.lease_owner == Some(key_id)
@@ -191,7 +202,7 @@ async fn heartbeat(
 ) -> Result<Response, ApiError> {
     let key_id = agent(&current)?;
     let token = lease_token(body.as_ref())?;
-    let job = leased(&state, key_id, &id, &token).await?;
+    let job = leased(&state, &current, key_id, &id, &token).await?;
     touch(&state, key_id, &current).await?;
     let now = at_storage_precision(state.clock.now());
     let mut next = job.clone();
@@ -219,7 +230,7 @@ async fn complete(
             )]));
         }
     };
-    let job = leased(&state, key_id, &id, &token).await?;
+    let job = leased(&state, &current, key_id, &id, &token).await?;
     let now = at_storage_precision(state.clock.now());
     let mut next = jobs::transition(&job, JobStatus::Completed, now).map_err(|e| {
         ApiError::conflict(format!(
@@ -248,7 +259,7 @@ async fn fail(
         }
         None => None,
     };
-    let job = leased(&state, key_id, &id, &token).await?;
+    let job = leased(&state, &current, key_id, &id, &token).await?;
     let now = at_storage_precision(state.clock.now());
     let mut next = jobs::transition(&job, JobStatus::Failed, now).map_err(|e| {
         ApiError::conflict(format!(
@@ -281,7 +292,7 @@ async fn list(
     let now = state.clock.now();
     let mut agents = Vec::new();
     for a in store::agents(&state.db).await? {
-        if current.user.role < Role::Moderator && a.owner_id != Some(current.user.id) {
+        if !crate::auth::policy::may_see_agent(&current.user, a.owner_id) {
             continue;
         }
         let current_job = store::leased_by(&state.db, a.key_id)

@@ -29,7 +29,6 @@ use crate::orchestrator::etag::etag;
 use crate::orchestrator::events::{COLLAB, NewEvent, ORCHESTRATOR};
 use crate::state::AppState;
 use crate::store::events::{self as store, EventFilter, EventRow};
-use crate::store::users::Role;
 
 const BACKLOG_MAX: i64 = 1000;
 const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -157,7 +156,7 @@ fn last_event_id(headers: &HeaderMap) -> Option<i64> {
 
 /// Who may see which orchestrator events.
 fn owner_scope(current: &CurrentUser) -> Option<uuid::Uuid> {
-    (current.user.role < Role::Moderator).then_some(current.user.id)
+    crate::auth::policy::owner_filter(&current.user)
 }
 
 fn matches(filter: &EventFilter, e: &EventRow) -> bool {

@@ -21,7 +21,6 @@ use crate::error::{ApiError, FieldError};
 use crate::orchestrator::jobs::{self, JobStatus};
 use crate::state::AppState;
 use crate::store::jobs::{self as store, JobRow};
-use crate::store::users::Role;
 
 pub const LIST_LIMIT_MAX: i64 = 1000;
 const METADATA_MAX_BYTES: usize = 16 * 1024;
@@ -190,7 +189,7 @@ async fn list(
             "Input should be from 1 to 1000",
         ));
     }
-    let owner = (current.user.role < Role::Moderator).then_some(current.user.id);
+    let owner = crate::auth::policy::owner_filter(&current.user);
     let rows = store::list(&state.db, status.map(JobStatus::as_str), owner, skip, limit).await?;
     let body = Value::Array(rows.iter().map(jobs::to_json).collect());
     Ok(respond_conditionally(&headers, &body))

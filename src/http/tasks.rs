@@ -24,7 +24,6 @@ use crate::error::{ApiError, FieldError};
 use crate::orchestrator::events::{NewEvent, ORCHESTRATOR};
 use crate::state::AppState;
 use crate::store::tasks::{self as store, TaskRow};
-use crate::store::users::Role;
 
 const LIST_MAX: i64 = 1000;
 const DESCRIPTION_MAX_BYTES: usize = 10_000;
@@ -169,7 +168,7 @@ async fn remove(
 ) -> Result<Response, ApiError> {
     require_scope(&current, Scope::JobsWrite)?;
     let task = find(&state, &id).await?;
-    if task.owner_id != Some(current.user.id) && current.user.role < Role::Moderator {
+    if !crate::auth::policy::may_delete_task(&current.user, task.owner_id) {
         return Err(ApiError::forbidden(
             "Only the creator, moderators and administrators can delete a task",
         ));

@@ -43,7 +43,7 @@ use crate::security::client_ip::RequestContext;
 use crate::security::csrf::is_cross_site;
 use crate::state::AppState;
 use crate::store::events::EventRow;
-use crate::store::users::{self, Role, User};
+use crate::store::users::{self, User};
 use crate::store::{sessions, tokens};
 
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -242,7 +242,7 @@ impl Subscriptions {
 }
 
 fn may_see(user: &User, e: &EventRow) -> bool {
-    e.stream == COLLAB || user.role >= Role::Moderator || e.owner_id == Some(user.id)
+    crate::auth::policy::may_see_event(user, &e.stream, e.owner_id)
 }
 
 async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
@@ -446,11 +446,8 @@ async fn may_follow(state: &AppState, user: &User, id: &str) -> bool {
     let Ok(uuid) = Uuid::parse_str(id) else {
         return false;
     };
-    if user.role >= Role::Moderator {
-        return true;
-    }
     match crate::store::jobs::find(&state.db, uuid).await {
-        Ok(Some(job)) => return job.owner_id == Some(user.id),
+        Ok(Some(job)) => return crate::auth::policy::may_see_job(user, job.owner_id),
         Ok(None) => {}
         Err(_) => return false,
     }

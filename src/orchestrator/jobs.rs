@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::store::jobs::JobRow;
-use crate::store::users::{Role, User};
+use crate::store::users::User;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobStatus {
@@ -127,9 +127,9 @@ pub fn transition(
     Ok(next)
 }
 
-/// Moderators and administrators see and change every job; users their own.
+/// Whether `user` may see and change the job (the policy of `auth::policy`).
 pub fn may_access(user: &User, job: &JobRow) -> bool {
-    user.role >= Role::Moderator || job.owner_id == Some(user.id)
+    crate::auth::policy::may_see_job(user, job.owner_id)
 }
 
 fn ts(t: &DateTime<Utc>) -> Value {

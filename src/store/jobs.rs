@@ -126,7 +126,8 @@ pub async fn delete(db: &Db, id: Uuid, expected_version: i32) -> StoreResult<boo
     Ok(n == 1)
 }
 
-/// Hands the next pending job (highest priority, then oldest) to `agent` with a lease, atomically:
+/// Hands the next pending job (highest priority, then oldest; of `owner` only, when given) to
+/// `agent` with a lease, atomically:
 /// no job is ever handed to two agents. PostgreSQL skips rows other claimers hold locked; SQLite
 /// serializes writers, so one statement is enough.
 pub async fn claim(
@@ -135,12 +136,13 @@ pub async fn claim(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     lease_token: &str,
+    owner: Option<Uuid>,
 ) -> StoreResult<Option<JobRow>> {
     let row = match db {
         Db::Postgres(pool) => {
             sqlx::query_as(concat!(
                 "UPDATE jobs SET status = 'running', started_at = $1, updated_at = $1, lease_owner = $2, lease_expires_at = $3, lease_token = $4, \
-                 version = version + 1 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
+                 version = version + 1 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND ($5::uuid IS NULL OR owner_id = $5) \
                  ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ",
                 "id, name, description, status, priority, metadata, owner_id, version, attempts, created_at, updated_at, \
                  started_at, completed_at, lease_owner, lease_expires_at, lease_token, result, error"
@@ -149,13 +151,14 @@ pub async fn claim(
             .bind(agent)
             .bind(lease_until)
             .bind(lease_token)
+            .bind(owner)
             .fetch_optional(pool)
             .await?
         }
         Db::Sqlite(pool) => {
             sqlx::query_as(concat!(
                 "UPDATE jobs SET status = 'running', started_at = $1, updated_at = $1, lease_owner = $2, lease_expires_at = $3, lease_token = $4, \
-                 version = version + 1 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
+                 version = version + 1 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND ($5 IS NULL OR owner_id = $5) \
                  ORDER BY priority DESC, created_at, id LIMIT 1) AND status = 'pending' RETURNING ",
                 "id, name, description, status, priority, metadata, owner_id, version, attempts, created_at, updated_at, \
                  started_at, completed_at, lease_owner, lease_expires_at, lease_token, result, error"
@@ -164,6 +167,7 @@ pub async fn claim(
             .bind(agent)
             .bind(lease_until)
             .bind(lease_token)
+            .bind(owner)
             .fetch_optional(pool)
             .await?
         }
