@@ -301,7 +301,7 @@ async fn user_command(state: AppState, cmd: UserCommand) -> Result<(), Failure> 
 
 async fn apikey_command(state: &AppState, cmd: ApiKeyCommand) -> Result<(), Failure> {
     use kyros::auth::api_keys::{self, ApiKey, NewApiKey, Scopes};
-    use kyros::security::audit::AuditEvent;
+    use kyros::security::audit::{Actor, AuditEvent};
     use kyros::store::api_keys as store;
 
     let failed = |e: &dyn std::fmt::Display| Failure::Other(e.to_string());
@@ -389,14 +389,9 @@ async fn apikey_command(state: &AppState, cmd: ApiKeyCommand) -> Result<(), Fail
                 println!("API key {id} was already revoked");
                 return Ok(());
             }
-            store::revoke(&state.db, id, state.clock.now())
+            api_keys::revoke(state, &ApiKey::from(&row), Actor::Cli)
                 .await
                 .map_err(|e| failed(&e))?;
-            let mut details = api_keys::audit_details(&ApiKey::from(&row));
-            details["via"] = serde_json::json!("cli");
-            state
-                .audit
-                .record(AuditEvent::new("apikey.revoked", "success").details(details));
             println!("revoked API key {id}");
         }
     }

@@ -300,3 +300,94 @@ async fn a_browser_session_works_on_every_instance() {
         assert_eq!(res.status(), 401, "{}", app.base);
     }
 }
+
+async fn ws_connect(app: &TestApp, query: &str, header: Option<(&'static str, String)>) -> Ws {
+    let mut request = format!("{}/ws{query}", app.base.replacen("http", "ws", 1))
+        .into_client_request()
+        .expect("request");
+    if let Some((name, value)) = header {
+        request
+            .headers_mut()
+            .insert(name, value.parse().expect("header"));
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect");
+    assert_eq!(next_json(&mut ws).await["type"], "connection");
+    ws
+}
+
+async fn closed_with(ws: &mut Ws) -> (u16, String) {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("closed in time");
+        match msg {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return (u16::from(frame.code), frame.reason.to_string());
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+/// A key revoked on one instance closes the sockets it opened on the others; a ticket's socket
+/// on another instance ends with a role change (which revokes the user's tokens) made on the
+/// first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_channels_end_on_every_instance() {
+    let Some(apps) = cluster(&[]).await else {
+        return;
+    };
+    let mod_user = apps[0].create_user("liv", PW, Role::Moderator).await;
+    let token = apps[0].token("liv", PW).await;
+    let res = apps[0]
+        .client
+        .post(apps[0].url("/api/v1/api-keys"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "live", "scopes": ["jobs:read", "events:read"]}))
+        .send()
+        .await
+        .expect("key");
+    let key = json(res).await;
+    let (key_id, key) = (
+        key["id"].as_str().expect("id").to_owned(),
+        key["key"].as_str().expect("key").to_owned(),
+    );
+    let mut by_key = ws_connect(&apps[1], "", Some(("x-api-key", key.clone()))).await;
+    let res = apps[0]
+        .client
+        .post(apps[0].url("/auth/ws-ticket"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("ticket");
+    let ticket = json(res).await["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_owned();
+    let mut by_ticket = ws_connect(&apps[2], &format!("?ticket={ticket}"), None).await;
+
+    // Demoted on instance 0: instance 2's ticket socket ends (the role change revokes tokens).
+    kyros::auth::accounts::set_role(&apps[0].state, &mod_user, Role::User)
+        .await
+        .expect("demote");
+    assert_eq!(
+        closed_with(&mut by_ticket).await,
+        (1008, "Token revoked".to_owned())
+    );
+    // Revoked on instance 0: instance 1's key socket ends.
+    let res = apps[0]
+        .client
+        .delete(apps[0].url(&format!("/api/v1/api-keys/{key_id}")))
+        .bearer_auth(&apps[0].token("liv", PW).await)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(res.status(), 204);
+    assert_eq!(
+        closed_with(&mut by_key).await,
+        (1008, "API key revoked".to_owned())
+    );
+}

@@ -395,7 +395,174 @@ async fn the_orchestrator_stream_follows_every_visible_job(backend: Backend) {
     assert_eq!(next_json(&mut mine).await["type"], "pong");
 }
 
+async fn api_key(app: &TestApp, token: &str, scopes: &[&str]) -> (String, String) {
+    let res = app
+        .client
+        .post(app.url("/api/v1/api-keys"))
+        .bearer_auth(token)
+        .json(&json!({"name": "live", "scopes": scopes}))
+        .send()
+        .await
+        .expect("key");
+    assert_eq!(res.status(), 201);
+    let body = json(res).await;
+    (
+        body["id"].as_str().expect("id").to_owned(),
+        body["key"].as_str().expect("key").to_owned(),
+    )
+}
+
+/// Reads an SSE body until it ends (bounded); true when the server closed it.
+async fn sse_ends(res: &mut reqwest::Response) -> bool {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = res.chunk().await {}
+    })
+    .await
+    .is_ok()
+}
+
+/// A WebSocket and an SSE stream opened with an API key end when the key is revoked; a socket
+/// opened with a ticket ends with the credential that minted it (here: log out everywhere).
+async fn live_channels_end_with_the_credential_behind_them(backend: Backend) {
+    let Some((app, token)) = setup(backend).await else {
+        return;
+    };
+    let (key_id, key) = api_key(&app, &token, &["jobs:read", "events:read"]).await;
+    let mut ws = connect(&app, "", &[("x-api-key", key.clone())])
+        .await
+        .expect("connect with a key");
+    next_json(&mut ws).await;
+    let mut sse = app
+        .client
+        .get(app.url("/api/v1/events/tail"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(sse.status(), 200);
+    let res = app
+        .client
+        .delete(app.url(&format!("/api/v1/api-keys/{key_id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(res.status(), 204);
+    assert_eq!(
+        close_code(&mut ws).await,
+        (CloseCode::Policy, "API key revoked".to_owned())
+    );
+    assert!(sse_ends(&mut sse).await, "the event stream ended");
+
+    // A ticket's socket lives as long as what minted it.
+    let res = app
+        .client
+        .post(app.url("/auth/ws-ticket"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("ticket");
+    let ticket = json(res).await["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_owned();
+    let mut ws = connect(&app, &format!("?ticket={ticket}"), &[])
+        .await
+        .expect("connect with a ticket");
+    next_json(&mut ws).await;
+    let res = app
+        .client
+        .post(app.url("/auth/logout-all"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("logout-all");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        close_code(&mut ws).await,
+        (CloseCode::Policy, "Token revoked".to_owned())
+    );
+}
+
+/// A moderator demoted to `user` stops receiving other users' job events: a socket opened with
+/// a token ends (the role change revokes tokens), one opened with an API key narrows to what the
+/// new role may see.
+async fn a_demoted_moderator_stops_seeing_other_users_jobs(backend: Backend) {
+    let Some((app, token)) = setup(backend).await else {
+        return;
+    };
+    let moderator = app.create_user("mia", PW, Role::Moderator).await;
+    let mod_token = app.token("mia", PW).await;
+    let (_, key) = api_key(&app, &mod_token, &["jobs:read", "events:read"]).await;
+    let mut by_token = connect(
+        &app,
+        "",
+        &[("authorization", format!("Bearer {mod_token}"))],
+    )
+    .await
+    .expect("connect");
+    let mut by_key = connect(&app, "", &[("x-api-key", key)])
+        .await
+        .expect("connect");
+    for ws in [&mut by_token, &mut by_key] {
+        next_json(ws).await;
+        ws.send(Message::text(
+            json!({"type": "subscribe", "stream": "orchestrator"}).to_string(),
+        ))
+        .await
+        .expect("subscribe");
+        assert_eq!(next_json(ws).await["type"], "subscribed");
+    }
+    let before = create_job(&app, &token, "seen while a moderator").await;
+    assert_eq!(
+        next_json(&mut by_key).await["event"]["task_id"],
+        json!(before)
+    );
+
+    kyros::auth::accounts::set_role(&app.state, &moderator, Role::User)
+        .await
+        .expect("demote");
+    assert_eq!(
+        close_code(&mut by_token).await,
+        (CloseCode::Policy, "Token revoked".to_owned())
+    );
+    // The key's socket learns the new role at its next credential check: from then on another
+    // user's job cannot be followed (polled, bounded)…
+    let mut narrowed = false;
+    for _ in 0..50 {
+        by_key
+            .send(Message::text(
+                json!({"type": "subscribe", "job_id": before}).to_string(),
+            ))
+            .await
+            .expect("subscribe");
+        let reply = next_json(&mut by_key).await;
+        if reply["type"] == "error" {
+            assert_eq!(reply["message"], "Not found");
+            narrowed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(narrowed, "the socket follows the demotion");
+    // …nor is it delivered, while its owner's own job still is.
+    by_key
+        .send(Message::text(
+            json!({"type": "unsubscribe", "job_id": before}).to_string(),
+        ))
+        .await
+        .expect("unsubscribe");
+    assert_eq!(next_json(&mut by_key).await["type"], "unsubscribed");
+    create_job(&app, &token, "someone else's, after the demotion").await;
+    let own_token = app.token("mia", PW).await;
+    let own = create_job(&app, &own_token, "mia's own").await;
+    let event = next_json(&mut by_key).await;
+    assert_eq!(event["event"]["task_id"], json!(own), "{event}");
+}
+
 backend_tests!(
+    live_channels_end_with_the_credential_behind_them,
+    a_demoted_moderator_stops_seeing_other_users_jobs,
     the_orchestrator_stream_follows_every_visible_job,
     oversized_and_flooding_messages_are_refused,
     every_authentication_method_works_and_nothing_else,

@@ -26,7 +26,7 @@ use super::principal::{AuthMethod, CurrentUser, bearer_token};
 
 use crate::config::Settings;
 use crate::crypto::{ct_eq, derive_key, random_bytes};
-use crate::security::audit::AuditEvent;
+use crate::security::audit::{Actor, AuditEvent};
 use crate::security::client_ip::RequestContext;
 use crate::state::AppState;
 use crate::store::api_keys::{self as store, ApiKeyRow};
@@ -538,6 +538,34 @@ pub fn audit_details(key: &ApiKey) -> serde_json::Value {
         "owner_id": key.owner_id,
         "expires_at": key.expires_at,
     })
+}
+
+/// Revokes a key, for HTTP and the CLI alike: its row, every channel it opened (through the
+/// revocation deny-list, on every instance, within a second), and the `apikey.revoked` audit row
+/// naming the actor. False when it was revoked already (nothing is written then).
+pub async fn revoke(state: &AppState, key: &ApiKey, actor: Actor<'_>) -> StoreResult<bool> {
+    let now = state.clock.now();
+    if !store::revoke(&state.db, key.id, now).await? {
+        return Ok(false);
+    }
+    // Kept as long as the key could still have been used; a key without expiry for a long while.
+    let until = key.expires_at.unwrap_or(now + Duration::days(400));
+    state
+        .revocations
+        .deny(
+            &super::liveness::api_key_handle(key.id),
+            Some(key.owner_id),
+            until,
+        )
+        .await?;
+    let mut details = audit_details(key);
+    details["via"] = json!(actor.via());
+    state.audit.record(
+        AuditEvent::new("apikey.revoked", "success")
+            .by(actor)
+            .details(details),
+    );
+    Ok(true)
 }
 
 // ---------------------------------------------------------------------------------------------

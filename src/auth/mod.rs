@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod liveness;
 pub mod mfa;
 pub mod password;
 pub mod policy;

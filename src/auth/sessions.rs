@@ -53,6 +53,22 @@ impl SessionPolicy {
     }
 }
 
+/// Ends a session: its row, and — through the revocation deny-list, on every instance — every
+/// channel it opened. False when it had ended already.
+pub async fn revoke(state: &AppState, id: Uuid) -> StoreResult<bool> {
+    let now = state.clock.now();
+    let revoked = sessions::revoke(&state.db, id, now).await?;
+    state
+        .revocations
+        .deny(
+            &super::liveness::session_handle(id),
+            None,
+            now + state.session_policy.absolute,
+        )
+        .await?;
+    Ok(revoked)
+}
+
 /// A live session and its user.
 #[derive(Debug, Clone)]
 pub struct LiveSession {

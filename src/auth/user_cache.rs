@@ -25,9 +25,19 @@ pub struct UserCache {
 impl UserCache {
     /// The user `id`, from the cache when read less than `TTL` ago.
     pub async fn get(&self, db: &Db, id: Uuid) -> StoreResult<Option<User>> {
+        self.get_within(db, id, TTL).await
+    }
+
+    /// The user `id`, from the cache when read less than `max_age` (at most `TTL`) ago.
+    pub async fn get_within(
+        &self,
+        db: &Db,
+        id: Uuid,
+        max_age: Duration,
+    ) -> StoreResult<Option<User>> {
         if let Ok(entries) = self.entries.lock()
             && let Some((at, user)) = entries.get(&id)
-            && at.elapsed() < TTL
+            && at.elapsed() < max_age.min(TTL)
         {
             return Ok(Some(user.clone()));
         }

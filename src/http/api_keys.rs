@@ -19,7 +19,7 @@ use crate::auth::api_keys::{
 };
 use crate::auth::rbac::UserPrincipal;
 use crate::error::{ApiError, FieldError};
-use crate::security::audit::AuditEvent;
+use crate::security::audit::{Actor, AuditEvent};
 use crate::security::client_ip::RequestContext;
 use crate::state::AppState;
 use crate::store::api_keys as store;
@@ -290,16 +290,9 @@ async fn revoke(
     if key.revoked_at.is_some() || !(own || current.user.role == Role::Admin) {
         return Err(not_found());
     }
-    if !store::revoke(&state.db, id, state.clock.now()).await? {
+    let ctx = ctx.map(|Extension(c)| c);
+    if !api_keys::revoke(&state, &key, Actor::User(&current.user, ctx.as_ref())).await? {
         return Err(not_found());
     }
-    let mut details = api_keys::audit_details(&key);
-    details["via"] = json!("api");
-    state.audit.record(
-        AuditEvent::new("apikey.revoked", "success")
-            .context(ctx.map(|Extension(c)| c).as_ref())
-            .user(&current.user)
-            .details(details),
-    );
     Ok(StatusCode::NO_CONTENT)
 }

@@ -262,7 +262,7 @@ async fn logout(
     let mut revoked = false;
     match &current.method {
         AuthMethod::Session(id) => {
-            revoked |= crate::store::sessions::revoke(&state.db, *id, state.clock.now()).await?;
+            revoked |= crate::auth::sessions::revoke(&state, *id).await?;
         }
         _ => {
             if let Some(claims) = &current.claims {

@@ -21,6 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::body::JsonObject;
 use crate::auth::api_keys::Scope;
+use crate::auth::liveness::{self, Channel, Liveness};
 use crate::auth::principal::CurrentUser;
 use crate::auth::rbac::require_scope;
 use crate::clock::at_storage_precision;
@@ -185,8 +186,10 @@ fn stream(
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
     // Subscribe before reading the backlog, so nothing falls between the two.
     let mut live = state.events.subscribe();
-    let (user, proof) = (current.user.clone(), super::ws::proof_of(current));
+    let current = current.clone();
     tokio::spawn(async move {
+        let mut channel = Channel::open(&state, &current).await;
+        let opened_role = current.user.role;
         let frame = |e: &EventRow| {
             Event::default()
                 .id(e.id.to_string())
@@ -242,17 +245,20 @@ fn stream(
             return;
         }
         // The stream ends when the credentials that opened it end (expiry, revocation, logout).
-        let mut check = tokio::time::interval(Duration::from_secs(1));
-        let mut ticks: u64 = 0;
+        let mut check = tokio::time::interval(liveness::CHECK_EVERY);
         loop {
             let next = tokio::select! {
                 _ = tx.closed() => return,
                 // The process is stopping: the client reconnects elsewhere with Last-Event-ID.
                 _ = state.shutdown.wait() => return,
+                // The credential that opened the stream, re-evaluated (`auth::liveness`). The
+                // stream's filter was chosen for the role it opened with: a changed role ends it,
+                // and the client resumes (Last-Event-ID) with what the new role may see.
                 _ = check.tick() => {
-                    ticks += 1;
-                    if super::ws::still_valid(&state, &user, &proof, ticks.is_multiple_of(10)).await.is_some() {
-                        return;
+                    match liveness::check(&state, &mut channel).await {
+                        Liveness::Live(user) if user.role == opened_role => {}
+                        Liveness::Live(_) | Liveness::Ended(_) => return,
+                        Liveness::Unknown => {}
                     }
                     continue;
                 }

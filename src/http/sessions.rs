@@ -92,7 +92,7 @@ pub async fn session_response(
         ..
     }) = current
     {
-        store::revoke(&state.db, old, now).await?;
+        crate::auth::sessions::revoke(state, old).await?;
     }
     let user_agent = headers
         .get(header::USER_AGENT)
@@ -141,7 +141,7 @@ async fn logout(
     let AuthMethod::Session(id) = current.method else {
         return Err(not_a_session());
     };
-    store::revoke(&state.db, id, state.clock.now()).await?;
+    crate::auth::sessions::revoke(&state, id).await?;
     state.audit.record(
         AuditEvent::new("session.revoked", "success")
             .context(ctx.map(|Extension(c)| c).as_ref())
@@ -227,7 +227,7 @@ async fn revoke(
     {
         return Err(not_found());
     }
-    store::revoke(&state.db, id, now).await?;
+    crate::auth::sessions::revoke(&state, id).await?;
     state.audit.record(
         AuditEvent::new("session.revoked", "success")
             .context(ctx.map(|Extension(c)| c).as_ref())

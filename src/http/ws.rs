@@ -8,7 +8,10 @@
 //! `subscribe`/`unsubscribe` to a job's or task's events (`{"type":"subscribe","task_id":…}`)
 //! or to the collaboration log (`{"type":"subscribe","stream":"collab"}`) or to every job event
 //! the caller may see (`{"type":"subscribe","stream":"orchestrator"}`), and `ping`/`pong`.
-//! The connection is closed with 1008 when its token expires or is revoked, or its session ends.
+//! The connection holds the credential that opened it (`auth::liveness`): it is closed with 1008
+//! within a second of that credential's revocation or expiry on any instance (a ticket's: the
+//! credential that minted it), of a change of the user's token generation or of disabling; what
+//! it delivers follows the user's current role.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -32,9 +35,9 @@ use uuid::Uuid;
 
 use super::auth::no_store;
 use super::events::{collab_json, orchestrator_json};
-use crate::auth::principal::{AuthMethod, CurrentUser, user_from_token};
+use crate::auth::liveness::{self, Channel, Credential, Liveness};
+use crate::auth::principal::{CurrentUser, user_from_token};
 use crate::auth::rbac::UserPrincipal;
-use crate::auth::tokens::{AccessClaims, LEEWAY_SECS};
 use crate::crypto::token_hash;
 use crate::crypto::{derive_key, random_bytes};
 use crate::error::ApiError;
@@ -43,8 +46,8 @@ use crate::security::client_ip::RequestContext;
 use crate::security::csrf::is_cross_site;
 use crate::state::AppState;
 use crate::store::events::EventRow;
+use crate::store::tokens;
 use crate::store::users::{self, User};
-use crate::store::{sessions, tokens};
 
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const READ_BUFFER_BYTES: usize = 4 * 1024;
@@ -72,13 +75,13 @@ async fn ticket(
 ) -> Result<Response, ApiError> {
     let ticket = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
     let expires = state.clock.now() + chrono::Duration::seconds(TICKET_SECS);
-    tokens::insert_ws_ticket(
-        &state.db,
-        &ticket_hash(&state, &ticket),
-        current.user.id,
-        expires,
-    )
-    .await?;
+    // The socket it opens lives as long as the credential that minted it.
+    let origin = tokens::WsTicket {
+        user_id: current.user.id,
+        minted_by: Credential::of(&current).handle(),
+        token_generation: current.user.token_generation,
+    };
+    tokens::insert_ws_ticket(&state.db, &ticket_hash(&state, &ticket), &origin, expires).await?;
     Ok(no_store(
         Json(json!({"ticket": ticket, "expires_in": TICKET_SECS})).into_response(),
     ))
@@ -88,24 +91,6 @@ async fn ticket(
 struct WsQuery {
     token: Option<String>,
     ticket: Option<String>,
-}
-
-/// How the connection was authenticated: what to re-check while it lives.
-#[derive(Debug, Clone)]
-pub(crate) enum Proof {
-    Token(AccessClaims),
-    Session(Uuid),
-    /// API key or ticket: the user stays checked.
-    User,
-}
-
-/// What to re-check for a principal authenticated by the middleware.
-pub(crate) fn proof_of(current: &CurrentUser) -> Proof {
-    match (current.method, &current.claims) {
-        (AuthMethod::Session(id), _) => Proof::Session(id),
-        (AuthMethod::Bearer, Some(claims)) => Proof::Token(claims.clone()),
-        _ => Proof::User,
-    }
 }
 
 async fn upgrade(
@@ -123,32 +108,37 @@ async fn upgrade(
     {
         return Err(ApiError::forbidden("Origin not allowed"));
     }
-    let (user, proof) = match current {
+    let (user, channel) = match current {
         Some(c) => {
-            let proof = match (c.method, c.claims) {
-                (AuthMethod::Session(id), _) => Proof::Session(id),
-                (AuthMethod::Bearer, Some(claims)) => Proof::Token(claims),
-                _ => Proof::User,
-            };
-            (c.user, proof)
+            let channel = Channel::open(&state, &c).await;
+            (c.user, channel)
         }
         None => match (q.ticket, q.token) {
             (Some(ticket), _) => {
                 let now = state.clock.now();
-                let user_id = tokens::use_ws_ticket(&state.db, &ticket_hash(&state, &ticket), now)
+                let invalid = || ApiError::unauthorized("Invalid or used ticket");
+                let origin = tokens::use_ws_ticket(&state.db, &ticket_hash(&state, &ticket), now)
                     .await?
-                    .ok_or_else(|| ApiError::unauthorized("Invalid or used ticket"))?;
-                let user = users::find_by_id(&state.db, user_id)
+                    .ok_or_else(invalid)?;
+                let user = users::find_by_id(&state.db, origin.user_id)
                     .await?
-                    .filter(|u| u.active)
-                    .ok_or_else(|| ApiError::unauthorized("Invalid or used ticket"))?;
-                (user, Proof::User)
+                    .filter(|u| u.active && u.token_generation == origin.token_generation)
+                    .ok_or_else(invalid)?;
+                let channel = Channel::new(
+                    user.id,
+                    origin.token_generation,
+                    Credential::Ticket {
+                        minted_by: origin.minted_by,
+                    },
+                );
+                (user, channel)
             }
             (None, Some(token)) => match user_from_token(&state, &token).await? {
-                Ok(c) => {
-                    let claims = c.claims.ok_or_else(ApiError::invalid_credentials)?;
-                    (c.user, Proof::Token(claims))
+                Ok(c) if c.claims.is_some() => {
+                    let channel = Channel::open(&state, &c).await;
+                    (c.user, channel)
                 }
+                Ok(_) => return Err(ApiError::invalid_credentials()),
                 Err(_) => return Err(ApiError::unauthorized("Invalid token")),
             },
             (None, None) => return Err(ApiError::unauthorized("Missing authentication token")),
@@ -165,7 +155,7 @@ async fn upgrade(
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| run(state, socket, user, proof)))
+        .on_upgrade(move |socket| run(state, socket, user, channel)))
 }
 
 fn now_iso() -> String {
@@ -178,47 +168,6 @@ fn text(v: Value) -> Message {
 
 fn error(message: &str) -> Message {
     text(json!({"type": "error", "message": message}))
-}
-
-/// Why the connection must end now, if it must.
-pub(crate) async fn still_valid(
-    state: &AppState,
-    user: &User,
-    proof: &Proof,
-    deep: bool,
-) -> Option<&'static str> {
-    let now = state.clock.now();
-    if let Proof::Token(claims) = proof {
-        if claims.exp + LEEWAY_SECS <= now.timestamp() {
-            return Some("Token expired");
-        }
-        if state.revocations.is_denied(&claims.jti) {
-            return Some("Token revoked");
-        }
-    }
-    if !deep {
-        return None;
-    }
-    match state.user_cache.get(&state.db, user.id).await {
-        Ok(Some(u)) if u.active => {
-            if let Proof::Token(claims) = proof
-                && u.token_generation != claims.generation.unwrap_or(0)
-            {
-                return Some("Token revoked");
-            }
-        }
-        Ok(_) => return Some("User no longer active"),
-        Err(_) => return None,
-    }
-    if let Proof::Session(id) = proof {
-        match sessions::find_by_id(&state.db, *id).await {
-            Ok(Some(s)) if s.revoked_at.is_none() && now < state.session_policy.valid_until(&s) => {
-            }
-            Ok(_) => return Some("Session ended"),
-            Err(_) => {}
-        }
-    }
-    None
 }
 
 #[derive(Default)]
@@ -254,7 +203,7 @@ async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
         .await;
 }
 
-async fn run(state: AppState, mut socket: WebSocket, user: User, proof: Proof) {
+async fn run(state: AppState, mut socket: WebSocket, mut user: User, mut channel: Channel) {
     let hello = json!({"type": "connection", "status": "connected", "user": user.username, "timestamp": now_iso()});
     if socket.send(text(hello)).await.is_err() {
         return;
@@ -269,10 +218,9 @@ async fn run(state: AppState, mut socket: WebSocket, user: User, proof: Proof) {
     // Events up to here were delivered from the log by a catch-up; the bus repeats some of them.
     let mut replayed_to = 0i64;
     let mut subs = Subscriptions::default();
-    let mut check = tokio::time::interval(Duration::from_secs(1));
+    let mut check = tokio::time::interval(liveness::CHECK_EVERY);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
-    let mut ticks: u64 = 0;
     let mut unanswered_pings = 0;
     let (mut window_start, mut in_window) = (tokio::time::Instant::now(), 0u32);
     loop {
@@ -363,10 +311,15 @@ async fn run(state: AppState, mut socket: WebSocket, user: User, proof: Proof) {
                 return;
             }
             _ = check.tick() => {
-                ticks += 1;
-                if let Some(reason) = still_valid(&state, &user, &proof, ticks.is_multiple_of(10)).await {
-                    close(socket, 1008, reason).await;
-                    return;
+                // The credential that opened the socket, re-evaluated; what is delivered follows
+                // the user's current role.
+                match liveness::check(&state, &mut channel).await {
+                    Liveness::Live(now) => user = now,
+                    Liveness::Ended(reason) => {
+                        close(socket, 1008, reason).await;
+                        return;
+                    }
+                    Liveness::Unknown => {}
                 }
             }
             _ = ping.tick() => {

@@ -28,6 +28,33 @@ const MAX_PENDING: usize = 100_000;
 const RETRY_MIN: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
+/// Who performs an action that services audit: a signed-in user over HTTP (with the request's
+/// context), or an operator at the command line (`kyros …`; recorded as actor `cli`, with the
+/// operating-system user when known). The same service call writes the same row for both.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    User(&'a User, Option<&'a RequestContext>),
+    Cli,
+}
+
+impl Actor<'_> {
+    /// The user behind the action, if it is one.
+    pub fn user(&self) -> Option<&User> {
+        match self {
+            Actor::User(user, _) => Some(user),
+            Actor::Cli => None,
+        }
+    }
+
+    /// `api` or `cli`: where the action came from (the `via` of audit details).
+    pub fn via(&self) -> &'static str {
+        match self {
+            Actor::User(..) => "api",
+            Actor::Cli => "cli",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
     pub event: &'static str,
@@ -59,6 +86,17 @@ impl AuditEvent {
             self.request_id = Some(ctx.request_id.clone());
         }
         self
+    }
+
+    /// Names the actor: the user (and the request's context), or `cli` (`cli:<os user>`).
+    pub fn by(self, actor: Actor<'_>) -> Self {
+        match actor {
+            Actor::User(user, ctx) => self.context(ctx).user(user),
+            Actor::Cli => {
+                let os_user = std::env::var("USER").ok().filter(|u| !u.is_empty());
+                self.attempted(&os_user.map_or_else(|| "cli".to_owned(), |u| format!("cli:{u}")))
+            }
+        }
     }
 
     pub fn user(mut self, user: &User) -> Self {

@@ -175,26 +175,42 @@ pub async fn purge_expired(db: &Db, now: DateTime<Utc>) -> StoreResult<()> {
     Ok(())
 }
 
+/// What a WebSocket ticket stands for.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WsTicket {
+    pub user_id: Uuid,
+    /// The revocation handle of the credential that minted it.
+    pub minted_by: Option<String>,
+    pub token_generation: i64,
+}
+
 pub async fn insert_ws_ticket(
     db: &Db,
     hash: &str,
-    user_id: Uuid,
+    ticket: &WsTicket,
     expires_at: DateTime<Utc>,
 ) -> StoreResult<()> {
-    on_pool!(db, pool => sqlx::query("INSERT INTO ws_tickets (ticket_hash, user_id, expires_at) VALUES ($1, $2, $3)")
+    on_pool!(db, pool => sqlx::query("INSERT INTO ws_tickets (ticket_hash, user_id, expires_at, minted_by, token_generation) VALUES ($1, $2, $3, $4, $5)")
         .bind(hash)
-        .bind(user_id)
+        .bind(ticket.user_id)
         .bind(expires_at)
+        .bind(&ticket.minted_by)
+        .bind(ticket.token_generation)
         .execute(pool)
         .await
         .map(|_| ()))?;
     Ok(())
 }
 
-/// Consumes a WebSocket ticket: the user it was issued to, once, before it expires.
-pub async fn use_ws_ticket(db: &Db, hash: &str, now: DateTime<Utc>) -> StoreResult<Option<Uuid>> {
-    let user: Option<Uuid> = on_pool!(db, pool => sqlx::query_scalar(
-        "UPDATE ws_tickets SET used_at = $1 WHERE ticket_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
+/// Consumes a WebSocket ticket: what it was issued for, once, before it expires.
+pub async fn use_ws_ticket(
+    db: &Db,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<WsTicket>> {
+    let user: Option<WsTicket> = on_pool!(db, pool => sqlx::query_as(
+        "UPDATE ws_tickets SET used_at = $1 WHERE ticket_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+         RETURNING user_id, minted_by, token_generation",
     )
     .bind(now)
     .bind(hash)
