@@ -216,7 +216,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let state = AppState::build(settings).await?;
             println!("migrations applied ({})", state.db.engine());
         }
-        Command::User(cmd) => user_command(AppState::build(settings).await?, cmd).await?,
+        Command::User(cmd) => {
+            let state = AppState::build(settings).await?;
+            let result = user_command(state.clone(), cmd).await;
+            // The CLI's audit rows are written before the process ends.
+            state.audit.flush().await;
+            result?
+        }
         Command::Apikey(cmd) => {
             let state = AppState::build(settings).await?;
             let result = apikey_command(&state, cmd).await;
@@ -229,6 +235,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 async fn user_command(state: AppState, cmd: UserCommand) -> Result<(), Failure> {
+    use kyros::security::audit::Actor;
     match cmd {
         UserCommand::Create {
             username,
@@ -245,6 +252,7 @@ async fn user_command(state: AppState, cmd: UserCommand) -> Result<(), Failure> 
                     password,
                     role: role.into(),
                 },
+                Actor::Cli,
             )
             .await?;
             println!(
@@ -272,27 +280,27 @@ async fn user_command(state: AppState, cmd: UserCommand) -> Result<(), Failure> 
         } => {
             let user = accounts::require_user(&state, &username).await?;
             let password = read_password(password_stdin)?;
-            accounts::set_password(&state, &user, password).await?;
+            accounts::set_password(&state, &user, password, Actor::Cli).await?;
             println!("password changed for {}", user.username);
         }
         UserCommand::SetRole { username, role } => {
             let user = accounts::require_user(&state, &username).await?;
-            accounts::set_role(&state, &user, role.into()).await?;
+            accounts::set_role(&state, &user, role.into(), Actor::Cli).await?;
             println!("{} is now {}", user.username, Role::from(role));
         }
         UserCommand::Disable { username } => {
             let user = accounts::require_user(&state, &username).await?;
-            accounts::set_active(&state, &user, false).await?;
+            accounts::set_active(&state, &user, false, Actor::Cli).await?;
             println!("{} is disabled", user.username);
         }
         UserCommand::Unlock { username } => {
             let user = accounts::require_user(&state, &username).await?;
-            accounts::unlock(&state, &user).await?;
+            accounts::unlock(&state, &user, Actor::Cli).await?;
             println!("{} is unlocked", user.username);
         }
         UserCommand::Enable { username } => {
             let user = accounts::require_user(&state, &username).await?;
-            accounts::set_active(&state, &user, true).await?;
+            accounts::set_active(&state, &user, true, Actor::Cli).await?;
             println!("{} is enabled", user.username);
         }
     }
@@ -301,7 +309,7 @@ async fn user_command(state: AppState, cmd: UserCommand) -> Result<(), Failure> 
 
 async fn apikey_command(state: &AppState, cmd: ApiKeyCommand) -> Result<(), Failure> {
     use kyros::auth::api_keys::{self, ApiKey, NewApiKey, Scopes};
-    use kyros::security::audit::{Actor, AuditEvent};
+    use kyros::security::audit::Actor;
     use kyros::store::api_keys as store;
 
     let failed = |e: &dyn std::fmt::Display| Failure::Other(e.to_string());
@@ -329,14 +337,10 @@ async fn apikey_command(state: &AppState, cmd: ApiKeyCommand) -> Result<(), Fail
                     scopes,
                     expires_in_days,
                 },
+                Actor::Cli,
             )
             .await
             .map_err(|e| failed(&e))?;
-            let mut details = api_keys::audit_details(&created.key);
-            details["via"] = serde_json::json!("cli");
-            state
-                .audit
-                .record(AuditEvent::new("apikey.created", "success").details(details));
             println!("{}", created.secret.key);
             eprintln!(
                 "kyros: created API key {} ({}) for {}; it is not shown again",

@@ -165,6 +165,102 @@ async fn user_administration_from_the_command_line(backend: Backend) {
     let out = cli.run(&["user", "disable", "--username", "ghost"], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no such user"));
+
+    // API keys from the command line.
+    let out = cli.run(
+        &[
+            "apikey",
+            "create",
+            "--owner",
+            "ops",
+            "--name",
+            "runner",
+            "--scopes",
+            "jobs:read",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = stdout(&out).trim().to_owned();
+    // The owner was enabled by another process a moment ago: the service's one-second user
+    // cache may still hold the disabled row, so the key is tried until that has passed.
+    let mut status = 0;
+    for _ in 0..50 {
+        let res = app
+            .client
+            .get(app.url("/api/v1/jobs"))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .expect("key");
+        status = res.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "the key made by the CLI works");
+    let key_id = app.audit_rows("apikey.created").await[0].details.0["key_id"]
+        .as_str()
+        .expect("key id")
+        .to_owned();
+    let out = cli.run(&["apikey", "revoke", "--id", &key_id], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Every action above wrote the audit row its HTTP twin writes, by the actor `cli`.
+    let ops = app.state_user("ops").await;
+    for (event, count) in [
+        ("user.created", 1),
+        ("user.role_changed", 1),
+        ("auth.password_changed", 1),
+        ("user.disabled", 1),
+        ("user.enabled", 1),
+        ("user.unlocked", 1),
+        ("apikey.created", 1),
+        ("apikey.revoked", 1),
+    ] {
+        let rows = app.audit_rows(event).await;
+        assert_eq!(rows.len(), count, "{event}");
+        let row = &rows[0];
+        assert_eq!(row.actor.as_deref(), Some("cli"), "{event}");
+        assert_eq!(row.outcome, "success", "{event}");
+        assert_eq!(row.details.0["via"], "cli", "{event}");
+        if event.starts_with("user.") || event.starts_with("auth.") {
+            assert_eq!(
+                row.details.0["target_user_id"],
+                serde_json::json!(ops.id),
+                "{event}"
+            );
+        }
+    }
+    let role = &app.audit_rows("user.role_changed").await[0];
+    assert_eq!(role.details.0["from"], "admin");
+    assert_eq!(role.details.0["to"], "moderator");
+    // Over HTTP the same service writes the same row, by the administrator.
+    let admin = app
+        .create_user(
+            "boss",
+            "the boss password",
+            kyros::store::users::Role::Admin,
+        )
+        .await;
+    let boss = app.token("boss", "the boss password").await;
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/admin/users/{}/unlock", ops.id)))
+        .bearer_auth(&boss)
+        .send()
+        .await
+        .expect("unlock");
+    assert_eq!(res.status(), 204);
+    let rows = app.audit_rows("user.unlocked").await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].actor_id, Some(admin.id));
+    assert_eq!(rows[0].details.0["via"], "api");
+    assert_eq!(
+        rows[0].details.0["target_user_id"],
+        rows[1].details.0["target_user_id"]
+    );
 }
 
 backend_tests!(user_administration_from_the_command_line);

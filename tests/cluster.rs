@@ -370,9 +370,14 @@ async fn live_channels_end_on_every_instance() {
     let mut by_ticket = ws_connect(&apps[2], &format!("?ticket={ticket}"), None).await;
 
     // Demoted on instance 0: instance 2's ticket socket ends (the role change revokes tokens).
-    kyros::auth::accounts::set_role(&apps[0].state, &mod_user, Role::User)
-        .await
-        .expect("demote");
+    kyros::auth::accounts::set_role(
+        &apps[0].state,
+        &mod_user,
+        Role::User,
+        kyros::security::audit::Actor::System,
+    )
+    .await
+    .expect("demote");
     assert_eq!(
         closed_with(&mut by_ticket).await,
         (1008, "Token revoked".to_owned())

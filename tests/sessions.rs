@@ -334,9 +334,14 @@ async fn login_rotates_the_session_and_disabling_ends_it(backend: Backend) {
     );
 
     let sam = app.state_user("sam").await;
-    kyros::auth::accounts::set_active(&app.state, &sam, false)
-        .await
-        .expect("disable");
+    kyros::auth::accounts::set_active(
+        &app.state,
+        &sam,
+        false,
+        kyros::security::audit::Actor::System,
+    )
+    .await
+    .expect("disable");
     let res = app
         .client
         .get(app.url("/auth/user"))

@@ -519,9 +519,14 @@ async fn a_demoted_moderator_stops_seeing_other_users_jobs(backend: Backend) {
         json!(before)
     );
 
-    kyros::auth::accounts::set_role(&app.state, &moderator, Role::User)
-        .await
-        .expect("demote");
+    kyros::auth::accounts::set_role(
+        &app.state,
+        &moderator,
+        Role::User,
+        kyros::security::audit::Actor::System,
+    )
+    .await
+    .expect("demote");
     assert_eq!(
         close_code(&mut by_token).await,
         (CloseCode::Policy, "Token revoked".to_owned())

@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::password::{PasswordError, Verification};
 use crate::config::{PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS};
-use crate::security::audit::AuditEvent;
+use crate::security::audit::{Actor, AuditEvent};
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::users::{self, NewUser, Role, User};
@@ -128,7 +128,13 @@ pub struct CreateUser {
     pub role: Role,
 }
 
-pub async fn create_user(state: &AppState, input: CreateUser) -> Result<User, AccountError> {
+/// Creates a user (HTTP administration, `kyros user create`, start-up bootstrap) and audits
+/// `user.created` by `actor`.
+pub async fn create_user(
+    state: &AppState,
+    input: CreateUser,
+    actor: Actor<'_>,
+) -> Result<User, AccountError> {
     validate_username(&input.username)?;
     validate_email(&input.email)?;
     validate_new_password(input.password.expose_secret())?;
@@ -155,36 +161,114 @@ pub async fn create_user(state: &AppState, input: CreateUser) -> Result<User, Ac
         state.clock.now(),
     )
     .await?;
+    audit(
+        state,
+        actor,
+        "user.created",
+        &user,
+        serde_json::json!({"role": user.role}),
+    );
     Ok(user)
 }
 
-/// Sets a new password and revokes every token and session of the user.
+/// The user's row as it is now.
+async fn fresh(state: &AppState, user: &User) -> Result<User, AccountError> {
+    users::find_by_id(&state.db, user.id)
+        .await?
+        .ok_or(AccountError::NotFound)
+}
+
+/// One administrative audit row: `event` by `actor` about `target`, with `details` added to
+/// `target_user_id`, `target` and `via` (`api`, `cli`, `system`).
+fn audit(
+    state: &AppState,
+    actor: Actor<'_>,
+    event: &'static str,
+    target: &User,
+    mut details: serde_json::Value,
+) {
+    if let serde_json::Value::Object(map) = &mut details {
+        map.insert("target_user_id".into(), serde_json::json!(target.id));
+        map.insert("target".into(), serde_json::json!(target.username));
+        map.insert("via".into(), serde_json::json!(actor.via()));
+    }
+    state
+        .audit
+        .record(AuditEvent::new(event, "success").by(actor).details(details));
+}
+
+/// Sets a new password and revokes every token and session of the user; audited as
+/// `auth.password_changed` by `actor` (the user themselves, an administrator, the CLI).
 pub async fn set_password(
     state: &AppState,
     user: &User,
     password: SecretString,
+    actor: Actor<'_>,
 ) -> Result<(), AccountError> {
     validate_new_password(password.expose_secret())?;
     let hash = state.hasher.hash(password).await?;
     users::set_password_hash(&state.db, user.id, &hash, state.clock.now()).await?;
     state.user_cache.forget(user.id);
-    revoke_everything(state, user).await
+    revoke_everything(state, user).await?;
+    audit(
+        state,
+        actor,
+        "auth.password_changed",
+        user,
+        serde_json::json!({}),
+    );
+    Ok(())
 }
 
-/// Changes the role; tokens carrying the old role are revoked.
-pub async fn set_role(state: &AppState, user: &User, role: Role) -> Result<(), AccountError> {
+/// Changes the role (nothing when it is the same); tokens carrying the old role are revoked.
+/// Audited as `user.role_changed` by `actor`.
+pub async fn set_role(
+    state: &AppState,
+    user: &User,
+    role: Role,
+    actor: Actor<'_>,
+) -> Result<(), AccountError> {
+    // Compared with the row as it is now (the caller's copy may be old).
+    let user = &fresh(state, user).await?;
+    if role == user.role {
+        return Ok(());
+    }
     users::set_role(&state.db, user.id, role, state.clock.now()).await?;
     state.user_cache.forget(user.id);
-    revoke_everything(state, user).await
+    revoke_everything(state, user).await?;
+    audit(
+        state,
+        actor,
+        "user.role_changed",
+        user,
+        serde_json::json!({"from": user.role, "to": role}),
+    );
+    Ok(())
 }
 
-/// Disables or re-enables a user; disabling revokes every token and session.
-pub async fn set_active(state: &AppState, user: &User, active: bool) -> Result<(), AccountError> {
+/// Disables or re-enables a user (nothing when already so); disabling revokes every token and
+/// session. Audited as `user.disabled` / `user.enabled` by `actor`.
+pub async fn set_active(
+    state: &AppState,
+    user: &User,
+    active: bool,
+    actor: Actor<'_>,
+) -> Result<(), AccountError> {
+    let user = &fresh(state, user).await?;
+    if active == user.active {
+        return Ok(());
+    }
     users::set_active(&state.db, user.id, active, state.clock.now()).await?;
     state.user_cache.forget(user.id);
     if !active {
         revoke_everything(state, user).await?;
     }
+    let event = if active {
+        "user.enabled"
+    } else {
+        "user.disabled"
+    };
+    audit(state, actor, event, user, serde_json::json!({}));
     Ok(())
 }
 
@@ -414,9 +498,10 @@ impl FactorAttempt {
     }
 }
 
-/// Lifts a lockout (administrator action).
-pub async fn unlock(state: &AppState, user: &User) -> Result<(), AccountError> {
+/// Lifts a lockout (administrator action), audited as `user.unlocked` by `actor`.
+pub async fn unlock(state: &AppState, user: &User, actor: Actor<'_>) -> Result<(), AccountError> {
     users::clear_failures(&state.db, user.id).await?;
+    audit(state, actor, "user.unlocked", user, serde_json::json!({}));
     Ok(())
 }
 
@@ -450,6 +535,7 @@ pub async fn bootstrap_first_superuser(state: &AppState) -> Result<(), AccountEr
             password: password.clone(),
             role: Role::Admin,
         },
+        Actor::System,
     )
     .await
     {

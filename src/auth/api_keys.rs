@@ -466,12 +466,14 @@ impl fmt::Debug for Created {
     }
 }
 
-/// Creates a key for `owner`. Validates the name, the scopes against the owner's role, the
-/// lifetime, and the number of live keys the owner has. Auditing is the caller's business.
+/// Creates a key for `owner` (HTTP and CLI alike). Validates the name, the scopes against the
+/// owner's role (a refusal is audited as `rbac.denied`), the lifetime, and the number of live
+/// keys the owner has; audits `apikey.created` by `actor`.
 pub async fn create(
     state: &AppState,
     owner: &User,
     input: NewApiKey,
+    actor: Actor<'_>,
 ) -> Result<Created, ApiKeyError> {
     let name = validate_name(&input.name)?;
     if input.scopes.is_empty() {
@@ -481,6 +483,11 @@ pub async fn create(
         ));
     }
     if let Some(scope) = input.scopes.beyond(owner.role) {
+        state.audit.record(
+            AuditEvent::new("rbac.denied", "denied")
+                .by(actor)
+                .details(json!({"action": "apikey.create", "scope": scope, "role": owner.role})),
+        );
         return Err(ApiKeyError::ScopeNotAllowed(scope));
     }
     let lifetime = input
@@ -517,10 +524,15 @@ pub async fn create(
         };
         match store::insert(&state.db, &row).await {
             Ok(()) => {
-                return Ok(Created {
-                    key: ApiKey::from(&row),
-                    secret,
-                });
+                let key = ApiKey::from(&row);
+                let mut details = audit_details(&key);
+                details["via"] = json!(actor.via());
+                state.audit.record(
+                    AuditEvent::new("apikey.created", "success")
+                        .by(actor)
+                        .details(details),
+                );
+                return Ok(Created { key, secret });
             }
             Err(StoreError::Conflict(_)) if attempt < 3 => continue,
             Err(e) => return Err(e.into()),

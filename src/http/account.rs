@@ -20,7 +20,7 @@ use crate::auth::principal::AuthMethod;
 use crate::auth::rbac::UserPrincipal;
 use crate::config::PASSWORD_MAX_BYTES;
 use crate::error::ApiError;
-use crate::security::audit::AuditEvent;
+use crate::security::audit::{Actor, AuditEvent};
 use crate::security::client_ip::RequestContext;
 use crate::security::rate_limit::{Policy, Verdict, limited_error};
 use crate::state::AppState;
@@ -101,13 +101,7 @@ async fn change_password(
         AccountError::Invalid(_, msg) => ApiError::field("new_password", "value_error", msg),
         other => other.into(),
     })?;
-    accounts::set_password(&state, &user, new).await?;
-    state.audit.record(
-        AuditEvent::new("auth.password_changed", "success")
-            .context(ctx.as_ref())
-            .user(&user)
-            .details(json!({"method": if matches!(current.method, AuthMethod::Session(_)) { "session" } else { "bearer" }})),
-    );
+    accounts::set_password(&state, &user, new, Actor::User(&user, ctx.as_ref())).await?;
     if let AuthMethod::Session(_) = current.method {
         // The old session ended with all the others; this browser continues in a new one.
         return session_response(&state, None, ctx.as_ref(), &headers, &user).await;

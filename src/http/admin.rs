@@ -18,7 +18,7 @@ use crate::auth::mfa;
 use crate::auth::rbac::Admin;
 use crate::config::PASSWORD_MAX_BYTES;
 use crate::error::{ApiError, FieldError};
-use crate::security::audit::AuditEvent;
+use crate::security::audit::{Actor, AuditEvent};
 use crate::security::client_ip::RequestContext;
 use crate::state::AppState;
 use crate::store::audit::{self as audit_store, AuditFilter};
@@ -54,21 +54,6 @@ async fn target(state: &AppState, id: &str) -> Result<User, ApiError> {
     users::find_by_id(&state.db, id)
         .await?
         .ok_or_else(not_found)
-}
-
-fn record(
-    state: &AppState,
-    ctx: Option<Extension<RequestContext>>,
-    admin: &User,
-    event: &'static str,
-    details: Value,
-) {
-    state.audit.record(
-        AuditEvent::new(event, "success")
-            .context(ctx.map(|Extension(c)| c).as_ref())
-            .user(admin)
-            .details(details),
-    );
 }
 
 async fn list_users(State(state): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
@@ -117,15 +102,9 @@ async fn create_user(
             password: SecretString::from(password),
             role,
         },
+        Actor::User(&admin.user, ctx.as_ref().map(|Extension(c)| c)),
     )
     .await?;
-    record(
-        &state,
-        ctx,
-        &admin.user,
-        "user.created",
-        json!({"target_user_id": user.id, "target": user.username, "role": role}),
-    );
     Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
 }
 
@@ -155,34 +134,12 @@ async fn update_user(
             "Administrators cannot demote or disable themselves",
         ));
     }
-    if let Some(role) = role
-        && role != user.role
-    {
-        accounts::set_role(&state, &user, role).await?;
-        record(
-            &state,
-            ctx.clone(),
-            &admin.user,
-            "user.role_changed",
-            json!({"target_user_id": user.id, "from": user.role, "to": role}),
-        );
+    let actor = Actor::User(&admin.user, ctx.as_ref().map(|Extension(c)| c));
+    if let Some(role) = role {
+        accounts::set_role(&state, &user, role, actor).await?;
     }
-    if let Some(active) = active
-        && active != user.active
-    {
-        accounts::set_active(&state, &user, active).await?;
-        let event = if active {
-            "user.enabled"
-        } else {
-            "user.disabled"
-        };
-        record(
-            &state,
-            ctx,
-            &admin.user,
-            event,
-            json!({"target_user_id": user.id, "target": user.username}),
-        );
+    if let Some(active) = active {
+        accounts::set_active(&state, &user, active, actor).await?;
     }
     let updated = users::find_by_id(&state.db, user.id)
         .await?
@@ -197,24 +154,32 @@ async fn user_action(
     ctx: Option<Extension<RequestContext>>,
     Path((id, action)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let event = match action.as_str() {
-        "unlock" => "user.unlocked",
-        "reset-mfa" => "mfa.reset",
-        "revoke-tokens" => "tokens.revoked",
-        _ => return Err(ApiError::not_found("Not Found")),
-    };
-    let user = target(&state, &id).await?;
-    match action.as_str() {
-        "unlock" => accounts::unlock(&state, &user).await?,
-        "reset-mfa" => mfa::disable(&state, &user).await?,
-        _ => accounts::revoke_everything(&state, &user).await?,
+    if !matches!(action.as_str(), "unlock" | "reset-mfa" | "revoke-tokens") {
+        return Err(ApiError::not_found("Not Found"));
     }
-    record(
-        &state,
-        ctx,
-        &admin.user,
-        event,
-        json!({"target_user_id": user.id, "target": user.username}),
+    let user = target(&state, &id).await?;
+    let ctx = ctx.map(|Extension(c)| c);
+    let actor = Actor::User(&admin.user, ctx.as_ref());
+    let event = match action.as_str() {
+        "unlock" => {
+            return accounts::unlock(&state, &user, actor)
+                .await
+                .map(|()| StatusCode::NO_CONTENT)
+                .map_err(Into::into);
+        }
+        "reset-mfa" => {
+            mfa::disable(&state, &user).await?;
+            "mfa.reset"
+        }
+        _ => {
+            accounts::revoke_everything(&state, &user).await?;
+            "tokens.revoked"
+        }
+    };
+    state.audit.record(
+        AuditEvent::new(event, "success").by(actor).details(
+            json!({"target_user_id": user.id, "target": user.username, "via": actor.via()}),
+        ),
     );
     Ok(StatusCode::NO_CONTENT)
 }

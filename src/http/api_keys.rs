@@ -19,7 +19,7 @@ use crate::auth::api_keys::{
 };
 use crate::auth::rbac::UserPrincipal;
 use crate::error::{ApiError, FieldError};
-use crate::security::audit::{Actor, AuditEvent};
+use crate::security::audit::Actor;
 use crate::security::client_ip::RequestContext;
 use crate::state::AppState;
 use crate::store::api_keys as store;
@@ -171,7 +171,7 @@ async fn create(
         return Err(ApiError::internal("validated fields are missing"));
     };
     let ctx = ctx.map(|Extension(c)| c);
-    let created = match api_keys::create(
+    let created = api_keys::create(
         &state,
         &current.user,
         NewApiKey {
@@ -179,30 +179,10 @@ async fn create(
             scopes,
             expires_in_days,
         },
+        Actor::User(&current.user, ctx.as_ref()),
     )
-    .await
-    {
-        Ok(created) => created,
-        Err(ApiKeyError::ScopeNotAllowed(scope)) => {
-            state.audit.record(
-                AuditEvent::new("rbac.denied", "denied")
-                    .context(ctx.as_ref())
-                    .user(&current.user)
-                    .details(json!({"action": "apikey.create", "scope": scope, "role": current.user.role})),
-            );
-            return Err(ApiKeyError::ScopeNotAllowed(scope).into());
-        }
-        Err(e) => return Err(e.into()),
-    };
+    .await?;
     let key = &created.key;
-    let mut details = api_keys::audit_details(key);
-    details["via"] = json!("api");
-    state.audit.record(
-        AuditEvent::new("apikey.created", "success")
-            .context(ctx.as_ref())
-            .user(&current.user)
-            .details(details),
-    );
     let body = json!({
         "id": key.id,
         "key": created.secret.key,

@@ -35,6 +35,8 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 pub enum Actor<'a> {
     User(&'a User, Option<&'a RequestContext>),
     Cli,
+    /// The service itself, at start-up (`FIRST_SUPERUSER`, `API_KEYS`): actor `system`.
+    System,
 }
 
 impl Actor<'_> {
@@ -42,15 +44,16 @@ impl Actor<'_> {
     pub fn user(&self) -> Option<&User> {
         match self {
             Actor::User(user, _) => Some(user),
-            Actor::Cli => None,
+            Actor::Cli | Actor::System => None,
         }
     }
 
-    /// `api` or `cli`: where the action came from (the `via` of audit details).
+    /// `api`, `cli` or `system`: where the action came from (the `via` of audit details).
     pub fn via(&self) -> &'static str {
         match self {
             Actor::User(..) => "api",
             Actor::Cli => "cli",
+            Actor::System => "system",
         }
     }
 }
@@ -96,6 +99,7 @@ impl AuditEvent {
                 let os_user = std::env::var("USER").ok().filter(|u| !u.is_empty());
                 self.attempted(&os_user.map_or_else(|| "cli".to_owned(), |u| format!("cli:{u}")))
             }
+            Actor::System => self.attempted("system"),
         }
     }
 

@@ -356,6 +356,7 @@ impl TestApp {
                 password: SecretString::from(password.to_owned()),
                 role,
             },
+            kyros::security::audit::Actor::System,
         )
         .await
         .expect("create user")
