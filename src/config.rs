@@ -216,7 +216,7 @@ pub struct Settings {
     /// Owner of the imported `API_KEYS` (`API_KEYS_OWNER`, default `FIRST_SUPERUSER`).
     pub api_keys_owner: Option<String>,
     /// Scopes of the imported `API_KEYS` (`API_KEYS_SCOPES`).
-    pub api_keys_scopes: crate::auth::api_keys::Scopes,
+    pub api_keys_scopes: crate::model::Scopes,
     /// Bearer token of the Prometheus scraper for `/metrics` (`KYROS_METRICS_TOKEN`).
     pub metrics_token: Option<SecretString>,
     pub log_level: String,
@@ -531,7 +531,7 @@ impl Settings {
             .into_iter()
             .enumerate()
         {
-            if let Some(problem) = crate::auth::api_keys::legacy_value_problem(&key) {
+            if let Some(problem) = crate::model::key_format::legacy_value_problem(&key) {
                 return err(format!("API_KEYS entry {} {problem}", i + 1));
             }
             if key.len() < 16 {
@@ -542,7 +542,7 @@ impl Settings {
             }
             api_keys.push(SecretString::from(key));
         }
-        let api_keys_scopes = crate::auth::api_keys::Scopes::parse_csv(
+        let api_keys_scopes = crate::model::Scopes::parse_csv(
             vars.get("API_KEYS_SCOPES")
                 .unwrap_or("jobs:read,jobs:write"),
         )

@@ -165,17 +165,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        match e {
-            crate::store::StoreError::Unavailable(cause) => {
-                ApiError::unavailable("Service temporarily unavailable", cause)
-            }
-            other => ApiError::internal(other),
-        }
-    }
-}
-
 /// Middleware: turns an `ApiError` left in a response by a handler or extractor into its body.
 pub async fn render_errors(request: Request, next: Next) -> Response {
     let method = request.method().clone();

@@ -2,12 +2,16 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod context;
+pub mod cookies;
 pub mod crypto;
 pub mod error;
 pub mod http;
+pub mod model;
 pub mod orchestrator;
 pub mod security;
 pub mod server;

@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use kyros::auth::accounts::{self, AccountError, CreateUser};
 use kyros::config::{ConfigError, Environment, Settings};
+use kyros::model::Role;
 use kyros::state::AppState;
-use kyros::store::users::{self, Role};
+use kyros::store::users::{self};
 use secrecy::SecretString;
 
 /// mimalloc instead of the system allocator: password hashing allocates a 19 MiB block per hash
@@ -235,7 +236,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 async fn user_command(state: AppState, cmd: UserCommand) -> Result<(), Failure> {
-    use kyros::security::audit::Actor;
+    use kyros::audit::Actor;
     match cmd {
         UserCommand::Create {
             username,
@@ -308,8 +309,8 @@ async fn user_command(state: AppState, cmd: UserCommand) -> Result<(), Failure> 
 }
 
 async fn apikey_command(state: &AppState, cmd: ApiKeyCommand) -> Result<(), Failure> {
+    use kyros::audit::Actor;
     use kyros::auth::api_keys::{self, ApiKey, NewApiKey, Scopes};
-    use kyros::security::audit::Actor;
     use kyros::store::api_keys as store;
 
     let failed = |e: &dyn std::fmt::Display| Failure::Other(e.to_string());

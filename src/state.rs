@@ -3,6 +3,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::audit::Audit;
 use crate::auth::password::PasswordHasher;
 use crate::auth::revocation::Revocations;
 use crate::auth::sessions::SessionPolicy;
@@ -11,7 +12,6 @@ use crate::auth::user_cache::UserCache;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
 use crate::orchestrator::events::EventBus;
-use crate::security::audit::Audit;
 use crate::security::csrf::CsrfKeys;
 use crate::security::headers::SecurityHeaders;
 use crate::security::rate_limit::Limiter;

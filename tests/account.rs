@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Backend, TestApp, find_cookie, json, set_cookies};
-use kyros::store::users::Role;
+use kyros::model::Role;
 use reqwest::Method;
 use serde_json::json;
 

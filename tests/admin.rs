@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Backend, TestApp, json};
-use kyros::store::users::Role;
+use kyros::model::Role;
 use serde_json::{Value, json};
 
 const PW: &str = "admin test password";

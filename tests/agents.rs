@@ -5,7 +5,7 @@ mod common;
 
 use chrono::Duration;
 use common::{Backend, TestApp, json};
-use kyros::store::users::Role;
+use kyros::model::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 

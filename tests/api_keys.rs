@@ -6,7 +6,7 @@ mod common;
 
 use chrono::Duration;
 use common::{Backend, Cli, TestApp, json, random_secret, stderr, stdout};
-use kyros::store::users::Role;
+use kyros::model::Role;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
@@ -327,14 +327,9 @@ async fn scopes_and_the_owners_role_limit_a_key(backend: Backend) {
     );
 
     // Demoted, the owner's `admin` key is worth nothing more than the owner.
-    kyros::auth::accounts::set_role(
-        &app.state,
-        &admin,
-        Role::User,
-        kyros::security::audit::Actor::System,
-    )
-    .await
-    .expect("demote");
+    kyros::auth::accounts::set_role(&app.state, &admin, Role::User, kyros::audit::Actor::System)
+        .await
+        .expect("demote");
     assert_eq!(
         with_x_api_key(&app, Method::POST, &unlock, &admin_key)
             .await
@@ -352,14 +347,9 @@ async fn scopes_and_the_owners_role_limit_a_key(backend: Backend) {
             .iter()
             .any(|r| r.actor_id == Some(admin.id) && r.details.0["required"] == "admin")
     );
-    kyros::auth::accounts::set_role(
-        &app.state,
-        &admin,
-        Role::Admin,
-        kyros::security::audit::Actor::System,
-    )
-    .await
-    .expect("promote");
+    kyros::auth::accounts::set_role(&app.state, &admin, Role::Admin, kyros::audit::Actor::System)
+        .await
+        .expect("promote");
     assert_eq!(
         with_x_api_key(&app, Method::POST, &unlock, &admin_key)
             .await
@@ -473,23 +463,13 @@ async fn refused_keys_get_401(backend: Backend) {
     secrets.push(expiring);
 
     // The owner disabled: every key of theirs is refused; enabled again, they work again.
-    kyros::auth::accounts::set_active(
-        &app.state,
-        &owner,
-        false,
-        kyros::security::audit::Actor::System,
-    )
-    .await
-    .expect("disable");
+    kyros::auth::accounts::set_active(&app.state, &owner, false, kyros::audit::Actor::System)
+        .await
+        .expect("disable");
     assert_eq!(profile_status(&app, &key).await, 401);
-    kyros::auth::accounts::set_active(
-        &app.state,
-        &owner,
-        true,
-        kyros::security::audit::Actor::System,
-    )
-    .await
-    .expect("enable");
+    kyros::auth::accounts::set_active(&app.state, &owner, true, kyros::audit::Actor::System)
+        .await
+        .expect("enable");
     assert_eq!(profile_status(&app, &key).await, 200);
 
     let seen = reasons(&app).await;

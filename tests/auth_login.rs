@@ -4,7 +4,8 @@ mod common;
 
 use common::{Backend, TestApp, json};
 use kyros::clock::Clock;
-use kyros::store::users::{self, NewUser, Role};
+use kyros::model::Role;
+use kyros::store::users::{self, NewUser};
 use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -227,14 +228,9 @@ async fn disabling_a_user_stops_their_token(backend: Backend) {
     let dave = app.create_user("dave", PASSWORD, Role::User).await;
     let token = app.token("dave", PASSWORD).await;
     assert_eq!(app.get_with_token("/auth/user", &token).await.status(), 200);
-    kyros::auth::accounts::set_active(
-        &app.state,
-        &dave,
-        false,
-        kyros::security::audit::Actor::System,
-    )
-    .await
-    .expect("disable");
+    kyros::auth::accounts::set_active(&app.state, &dave, false, kyros::audit::Actor::System)
+        .await
+        .expect("disable");
     assert_eq!(app.get_with_token("/auth/user", &token).await.status(), 401);
 }
 

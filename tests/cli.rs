@@ -238,11 +238,7 @@ async fn user_administration_from_the_command_line(backend: Backend) {
     assert_eq!(role.details.0["to"], "moderator");
     // Over HTTP the same service writes the same row, by the administrator.
     let admin = app
-        .create_user(
-            "boss",
-            "the boss password",
-            kyros::store::users::Role::Admin,
-        )
+        .create_user("boss", "the boss password", kyros::model::Role::Admin)
         .await;
     let boss = app.token("boss", "the boss password").await;
     let res = app

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Backend, TestApp, json};
 use futures_util::{SinkExt, StreamExt};
-use kyros::store::users::Role;
+use kyros::model::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -374,7 +374,7 @@ async fn live_channels_end_on_every_instance() {
         &apps[0].state,
         &mod_user,
         Role::User,
-        kyros::security::audit::Actor::System,
+        kyros::audit::Actor::System,
     )
     .await
     .expect("demote");

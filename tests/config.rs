@@ -222,7 +222,7 @@ async fn tokens_survive_a_restart_with_the_generated_local_key(backend: Backend)
         SecretSource::GeneratedFile(_)
     ));
     first
-        .create_user("resty", "restart password", kyros::store::users::Role::User)
+        .create_user("resty", "restart password", kyros::model::Role::User)
         .await;
     let token = first.token("resty", "restart password").await;
     let second = TestApp::builder(backend)

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
 use common::{Backend, Session, TestApp, find_cookie, json, set_cookies};
 use kyros::clock::Clock;
-use kyros::store::users::Role;
+use kyros::model::Role;
 use reqwest::{Method, RequestBuilder};
 
 const PW: &str = "csrf test password";

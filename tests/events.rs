@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, TestApp, json};
+use kyros::model::Role;
 use kyros::orchestrator::events::{COLLAB, NewEvent, ORCHESTRATOR};
-use kyros::store::users::Role;
 use serde_json::json;
 
 const PW: &str = "events test password";

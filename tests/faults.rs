@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::processes::{PgCluster, RedisProcess, free_port};
 use common::{Backend, TestApp, json};
-use kyros::store::users::Role;
+use kyros::model::Role;
 use serde_json::json;
 
 const PW: &str = "fault injection password";

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Backend, TestApp, json, python_etag};
-use kyros::store::users::Role;
+use kyros::model::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -6,7 +6,7 @@ mod common;
 use chrono::Duration;
 use common::{Backend, TestApp, find_cookie, json, set_cookies};
 use kyros::auth::mfa::code_at;
-use kyros::store::users::Role;
+use kyros::model::Role;
 use serde_json::{Value, json};
 
 const PW: &str = "mfa user password";

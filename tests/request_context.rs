@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::Request;
 use common::{Backend, TestApp, json};
-use kyros::store::users::Role;
+use kyros::model::Role;
 use serde_json::json;
 use tower::ServiceExt;
 

@@ -145,11 +145,7 @@ async fn fail_closed_refuses_all_but_logins_while_redis_is_down() {
         "Rate limiter unavailable"
     );
     // Logins keep working under the local stricter budget.
-    a.create_user(
-        "fc",
-        "fail closed password",
-        kyros::store::users::Role::User,
-    )
-    .await;
+    a.create_user("fc", "fail closed password", kyros::model::Role::User)
+        .await;
     a.token("fc", "fail closed password").await;
 }

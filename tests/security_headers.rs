@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Backend, TestApp, json};
-use kyros::store::users::Role;
+use kyros::model::Role;
 use reqwest::Method;
 
 const PW: &str = "headers test password";

@@ -5,7 +5,7 @@ mod common;
 use chrono::Duration;
 use common::{Backend, TestApp, find_cookie, json, set_cookies};
 use cookie::SameSite;
-use kyros::store::users::Role;
+use kyros::model::Role;
 use reqwest::Method;
 
 const PW: &str = "session test password";
@@ -334,14 +334,9 @@ async fn login_rotates_the_session_and_disabling_ends_it(backend: Backend) {
     );
 
     let sam = app.state_user("sam").await;
-    kyros::auth::accounts::set_active(
-        &app.state,
-        &sam,
-        false,
-        kyros::security::audit::Actor::System,
-    )
-    .await
-    .expect("disable");
+    kyros::auth::accounts::set_active(&app.state, &sam, false, kyros::audit::Actor::System)
+        .await
+        .expect("disable");
     let res = app
         .client
         .get(app.url("/auth/user"))

@@ -5,8 +5,9 @@ mod common;
 use chrono::{Duration, TimeZone, Utc};
 use common::{Backend, TestApp};
 use kyros::auth::accounts;
+use kyros::model::Role;
 use kyros::store::StoreError;
-use kyros::store::users::{self, NewUser, Role};
+use kyros::store::users::{self, NewUser};
 
 fn new_user(name: &str, email: &str) -> NewUser {
     NewUser {

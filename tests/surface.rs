@@ -6,7 +6,7 @@ mod common;
 
 use common::{Backend, TestApp, json, random_secret};
 use kyros::config::{Settings, Vars};
-use kyros::store::users::Role;
+use kyros::model::Role;
 use reqwest::Response;
 use serde_json::{Value, json};
 

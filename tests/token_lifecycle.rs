@@ -5,7 +5,7 @@ mod common;
 use chrono::Duration;
 use common::{Backend, TestApp, json};
 use kyros::auth::accounts;
-use kyros::store::users::Role;
+use kyros::model::Role;
 use serde_json::{Value, json};
 
 const PW: &str = "lifecycle password";
@@ -198,14 +198,9 @@ async fn refresh_tokens_expire_and_die_with_their_user(backend: Backend) {
         .expect("r")
         .to_owned();
     let user = app.state_user("exp").await;
-    accounts::set_active(
-        &app.state,
-        &user,
-        false,
-        kyros::security::audit::Actor::System,
-    )
-    .await
-    .expect("disable");
+    accounts::set_active(&app.state, &user, false, kyros::audit::Actor::System)
+        .await
+        .expect("disable");
     assert_eq!(refresh(&app, &r, None).await.status(), 401);
 }
 
@@ -336,14 +331,9 @@ async fn logout_everywhere_and_account_changes_revoke_everything(backend: Backen
     // A role change revokes tokens that carry the old role; a fresh login works.
     let c = login(&app, "ed").await;
     let ed = app.state_user("ed").await;
-    accounts::set_role(
-        &app.state,
-        &ed,
-        Role::User,
-        kyros::security::audit::Actor::System,
-    )
-    .await
-    .expect("role");
+    accounts::set_role(&app.state, &ed, Role::User, kyros::audit::Actor::System)
+        .await
+        .expect("role");
     assert_eq!(
         app.get_with_token("/auth/user", c["access_token"].as_str().expect("c"))
             .await
@@ -364,7 +354,7 @@ async fn logout_everywhere_and_account_changes_revoke_everything(backend: Backen
         &app.state,
         &ed,
         "a whole new password".to_owned().into(),
-        kyros::security::audit::Actor::System,
+        kyros::audit::Actor::System,
     )
     .await
     .expect("pw");

@@ -10,7 +10,7 @@ use common::{Backend, TestApp, json, random_secret};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use kyros::auth::tokens::key_id;
 use kyros::clock::Clock;
-use kyros::store::users::{Role, User};
+use kyros::model::{Role, User};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 

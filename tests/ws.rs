@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Duration as ChronoDuration;
 use common::{Backend, TestApp, json};
 use futures_util::{SinkExt, StreamExt};
-use kyros::store::users::Role;
+use kyros::model::Role;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -523,7 +523,7 @@ async fn a_demoted_moderator_stops_seeing_other_users_jobs(backend: Backend) {
         &app.state,
         &moderator,
         Role::User,
-        kyros::security::audit::Actor::System,
+        kyros::audit::Actor::System,
     )
     .await
     .expect("demote");

@@ -6,7 +6,7 @@
 mod common;
 
 use axum::http::{HeaderMap, header};
-use kyros::security::cookies;
+use kyros::cookies;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

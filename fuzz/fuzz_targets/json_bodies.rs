@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use kyros::AppState;
 use kyros::auth::accounts::{self, CreateUser};
-use kyros::store::users::Role;
+use kyros::model::Role;
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 

@@ -11,11 +11,12 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use super::password::{PasswordError, Verification};
+use crate::audit::{Actor, AuditEvent};
 use crate::config::{PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS};
-use crate::security::audit::{Actor, AuditEvent};
+use crate::model::{Role, User};
 use crate::state::AppState;
 use crate::store::StoreError;
-use crate::store::users::{self, NewUser, Role, User};
+use crate::store::users::{self, NewUser};
 
 pub const NAME_MAX_CHARS: usize = 255;
 

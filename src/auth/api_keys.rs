@@ -18,31 +18,26 @@ use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
 use super::principal::{AuthMethod, CurrentUser, bearer_token};
 
+use crate::audit::{Actor, AuditEvent};
 use crate::config::Settings;
+use crate::context::RequestContext;
 use crate::crypto::{ct_eq, derive_key, random_bytes};
-use crate::security::audit::{Actor, AuditEvent};
-use crate::security::client_ip::RequestContext;
+use crate::model::User;
+pub use crate::model::key_format::{
+    KEY_LEN, KEY_PREFIX, LOOKUP_ID_LEN, MAX_PRESENTED_BYTES, ParsedKey, SECRET_LEN,
+    legacy_value_problem, parse_key,
+};
+pub use crate::model::{Scope, Scopes};
 use crate::state::AppState;
 use crate::store::api_keys::{self as store, ApiKeyRow};
-use crate::store::users::{Role, User};
 use crate::store::{StoreError, StoreResult};
 
-/// The prefix of every key this service issues.
-pub const KEY_PREFIX: &str = "kyr_";
-/// Hex characters of the lookup id (8 random bytes).
-pub const LOOKUP_ID_LEN: usize = 16;
-/// Characters of the base64url secret (32 random bytes, unpadded).
-pub const SECRET_LEN: usize = 43;
-/// Length of a whole key: `kyr_` + lookup id + `_` + secret.
-pub const KEY_LEN: usize = KEY_PREFIX.len() + LOOKUP_ID_LEN + 1 + SECRET_LEN;
-/// Longest presented value looked at; anything longer is refused without a database query.
-pub const MAX_PRESENTED_BYTES: usize = 256;
 pub const NAME_MAX_CHARS: usize = 100;
 pub const MAX_EXPIRES_IN_DAYS: i64 = 3650;
 /// Unrevoked, unexpired keys one owner may have at a time.
@@ -53,235 +48,7 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 const TOUCH_EVERY_SECS: i64 = 60;
 
 // ---------------------------------------------------------------------------------------------
-// Scopes
-
-/// What a key may be used for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Scope {
-    JobsRead,
-    JobsWrite,
-    JobsClaim,
-    EventsRead,
-    EventsWrite,
-    Admin,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 6] = [
-        Scope::JobsRead,
-        Scope::JobsWrite,
-        Scope::JobsClaim,
-        Scope::EventsRead,
-        Scope::EventsWrite,
-        Scope::Admin,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::JobsRead => "jobs:read",
-            Scope::JobsWrite => "jobs:write",
-            Scope::JobsClaim => "jobs:claim",
-            Scope::EventsRead => "events:read",
-            Scope::EventsWrite => "events:write",
-            Scope::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Scope> {
-        Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
-    }
-
-    /// The lowest role whose keys the scope is worth anything on (and who may grant it).
-    pub fn min_role(self) -> Role {
-        match self {
-            Scope::Admin => Role::Admin,
-            _ => Role::User,
-        }
-    }
-
-    fn bit(self) -> u8 {
-        1 << (self as u8)
-    }
-
-    /// The allowed names, for messages.
-    pub fn names() -> String {
-        Scope::ALL.map(Scope::as_str).join(", ")
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for Scope {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-/// A set of scopes (a small bit set, so principals stay `Copy`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Scopes(u8);
-
-impl Scopes {
-    pub const fn empty() -> Scopes {
-        Scopes(0)
-    }
-
-    pub fn contains(self, scope: Scope) -> bool {
-        self.0 & scope.bit() != 0
-    }
-
-    pub fn insert(&mut self, scope: Scope) {
-        self.0 |= scope.bit();
-    }
-
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    /// The scopes in canonical order.
-    pub fn iter(self) -> impl Iterator<Item = Scope> {
-        Scope::ALL.into_iter().filter(move |s| self.contains(*s))
-    }
-
-    pub fn names(self) -> Vec<&'static str> {
-        self.iter().map(Scope::as_str).collect()
-    }
-
-    /// The stored form: canonical order, comma-separated.
-    pub fn to_db(self) -> String {
-        self.names().join(",")
-    }
-
-    /// The stored form back. Names this version does not know grant nothing.
-    pub fn from_db(s: &str) -> Scopes {
-        s.split(',')
-            .filter_map(|name| Scope::parse(name.trim()))
-            .collect()
-    }
-
-    /// A comma-separated list (CLI, configuration): every entry must be a known scope and at
-    /// least one must be given. The error names the offending entry's position (1-based).
-    pub fn parse_csv(s: &str) -> Result<Scopes, String> {
-        let mut scopes = Scopes::empty();
-        for (i, name) in s.split(',').map(str::trim).enumerate() {
-            if name.is_empty() {
-                continue;
-            }
-            match Scope::parse(name) {
-                Some(scope) => scopes.insert(scope),
-                None => {
-                    return Err(format!(
-                        "scope {} is not a known scope (allowed: {})",
-                        i + 1,
-                        Scope::names()
-                    ));
-                }
-            }
-        }
-        if scopes.is_empty() {
-            return Err(format!(
-                "at least one scope is required ({})",
-                Scope::names()
-            ));
-        }
-        Ok(scopes)
-    }
-
-    /// The first scope a user of `role` may not grant.
-    pub fn beyond(self, role: Role) -> Option<Scope> {
-        self.iter().find(|s| role < s.min_role())
-    }
-}
-
-impl FromIterator<Scope> for Scopes {
-    fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
-        let mut scopes = Scopes::empty();
-        for s in iter {
-            scopes.insert(s);
-        }
-        scopes
-    }
-}
-
-impl fmt::Debug for Scopes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.names()).finish()
-    }
-}
-
-impl fmt::Display for Scopes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_db())
-    }
-}
-
-impl Serialize for Scopes {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.names())
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Key format and hashing
-
-/// The parts of a well-formed `kyr_…` key.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct ParsedKey<'a> {
-    pub lookup_id: &'a str,
-    secret: &'a str,
-}
-
-impl fmt::Debug for ParsedKey<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ParsedKey")
-            .field("lookup_id", &self.lookup_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ParsedKey<'_> {
-    pub fn secret_len(&self) -> usize {
-        self.secret.len()
-    }
-}
-
-/// Parses `kyr_<16 lowercase hex>_<43 base64url chars encoding 32 bytes>`; anything else is
-/// `None`. (The secret may itself contain `_` and `-`, so the parts are cut by position.)
-pub fn parse_key(value: &str) -> Option<ParsedKey<'_>> {
-    let rest = value.strip_prefix(KEY_PREFIX)?;
-    if value.len() != KEY_LEN || !rest.is_ascii() {
-        return None;
-    }
-    let (lookup_id, rest) = rest.split_at(LOOKUP_ID_LEN);
-    let secret = rest.strip_prefix('_')?;
-    if !lookup_id
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return None;
-    }
-    let decoded = URL_SAFE_NO_PAD.decode(secret).ok()?;
-    (decoded.len() == 32).then_some(ParsedKey { lookup_id, secret })
-}
-
-/// A legacy (`API_KEYS`) value must be something a header can carry: 1 to 256 visible ASCII
-/// characters, without the `kyr_` prefix of real keys.
-pub fn legacy_value_problem(value: &str) -> Option<&'static str> {
-    if value.is_empty() || value.len() > MAX_PRESENTED_BYTES {
-        return Some("must have 1 to 256 characters");
-    }
-    if !value.bytes().all(|b| b.is_ascii_graphic()) {
-        return Some("must consist of visible ASCII characters");
-    }
-    if value.starts_with(KEY_PREFIX) && parse_key(value).is_none() {
-        return Some("starts with kyr_ but is not a well-formed key");
-    }
-    None
-}
 
 /// A freshly generated key; the value is shown once and never stored.
 pub struct GeneratedKey {
@@ -866,6 +633,7 @@ pub async fn bootstrap_legacy_api_keys(state: &AppState) -> StoreResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Role;
 
     fn hasher() -> KeyHasher {
         KeyHasher {

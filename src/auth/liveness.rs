@@ -25,8 +25,8 @@ use uuid::Uuid;
 
 use super::principal::{AuthMethod, CurrentUser};
 use super::tokens::LEEWAY_SECS;
+use crate::model::User;
 use crate::state::AppState;
-use crate::store::users::User;
 
 /// How often a channel re-evaluates its credential.
 pub const CHECK_EVERY: Duration = Duration::from_millis(500);

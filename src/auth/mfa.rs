@@ -21,8 +21,8 @@ use totp_rs::{Algorithm, Builder, Totp};
 use uuid::Uuid;
 
 use crate::crypto::{ct_eq, derive_key, random_bytes};
+use crate::model::User;
 use crate::state::AppState;
-use crate::store::users::User;
 use crate::store::{StoreError, StoreResult, mfa};
 
 pub const ISSUER: &str = "Kyros";

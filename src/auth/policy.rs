@@ -16,7 +16,7 @@
 
 use uuid::Uuid;
 
-use crate::store::users::{Role, User};
+use crate::model::{Role, User};
 
 /// Whether `user` sees everything of the orchestrator (every job, every agent).
 fn sees_all(user: &User) -> bool {
@@ -35,7 +35,7 @@ pub fn may_see_job(user: &User, owner: Option<Uuid>) -> bool {
 
 /// Whether `user` may see an event of `stream` about a job owned by `owner`.
 pub fn may_see_event(user: &User, stream: &str, owner: Option<Uuid>) -> bool {
-    stream == crate::orchestrator::events::COLLAB || may_see_job(user, owner)
+    stream == crate::model::COLLAB || may_see_job(user, owner)
 }
 
 /// Whether `user` may delete the collaborative task created by `creator`.

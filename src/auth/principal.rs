@@ -13,13 +13,13 @@ use uuid::Uuid;
 
 use super::sessions::{self, SESSION_COOKIE};
 use super::tokens::{AccessClaims, TokenError};
+use crate::audit::AuditEvent;
+use crate::context::RequestContext;
+use crate::cookies;
 use crate::error::ApiError;
-use crate::security::audit::AuditEvent;
-use crate::security::client_ip::RequestContext;
-use crate::security::cookies;
+use crate::model::User;
 use crate::state::AppState;
 use crate::store::StoreError;
-use crate::store::users::User;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {

@@ -8,11 +8,11 @@ use serde_json::json;
 
 use super::api_keys::Scope;
 use super::principal::{AuthMethod, CurrentUser};
+use crate::audit::AuditEvent;
+use crate::context::RequestContext;
 use crate::error::ApiError;
-use crate::security::audit::AuditEvent;
-use crate::security::client_ip::RequestContext;
+use crate::model::Role;
 use crate::state::AppState;
-use crate::store::users::Role;
 
 /// Refuses (403, audited) unless the caller's role is at least `required`.
 pub fn require_at_least(

@@ -12,10 +12,11 @@ use uuid::Uuid;
 
 use crate::crypto::token_hash;
 use crate::crypto::{derive_key, random_bytes};
+use crate::model::User;
 use crate::state::AppState;
 use crate::store::StoreResult;
 use crate::store::tokens::{self, NewRefresh};
-use crate::store::users::{self, User};
+use crate::store::users::{self};
 
 /// How long a rotated token may be presented again by the same client.
 pub const GRACE_SECS: i64 = 10;

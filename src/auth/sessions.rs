@@ -9,10 +9,10 @@ use uuid::Uuid;
 use crate::config::Settings;
 use crate::crypto::token_hash;
 use crate::crypto::{derive_key, random_bytes};
+use crate::model::User;
 use crate::state::AppState;
 use crate::store::StoreResult;
 use crate::store::sessions::{self, NewSession, SessionRow};
-use crate::store::users::User;
 
 pub const SESSION_COOKIE: &str = "kyros_session";
 /// `last_seen_at` is written at most this often per session.

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::crypto::derive_key;
-use crate::store::users::{Role, User};
+use crate::model::{Role, User};
 
 /// Clock skew tolerated on exp, nbf and iat.
 pub const LEEWAY_SECS: i64 = 30;

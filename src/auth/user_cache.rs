@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::store::users::{self, User};
+use crate::model::User;
+use crate::store::users::{self};
 use crate::store::{Db, StoreResult};
 
 const TTL: Duration = Duration::from_secs(1);

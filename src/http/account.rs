@@ -14,14 +14,14 @@ use serde_json::json;
 use super::auth::no_store;
 use super::body::JsonObject;
 use super::sessions::session_response;
+use crate::audit::{Actor, AuditEvent};
 use crate::auth::accounts::{self, AccountError};
 use crate::auth::password::Verification;
 use crate::auth::principal::AuthMethod;
 use crate::auth::rbac::UserPrincipal;
 use crate::config::PASSWORD_MAX_BYTES;
+use crate::context::RequestContext;
 use crate::error::ApiError;
-use crate::security::audit::{Actor, AuditEvent};
-use crate::security::client_ip::RequestContext;
 use crate::security::rate_limit::{Policy, Verdict, limited_error};
 use crate::state::AppState;
 

@@ -13,16 +13,17 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::body::JsonObject;
+use crate::audit::{Actor, AuditEvent};
 use crate::auth::accounts::{self, CreateUser};
 use crate::auth::mfa;
 use crate::auth::rbac::Admin;
 use crate::config::PASSWORD_MAX_BYTES;
+use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
-use crate::security::audit::{Actor, AuditEvent};
-use crate::security::client_ip::RequestContext;
+use crate::model::{Role, User};
 use crate::state::AppState;
 use crate::store::audit::{self as audit_store, AuditFilter};
-use crate::store::users::{self, Role, User};
+use crate::store::users::{self};
 
 pub const AUDIT_PAGE_MAX: i64 = 500;
 

@@ -14,16 +14,16 @@ use uuid::Uuid;
 
 use super::auth::no_store;
 use super::body::{Fields, JsonObject};
+use crate::audit::Actor;
 use crate::auth::api_keys::{
     self, ApiKey, ApiKeyError, MAX_EXPIRES_IN_DAYS, NAME_MAX_CHARS, NewApiKey, Scope, Scopes,
 };
 use crate::auth::rbac::UserPrincipal;
+use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
-use crate::security::audit::Actor;
-use crate::security::client_ip::RequestContext;
+use crate::model::Role;
 use crate::state::AppState;
 use crate::store::api_keys as store;
-use crate::store::users::Role;
 
 /// More entries than there are scopes is a malformed request, not a long list of duplicates.
 const MAX_SCOPE_ENTRIES: usize = 32;

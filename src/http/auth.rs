@@ -11,18 +11,18 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::body::JsonObject;
+use crate::audit::AuditEvent;
 use crate::auth::accounts::{self, AccountError, LoginOutcome};
 use crate::auth::mfa::{self, MfaError};
 use crate::auth::principal::{AuthMethod, CurrentUser};
 use crate::auth::rbac::UserPrincipal;
 use crate::auth::refresh::{self, Rotation};
 use crate::config::PASSWORD_MAX_BYTES;
+use crate::context::RequestContext;
 use crate::error::ApiError;
-use crate::security::audit::AuditEvent;
-use crate::security::client_ip::RequestContext;
+use crate::model::User;
 use crate::security::rate_limit::{Policy, Verdict, limited_error};
 use crate::state::AppState;
-use crate::store::users::User;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use crate::auth::principal::CurrentUser;
 use crate::auth::rbac::{require_at_least, require_exact};
 use crate::error::ApiError;
+use crate::model::Role;
 use crate::state::AppState;
-use crate::store::users::Role;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -9,10 +9,10 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{Map, Value, json};
 
+use crate::audit::AuditEvent;
 use crate::auth::rbac::AdminOutsideLocal;
+use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
-use crate::security::audit::AuditEvent;
-use crate::security::client_ip::RequestContext;
 use crate::security::headers::CSP_REPORT_PATH;
 use crate::state::AppState;
 

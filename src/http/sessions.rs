@@ -13,18 +13,18 @@ use uuid::Uuid;
 
 use super::auth::{PasswordStep, credentials, mfa_challenge_response, no_store, password_login};
 use super::body::JsonObject;
+use crate::audit::AuditEvent;
 use crate::auth::mfa;
 use crate::auth::principal::{AuthMethod, CurrentUser};
 use crate::auth::rbac::UserPrincipal;
 use crate::auth::sessions::{self, SESSION_COOKIE};
+use crate::context::RequestContext;
+use crate::cookies;
 use crate::error::ApiError;
-use crate::security::audit::AuditEvent;
-use crate::security::client_ip::RequestContext;
-use crate::security::cookies;
+use crate::model::Role;
 use crate::security::csrf::{CSRF_COOKIE, attach_token};
 use crate::state::AppState;
 use crate::store::sessions::{self as store, SessionRow};
-use crate::store::users::Role;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -82,7 +82,7 @@ pub async fn session_response(
     current: Option<CurrentUser>,
     ctx: Option<&RequestContext>,
     headers: &HeaderMap,
-    user: &crate::store::users::User,
+    user: &crate::model::User,
 ) -> Result<Response, ApiError> {
     let ctx = ctx.cloned();
     let now = state.clock.now();

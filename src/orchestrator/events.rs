@@ -22,8 +22,7 @@ use crate::store::{Db, StoreResult};
 const CHANNEL: &str = "events";
 const LIVE_BUFFER: usize = 4096;
 
-pub const COLLAB: &str = "collab";
-pub const ORCHESTRATOR: &str = "orchestrator";
+pub use crate::model::{COLLAB, ORCHESTRATOR};
 
 #[derive(Serialize, Deserialize)]
 struct Envelope {

@@ -17,8 +17,8 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use crate::model::User;
 use crate::store::jobs::JobRow;
-use crate::store::users::User;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobStatus {

@@ -17,6 +17,7 @@ use axum::response::Response;
 use ipnet::IpNet;
 
 use crate::config::ProxyHeaders;
+pub use crate::context::RequestContext;
 use crate::state::AppState;
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -24,17 +25,6 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// Marks connections accepted by the TLS listener.
 #[derive(Debug, Clone, Copy)]
 pub struct TlsTransport;
-
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    /// The resolved client address.
-    pub client_ip: IpAddr,
-    /// The socket peer.
-    pub peer: IpAddr,
-    /// Whether the client's connection is HTTPS (this socket, or a trusted proxy says so).
-    pub https: bool,
-    pub request_id: String,
-}
 
 pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     let ip = canonical(ip);

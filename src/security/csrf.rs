@@ -22,17 +22,17 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::audit::AuditEvent;
-use super::client_ip::RequestContext;
-use super::cookies;
+use crate::audit::AuditEvent;
 use crate::auth::principal::{AuthMethod, CurrentUser};
 use crate::config::Settings;
+use crate::context::RequestContext;
+use crate::cookies;
 use crate::crypto::hmac_sha256;
 use crate::crypto::{ct_eq, derive_key, random_bytes};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub const CSRF_COOKIE: &str = "csrf_token";
+pub use crate::cookies::CSRF_COOKIE;
 pub const CSRF_HEADER: &str = "x-csrf-token";
 const VERSION: u8 = 1;
 const TOKEN_BYTES: usize = 1 + 8 + 16 + 32;

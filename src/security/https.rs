@@ -7,8 +7,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::audit::AuditEvent;
-use super::client_ip::RequestContext;
+use crate::audit::AuditEvent;
+use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -1,8 +1,8 @@
-//! The security layers of the request path (DESIGN.md §5) and the audit log.
+//! The security layers of the request path (DESIGN.md §5): client address and scheme, HTTPS,
+//! headers, CORS, CSRF, limits, rate limiting. They may use `auth` (who is calling); `auth` never
+//! uses them (the audit log and the request context are core modules both share).
 
-pub mod audit;
 pub mod client_ip;
-pub mod cookies;
 pub mod cors;
 pub mod csrf;
 pub mod headers;

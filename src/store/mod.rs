@@ -82,6 +82,19 @@ impl From<sqlx::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// How a store failure reaches a client: 503 with `Retry-After` while the database is
+/// unreachable, else a 500 — never its text.
+impl From<StoreError> for crate::error::ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => {
+                crate::error::ApiError::unavailable("Service temporarily unavailable", cause)
+            }
+            other => crate::error::ApiError::internal(other),
+        }
+    }
+}
+
 /// `NotFound` when an update or delete by id touched no row.
 pub fn found(rows_affected: u64) -> StoreResult<()> {
     if rows_affected == 0 {

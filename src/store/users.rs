@@ -1,58 +1,11 @@
 //! The `users` table.
 
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use uuid::Uuid;
 
 use super::{Db, StoreError, StoreResult, found};
+use crate::model::{Role, User};
 use crate::on_pool;
-
-/// The three roles of the original service, lowest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    User,
-    Moderator,
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::User, Role::Moderator, Role::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Moderator => "moderator",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// Position in the hierarchy: user 0, moderator 1, admin 2.
-    pub fn level(self) -> u8 {
-        self as u8
-    }
-}
-
-impl FromStr for Role {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "user" => Ok(Role::User),
-            "moderator" => Ok(Role::Moderator),
-            "admin" => Ok(Role::Admin),
-            _ => Err(()),
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct UserRow {
@@ -67,29 +20,6 @@ struct UserRow {
     failed_logins: i32,
     locked_until: Option<DateTime<Utc>>,
     token_generation: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: Uuid,
-    pub username: String,
-    pub email: String,
-    pub password_hash: String,
-    pub role: Role,
-    pub active: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// Consecutive failed logins since the last success or unlock.
-    pub failed_logins: i32,
-    pub locked_until: Option<DateTime<Utc>>,
-    /// Access tokens carry the generation they were issued in; raising it revokes them all.
-    pub token_generation: i64,
-}
-
-impl User {
-    pub fn locked_at(&self, now: DateTime<Utc>) -> bool {
-        self.locked_until.is_some_and(|until| until > now)
-    }
 }
 
 impl TryFrom<UserRow> for User {

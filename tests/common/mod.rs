@@ -10,8 +10,8 @@ use chrono::Utc;
 use kyros::auth::accounts::{self, CreateUser};
 use kyros::clock::ManualClock;
 use kyros::config::{Settings, Vars};
+use kyros::model::{Role, User};
 use kyros::state::AppState;
-use kyros::store::users::{Role, User};
 use secrecy::SecretString;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -356,7 +356,7 @@ impl TestApp {
                 password: SecretString::from(password.to_owned()),
                 role,
             },
-            kyros::security::audit::Actor::System,
+            kyros::audit::Actor::System,
         )
         .await
         .expect("create user")

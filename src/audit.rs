@@ -15,10 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::client_ip::RequestContext;
 use crate::clock::SharedClock;
+use crate::context::RequestContext;
+use crate::model::User;
 use crate::store::audit::{self as audit_store, NewAuditRow};
-use crate::store::users::User;
 use crate::store::{Db, StoreError};
 
 const QUEUE: usize = 4096;

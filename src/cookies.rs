@@ -43,14 +43,12 @@ pub fn session(
     c
 }
 
+/// The name of the CSRF cookie (the original service's).
+pub const CSRF_COOKIE: &str = "csrf_token";
+
 /// The CSRF cookie: readable by the page's scripts, which echo it in the header.
 pub fn csrf(token: &str, secure: bool, max_age_secs: i64) -> Cookie<'static> {
-    base(
-        super::csrf::CSRF_COOKIE,
-        token.to_owned(),
-        secure,
-        max_age_secs,
-    )
+    base(CSRF_COOKIE, token.to_owned(), secure, max_age_secs)
 }
 
 /// Tells the browser to drop a cookie.
