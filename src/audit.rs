@@ -19,6 +19,7 @@ use crate::clock::SharedClock;
 use crate::context::RequestContext;
 use crate::model::User;
 use crate::store::audit::{self as audit_store, NewAuditRow};
+pub use crate::store::audit::{AuditFilter, AuditRow};
 use crate::store::{Db, StoreError};
 
 const QUEUE: usize = 4096;
@@ -131,6 +132,7 @@ enum Msg {
 #[derive(Clone)]
 pub struct Audit {
     tx: mpsc::Sender<Msg>,
+    db: Db,
     clock: SharedClock,
     dropped: Arc<AtomicU64>,
 }
@@ -148,8 +150,13 @@ impl Audit {
     pub fn start(db: Db, clock: SharedClock) -> Audit {
         let (tx, rx) = mpsc::channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
-        tokio::spawn(writer(db, rx, Arc::clone(&dropped)));
-        Audit { tx, clock, dropped }
+        tokio::spawn(writer(db.clone(), rx, Arc::clone(&dropped)));
+        Audit {
+            tx,
+            db,
+            clock,
+            dropped,
+        }
     }
 
     pub fn record(&self, e: AuditEvent) {
@@ -186,6 +193,16 @@ impl Audit {
         if self.tx.send(Msg::Flush(done)).await.is_ok() {
             let _ = wait.await;
         }
+    }
+
+    /// The newest `limit` rows (of `event`, when given), newest first.
+    pub async fn recent(&self, event: Option<&str>, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        audit_store::recent(&self.db, event, limit).await
+    }
+
+    /// Rows matching `filter`, newest first, at most `limit`.
+    pub async fn query(&self, filter: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        audit_store::query(&self.db, filter, limit).await
     }
 
     pub fn dropped(&self) -> u64 {

@@ -291,6 +291,16 @@ pub async fn find_user(db: &crate::store::Db, username: &str) -> Result<Option<U
     }
 }
 
+/// The user with this id, if any.
+pub async fn user_by_id(state: &AppState, id: uuid::Uuid) -> Result<Option<User>, StoreError> {
+    users::find_by_id(&state.db, id).await
+}
+
+/// Every user, oldest first.
+pub async fn list_users(state: &AppState) -> Result<Vec<User>, StoreError> {
+    users::list(&state.db).await
+}
+
 pub async fn require_user(state: &AppState, username: &str) -> Result<User, AccountError> {
     find_user(&state.db, username)
         .await?

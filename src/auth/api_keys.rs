@@ -319,6 +319,20 @@ pub fn audit_details(key: &ApiKey) -> serde_json::Value {
     })
 }
 
+/// The keys of `owner` (every key when `None`).
+pub async fn list(state: &AppState, owner: Option<Uuid>) -> StoreResult<Vec<ApiKey>> {
+    Ok(store::list(&state.db, owner)
+        .await?
+        .iter()
+        .map(ApiKey::from)
+        .collect())
+}
+
+/// The key with this id, if any.
+pub async fn find(state: &AppState, id: Uuid) -> StoreResult<Option<ApiKey>> {
+    Ok(store::find_by_id(&state.db, id).await?.as_ref().map(ApiKey::from))
+}
+
 /// Revokes a key, for HTTP and the CLI alike: its row, every channel it opened (through the
 /// revocation deny-list, on every instance, within a second), and the `apikey.revoked` audit row
 /// naming the actor. False when it was revoked already (nothing is written then).

@@ -237,6 +237,17 @@ pub async fn use_recovery_code(
     .await?)
 }
 
+/// Whether MFA is on, and how many recovery codes are left (0 while it is off).
+pub async fn status(state: &AppState, user: &User) -> StoreResult<(bool, i64)> {
+    let enabled = mfa::state(&state.db, user.id).await?.mfa_enabled;
+    let left = if enabled {
+        mfa::recovery_codes_left(&state.db, user.id).await?
+    } else {
+        0
+    };
+    Ok((enabled, left))
+}
+
 pub async fn is_enabled(state: &AppState, user: &User) -> Result<bool, MfaError> {
     Ok(mfa::state(&state.db, user.id).await?.mfa_enabled)
 }

@@ -11,5 +11,6 @@ pub mod rbac;
 pub mod refresh;
 pub mod revocation;
 pub mod sessions;
+pub mod tickets;
 pub mod tokens;
 pub mod user_cache;

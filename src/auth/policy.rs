@@ -48,6 +48,12 @@ pub fn may_see_agent(user: &User, owner: Option<Uuid>) -> bool {
     sees_all(user) || owner == Some(user.id)
 }
 
+/// Whether `user` may see and revoke the credentials (sessions, API keys) of `owner`: their own,
+/// and everyone's for administrators; for anyone else they do not exist (404).
+pub fn may_manage_credentials_of(user: &User, owner: Uuid) -> bool {
+    user.id == owner || user.role == Role::Admin
+}
+
 /// The jobs an agent whose key belongs to `key_owner` may claim: `None` is the shared queue,
 /// `Some(id)` only the jobs of that user.
 pub fn claimable_owner(key_owner: &User) -> Option<Uuid> {

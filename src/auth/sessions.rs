@@ -12,7 +12,8 @@ use crate::crypto::{derive_key, random_bytes};
 use crate::model::User;
 use crate::state::AppState;
 use crate::store::StoreResult;
-use crate::store::sessions::{self, NewSession, SessionRow};
+pub use crate::store::sessions::SessionRow;
+use crate::store::sessions::{self, NewSession};
 
 pub const SESSION_COOKIE: &str = "kyros_session";
 /// `last_seen_at` is written at most this often per session.
@@ -67,6 +68,16 @@ pub async fn revoke(state: &AppState, id: Uuid) -> StoreResult<bool> {
         )
         .await?;
     Ok(revoked)
+}
+
+/// The sessions of `owner` (every session when `None`), newest first.
+pub async fn list(state: &AppState, owner: Option<Uuid>) -> StoreResult<Vec<SessionRow>> {
+    sessions::list(&state.db, owner).await
+}
+
+/// The session with this id, if any.
+pub async fn find(state: &AppState, id: Uuid) -> StoreResult<Option<SessionRow>> {
+    sessions::find_by_id(&state.db, id).await
 }
 
 /// A live session and its user.

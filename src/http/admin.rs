@@ -22,8 +22,7 @@ use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::model::{Role, User};
 use crate::state::AppState;
-use crate::store::audit::{self as audit_store, AuditFilter};
-use crate::store::users::{self};
+use crate::audit::AuditFilter;
 
 pub const AUDIT_PAGE_MAX: i64 = 500;
 
@@ -52,13 +51,13 @@ fn user_json(u: &User) -> Value {
 async fn target(state: &AppState, id: &str) -> Result<User, ApiError> {
     let not_found = || ApiError::not_found("User not found");
     let id = Uuid::parse_str(id).map_err(|_| not_found())?;
-    users::find_by_id(&state.db, id)
+    crate::auth::accounts::user_by_id(&state, id)
         .await?
         .ok_or_else(not_found)
 }
 
 async fn list_users(State(state): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
-    let items: Vec<Value> = users::list(&state.db)
+    let items: Vec<Value> = crate::auth::accounts::list_users(&state)
         .await?
         .iter()
         .map(user_json)
@@ -142,7 +141,7 @@ async fn update_user(
     if let Some(active) = active {
         accounts::set_active(&state, &user, active, actor).await?;
     }
-    let updated = users::find_by_id(&state.db, user.id)
+    let updated = crate::auth::accounts::user_by_id(&state, user.id)
         .await?
         .ok_or_else(|| ApiError::not_found("User not found"))?;
     Ok(Json(user_json(&updated)))
@@ -242,7 +241,7 @@ async fn audit_log(
         until: time_param("until", q.until.as_deref())?,
         before_id: q.before,
     };
-    let rows = audit_store::query(&state.db, &filter, limit).await?;
+    let rows = state.audit.query(&filter, limit).await?;
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.id))
         .flatten();

@@ -23,7 +23,6 @@ use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::model::Role;
 use crate::state::AppState;
-use crate::store::api_keys as store;
 
 /// More entries than there are scopes is a malformed request, not a long list of duplicates.
 const MAX_SCOPE_ENTRIES: usize = 32;
@@ -245,10 +244,10 @@ async fn list(
         (false, None) => Some(current.user.id),
     };
     let now = state.clock.now();
-    let items: Vec<Value> = store::list(&state.db, owner)
+    let items: Vec<Value> = api_keys::list(&state, owner)
         .await?
         .iter()
-        .map(|row| key_json(&ApiKey::from(row), now))
+        .map(|key| key_json(key, now))
         .collect();
     Ok(Json(json!({ "items": items })))
 }
@@ -261,13 +260,11 @@ async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     let not_found = || ApiError::not_found("API key not found");
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let row = store::find_by_id(&state.db, id)
-        .await?
-        .ok_or_else(not_found)?;
-    let key = ApiKey::from(&row);
+    let key = api_keys::find(&state, id).await?.ok_or_else(not_found)?;
     // Someone else's key is invisible unless you are an administrator.
-    let own = key.owner_id == current.user.id;
-    if key.revoked_at.is_some() || !(own || current.user.role == Role::Admin) {
+    if key.revoked_at.is_some()
+        || !crate::auth::policy::may_manage_credentials_of(&current.user, key.owner_id)
+    {
         return Err(not_found());
     }
     let ctx = ctx.map(|Extension(c)| c);

@@ -29,7 +29,7 @@ use crate::error::{ApiError, FieldError};
 use crate::orchestrator::etag::etag;
 use crate::orchestrator::events::{COLLAB, NewEvent, ORCHESTRATOR};
 use crate::state::AppState;
-use crate::store::events::{self as store, EventFilter, EventRow};
+use crate::orchestrator::events::{self as store, EventFilter, EventRow};
 
 const BACKLOG_MAX: i64 = 1000;
 const HEARTBEAT: Duration = Duration::from_secs(15);

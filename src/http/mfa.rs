@@ -22,7 +22,6 @@ use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::security::rate_limit::{Policy, Verdict, limited_error};
 use crate::state::AppState;
-use crate::store::{mfa as store, users};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -45,10 +44,9 @@ async fn status(
     State(state): State<AppState>,
     current: CurrentUser,
 ) -> Result<Json<Value>, ApiError> {
-    let st = store::state(&state.db, current.user.id).await?;
-    let left = store::recovery_codes_left(&state.db, current.user.id).await?;
+    let (enabled, left) = mfa::status(&state, &current.user).await?;
     Ok(Json(
-        json!({"enabled": st.mfa_enabled, "recovery_codes_left": if st.mfa_enabled { left } else { 0 }}),
+        json!({"enabled": enabled, "recovery_codes_left": left}),
     ))
 }
 
@@ -182,7 +180,7 @@ async fn verify(
     };
     // The challenge ends with the credentials that created it (password change, log out
     // everywhere, role change, disabling).
-    let user = users::find_by_id(&state.db, challenge.user_id)
+    let user = crate::auth::accounts::user_by_id(&state, challenge.user_id)
         .await?
         .filter(|u| u.active && challenge.valid_for(u));
     let Some(user) = user else {

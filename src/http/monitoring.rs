@@ -16,7 +16,6 @@ use super::utils::{check_database, redis_status};
 use crate::auth::rbac::AdminOutsideLocal;
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
-use crate::store::audit;
 use crate::telemetry::{self, memory_status};
 
 /// Most audit rows `logs/recent` returns.
@@ -68,7 +67,7 @@ async fn health(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<Val
 }
 
 fn pool_json(state: &AppState) -> Value {
-    let (size, idle) = crate::on_pool!(&state.db, pool => (pool.size(), pool.num_idle()));
+    let (size, idle) = state.db.pool_stats();
     json!({"engine": state.db.engine(), "pool_connections": size, "pool_idle": idle})
 }
 
@@ -174,7 +173,7 @@ async fn recent_logs(
             .filter(|n| (1..=RECENT_LOGS_MAX).contains(n))
             .ok_or_else(invalid)?,
     };
-    let rows = audit::recent(&state.db, None, lines).await?;
+    let rows = state.audit.recent(None, lines).await?;
     let entries: Vec<Value> = rows
         .iter()
         .map(|r| {

@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::model::Role;
 use crate::security::csrf::{CSRF_COOKIE, attach_token};
 use crate::state::AppState;
-use crate::store::sessions::{self as store, SessionRow};
+use crate::auth::sessions::{self as service, SessionRow};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -198,7 +198,7 @@ async fn list(
         AuthMethod::Session(id) => Some(id),
         AuthMethod::Bearer | AuthMethod::ApiKey { .. } => None,
     };
-    let sessions: Vec<Value> = store::list(&state.db, filter)
+    let sessions: Vec<Value> = service::list(&state, filter)
         .await?
         .iter()
         .filter(|s| is_live(&state, s, now))
@@ -215,19 +215,18 @@ async fn revoke(
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found("Session not found");
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let session = store::find_by_id(&state.db, id)
+    let session = service::find(&state, id)
         .await?
         .ok_or_else(not_found)?;
     let now = state.clock.now();
-    let own = session.user_id == current.user.id;
     // Someone else's session is invisible unless you are an administrator.
     if session.revoked_at.is_some()
         || !is_live(&state, &session, now)
-        || !(own || current.user.role == Role::Admin)
+        || !crate::auth::policy::may_manage_credentials_of(&current.user, session.user_id)
     {
         return Err(not_found());
     }
-    crate::auth::sessions::revoke(&state, id).await?;
+    service::revoke(&state, id).await?;
     state.audit.record(
         AuditEvent::new("session.revoked", "success")
             .context(ctx.map(|Extension(c)| c).as_ref())

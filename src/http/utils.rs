@@ -4,7 +4,7 @@
 //! not, never why. The information discloses configuration, so outside `ENVIRONMENT=local` it is
 //! for administrators.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::auth::rbac::AdminOutsideLocal;
 use crate::state::AppState;
-use crate::store::StoreError;
+use crate::model::DbCheck;
 
 /// Longest wait for the database in a health check.
 pub const DB_PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -24,46 +24,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/utils/info", get(info))
 }
 
-/// The outcome of one database ping.
-#[derive(Debug, Clone, Copy)]
-pub struct DbCheck {
-    pub healthy: bool,
-    pub latency: Duration,
-}
-
-impl DbCheck {
-    pub fn status(&self) -> &'static str {
-        if self.healthy { "healthy" } else { "unhealthy" }
-    }
-
-    /// Milliseconds, three decimals; `None` when the ping failed.
-    pub fn latency_ms(&self) -> Option<f64> {
-        self.healthy
-            .then(|| (self.latency.as_secs_f64() * 1_000_000.0).round() / 1000.0)
-    }
-}
-
-/// Pings the database with a short timeout. The log line names the kind of failure only.
+/// Pings the database with a short timeout (`Db::check`).
 pub async fn check_database(state: &AppState) -> DbCheck {
-    let start = Instant::now();
-    let outcome = tokio::time::timeout(DB_PING_TIMEOUT, state.db.ping()).await;
-    let latency = start.elapsed();
-    let healthy = match outcome {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            let kind = match e {
-                StoreError::Unavailable(_) => "unavailable",
-                _ => "error",
-            };
-            tracing::warn!(kind, engine = state.db.engine(), "database ping failed");
-            false
-        }
-        Err(_) => {
-            tracing::warn!(engine = state.db.engine(), "database ping timed out");
-            false
-        }
-    };
-    DbCheck { healthy, latency }
+    state.db.check(DB_PING_TIMEOUT).await
 }
 
 /// `healthy`, `unhealthy` or `not_configured`, from the Redis connection's health flag (kept up

@@ -25,36 +25,29 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
-use uuid::Uuid;
 
 use super::auth::no_store;
 use super::events::{collab_json, orchestrator_json};
-use crate::auth::liveness::{self, Channel, Credential, Liveness};
+use crate::auth::liveness::{self, Channel, Liveness};
 use crate::auth::principal::{CurrentUser, user_from_token};
 use crate::auth::rbac::UserPrincipal;
 use crate::context::RequestContext;
-use crate::crypto::token_hash;
-use crate::crypto::{derive_key, random_bytes};
 use crate::error::ApiError;
 use crate::model::User;
 use crate::orchestrator::events::{COLLAB, ORCHESTRATOR};
 use crate::security::csrf::is_cross_site;
 use crate::state::AppState;
-use crate::store::events::EventRow;
-use crate::store::tokens;
-use crate::store::users::{self};
+use crate::orchestrator::events::EventRow;
+use crate::auth::tickets::{self, TICKET_SECS};
 
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
-const TICKET_SECS: i64 = 60;
 /// Client messages allowed per second on one connection.
 const MESSAGES_PER_SECOND: u32 = 20;
 const PING_EVERY: Duration = Duration::from_secs(30);
@@ -65,24 +58,12 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/ws-ticket", post(ticket))
 }
 
-fn ticket_hash(state: &AppState, ticket: &str) -> String {
-    token_hash(&derive_key(&state.settings.secret_key, "ws-ticket"), ticket)
-}
-
 /// A ticket for one WebSocket connection, valid for a minute.
 async fn ticket(
     State(state): State<AppState>,
     UserPrincipal(current): UserPrincipal,
 ) -> Result<Response, ApiError> {
-    let ticket = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
-    let expires = state.clock.now() + chrono::Duration::seconds(TICKET_SECS);
-    // The socket it opens lives as long as the credential that minted it.
-    let origin = tokens::WsTicket {
-        user_id: current.user.id,
-        minted_by: Credential::of(&current).handle(),
-        token_generation: current.user.token_generation,
-    };
-    tokens::insert_ws_ticket(&state.db, &ticket_hash(&state, &ticket), &origin, expires).await?;
+    let ticket = tickets::mint(&state, &current).await?;
     Ok(no_store(
         Json(json!({"ticket": ticket, "expires_in": TICKET_SECS})).into_response(),
     ))
@@ -115,25 +96,9 @@ async fn upgrade(
             (c.user, channel)
         }
         None => match (q.ticket, q.token) {
-            (Some(ticket), _) => {
-                let now = state.clock.now();
-                let invalid = || ApiError::unauthorized("Invalid or used ticket");
-                let origin = tokens::use_ws_ticket(&state.db, &ticket_hash(&state, &ticket), now)
-                    .await?
-                    .ok_or_else(invalid)?;
-                let user = users::find_by_id(&state.db, origin.user_id)
-                    .await?
-                    .filter(|u| u.active && u.token_generation == origin.token_generation)
-                    .ok_or_else(invalid)?;
-                let channel = Channel::new(
-                    user.id,
-                    origin.token_generation,
-                    Credential::Ticket {
-                        minted_by: origin.minted_by,
-                    },
-                );
-                (user, channel)
-            }
+            (Some(ticket), _) => tickets::redeem(&state, &ticket)
+                .await?
+                .ok_or_else(|| ApiError::unauthorized("Invalid or used ticket"))?,
             (None, Some(token)) => match user_from_token(&state, &token).await? {
                 Ok(c) if c.claims.is_some() => {
                     let channel = Channel::open(&state, &c).await;
@@ -212,7 +177,7 @@ async fn run(state: AppState, mut socket: WebSocket, mut user: User, mut channel
     let mut events = state.events.subscribe();
     // Where a catch-up from the log starts if this connection falls behind the live bus: the
     // newest event when it subscribed, then the newest one it was offered.
-    let Ok(mut last_seen) = crate::store::events::newest_id(&state.db).await else {
+    let Ok(mut last_seen) = crate::orchestrator::events::newest_id(&state.db).await else {
         close(socket, 1011, "Event log unavailable").await;
         return;
     };
@@ -276,9 +241,9 @@ async fn run(state: AppState, mut socket: WebSocket, mut user: User, mut channel
                     // (never a silent gap).
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         loop {
-                            let Ok(page) = crate::store::events::after(
+                            let Ok(page) = crate::orchestrator::events::after(
                                 &state.db,
-                                &crate::store::events::EventFilter { after_id: last_seen, ..Default::default() },
+                                &crate::orchestrator::events::EventFilter { after_id: last_seen, ..Default::default() },
                                 1000,
                             )
                             .await
@@ -366,7 +331,7 @@ async fn handle(
         "subscribe" | "unsubscribe" if stream.is_some() || target.is_some() => {
             if kind == "subscribe"
                 && let Some(id) = &target
-                && !may_follow(state, user, id).await
+                && !crate::orchestrator::may_follow(state, user, id).await
             {
                 return Some(error("Not found"));
             }
@@ -395,19 +360,3 @@ async fn handle(
     }
 }
 
-/// Whether the user may follow a job's or task's events.
-async fn may_follow(state: &AppState, user: &User, id: &str) -> bool {
-    let Ok(uuid) = Uuid::parse_str(id) else {
-        return false;
-    };
-    match crate::store::jobs::find(&state.db, uuid).await {
-        Ok(Some(job)) => return crate::auth::policy::may_see_job(user, job.owner_id),
-        Ok(None) => {}
-        Err(_) => return false,
-    }
-    // Collaborative tasks are shared by everyone.
-    matches!(
-        crate::store::tasks::find(&state.db, uuid).await,
-        Ok(Some(_))
-    )
-}

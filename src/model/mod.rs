@@ -14,6 +14,25 @@ pub mod scope;
 
 pub use scope::{Scope, Scopes};
 
+/// The outcome of one database ping.
+#[derive(Debug, Clone, Copy)]
+pub struct DbCheck {
+    pub healthy: bool,
+    pub latency: std::time::Duration,
+}
+
+impl DbCheck {
+    pub fn status(&self) -> &'static str {
+        if self.healthy { "healthy" } else { "unhealthy" }
+    }
+
+    /// Milliseconds, three decimals; `None` when the ping failed.
+    pub fn latency_ms(&self) -> Option<f64> {
+        self.healthy
+            .then(|| (self.latency.as_secs_f64() * 1_000_000.0).round() / 1000.0)
+    }
+}
+
 /// The event stream of the collaboration log (`/api/v1/events`), shared by everyone signed in.
 pub const COLLAB: &str = "collab";
 /// The event stream of jobs and tasks, visible as the jobs are (`auth::policy`).

@@ -15,7 +15,8 @@ use sqlx::types::Json;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::store::events::{self, EventRow};
+pub use crate::store::events::{EventFilter, EventRow};
+use crate::store::events;
 use crate::store::redis::Redis;
 use crate::store::{Db, StoreResult};
 
@@ -165,4 +166,20 @@ impl EventBus {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+}
+
+/// Events matching `filter` after `filter.after_id`, oldest first, at most `limit` (one page of
+/// a backlog or a resume).
+pub async fn after(db: &Db, filter: &EventFilter, limit: i64) -> StoreResult<Vec<EventRow>> {
+    events::after(db, filter, limit).await
+}
+
+/// The newest `limit` events matching `filter`, oldest first (a tail).
+pub async fn latest(db: &Db, filter: &EventFilter, limit: i64) -> StoreResult<Vec<EventRow>> {
+    events::latest(db, filter, limit).await
+}
+
+/// The id of the newest event (0 for an empty log): where a live channel's catch-up starts.
+pub async fn newest_id(db: &Db) -> StoreResult<i64> {
+    events::newest_id(db).await
 }

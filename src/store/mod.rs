@@ -154,6 +154,34 @@ impl Db {
         }
     }
 
+    /// Pings the database within `timeout`. The log line names the kind of failure only.
+    pub async fn check(&self, timeout: std::time::Duration) -> crate::model::DbCheck {
+        let start = std::time::Instant::now();
+        let outcome = tokio::time::timeout(timeout, self.ping()).await;
+        let latency = start.elapsed();
+        let healthy = match outcome {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                let kind = match e {
+                    StoreError::Unavailable(_) => "unavailable",
+                    _ => "error",
+                };
+                tracing::warn!(kind, engine = self.engine(), "database ping failed");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(engine = self.engine(), "database ping timed out");
+                false
+            }
+        };
+        crate::model::DbCheck { healthy, latency }
+    }
+
+    /// Connections of the pool: (open, idle).
+    pub fn pool_stats(&self) -> (u32, usize) {
+        on_pool!(self, pool => (pool.size(), pool.num_idle()))
+    }
+
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
             Db::Sqlite(pool) => {
