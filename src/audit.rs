@@ -196,12 +196,20 @@ impl Audit {
     }
 
     /// The newest `limit` rows (of `event`, when given), newest first.
-    pub async fn recent(&self, event: Option<&str>, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+    pub async fn recent(
+        &self,
+        event: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
         audit_store::recent(&self.db, event, limit).await
     }
 
     /// Rows matching `filter`, newest first, at most `limit`.
-    pub async fn query(&self, filter: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+    pub async fn query(
+        &self,
+        filter: &AuditFilter,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
         audit_store::query(&self.db, filter, limit).await
     }
 

@@ -119,7 +119,7 @@ impl AppState {
             settings.event_retention_days,
         );
         let events = EventBus::start(redis.clone());
-        Ok(AppState(Arc::new(Inner {
+        let state = AppState(Arc::new(Inner {
             session_policy: SessionPolicy::new(&settings),
             csrf: CsrfKeys::new(&settings),
             security_headers: SecurityHeaders::new(&settings)?,
@@ -136,7 +136,24 @@ impl AppState {
             telemetry: Telemetry::start(),
             shutdown: Shutdown::default(),
             user_cache: UserCache::default(),
-        })))
+        }));
+        crate::orchestrator::leases::spawn_sweeper(state.downgrade());
+        Ok(state)
+    }
+
+    /// A handle that does not keep the state alive (for background tasks that end with it).
+    pub fn downgrade(&self) -> WeakState {
+        WeakState(Arc::downgrade(&self.0))
+    }
+}
+
+/// A weak handle on the state: background tasks hold it and stop once the state is dropped.
+#[derive(Debug, Clone)]
+pub struct WeakState(std::sync::Weak<Inner>);
+
+impl WeakState {
+    pub fn upgrade(&self) -> Option<AppState> {
+        self.0.upgrade().map(AppState)
     }
 }
 

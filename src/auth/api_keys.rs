@@ -330,7 +330,10 @@ pub async fn list(state: &AppState, owner: Option<Uuid>) -> StoreResult<Vec<ApiK
 
 /// The key with this id, if any.
 pub async fn find(state: &AppState, id: Uuid) -> StoreResult<Option<ApiKey>> {
-    Ok(store::find_by_id(&state.db, id).await?.as_ref().map(ApiKey::from))
+    Ok(store::find_by_id(&state.db, id)
+        .await?
+        .as_ref()
+        .map(ApiKey::from))
 }
 
 /// Revokes a key, for HTTP and the CLI alike: its row, every channel it opened (through the

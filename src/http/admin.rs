@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::body::JsonObject;
+use crate::audit::AuditFilter;
 use crate::audit::{Actor, AuditEvent};
 use crate::auth::accounts::{self, CreateUser};
 use crate::auth::mfa;
@@ -22,7 +23,6 @@ use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::model::{Role, User};
 use crate::state::AppState;
-use crate::audit::AuditFilter;
 
 pub const AUDIT_PAGE_MAX: i64 = 500;
 
@@ -51,7 +51,7 @@ fn user_json(u: &User) -> Value {
 async fn target(state: &AppState, id: &str) -> Result<User, ApiError> {
     let not_found = || ApiError::not_found("User not found");
     let id = Uuid::parse_str(id).map_err(|_| not_found())?;
-    crate::auth::accounts::user_by_id(&state, id)
+    crate::auth::accounts::user_by_id(state, id)
         .await?
         .ok_or_else(not_found)
 }

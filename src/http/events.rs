@@ -27,9 +27,9 @@ use crate::auth::rbac::require_scope;
 use crate::clock::at_storage_precision;
 use crate::error::{ApiError, FieldError};
 use crate::orchestrator::etag::etag;
+use crate::orchestrator::events::{self as store, EventFilter, EventRow};
 use crate::orchestrator::events::{COLLAB, NewEvent, ORCHESTRATOR};
 use crate::state::AppState;
-use crate::orchestrator::events::{self as store, EventFilter, EventRow};
 
 const BACKLOG_MAX: i64 = 1000;
 const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -136,17 +136,7 @@ async fn append(
     Ok(response)
 }
 
-/// Publishes an event about a change that is already committed; a failure is logged, not
-/// returned (the change stands, and the log is the source the streams resume from).
-pub async fn emit(state: &AppState, event: NewEvent) {
-    if let Err(e) = state
-        .events
-        .publish(&state.db, at_storage_precision(state.clock.now()), event)
-        .await
-    {
-        tracing::warn!(error = %e, "an event could not be recorded");
-    }
-}
+pub use crate::orchestrator::events::emit;
 
 fn last_event_id(headers: &HeaderMap) -> Option<i64> {
     headers

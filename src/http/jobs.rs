@@ -7,20 +7,16 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sqlx::types::Json as DbJson;
-use uuid::Uuid;
 
 use super::body::JsonObject;
 use super::conditional::{check_if_match, json_with_etag, respond_conditionally};
-use super::events::emit;
 use crate::auth::api_keys::Scope;
 use crate::auth::principal::CurrentUser;
 use crate::auth::rbac::require_scope;
-use crate::clock::at_storage_precision;
 use crate::error::{ApiError, FieldError};
-use crate::orchestrator::jobs::{self, JobStatus};
+use crate::orchestrator::jobs::JobRow;
+use crate::orchestrator::jobs::{self, JobError, JobStatus, NewJob};
 use crate::state::AppState;
-use crate::store::jobs::{self as store, JobRow};
 
 pub const LIST_LIMIT_MAX: i64 = 1000;
 const METADATA_MAX_BYTES: usize = 16 * 1024;
@@ -33,18 +29,19 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/jobs/{id}/status", put(set_status))
 }
 
-fn not_found() -> ApiError {
-    ApiError::not_found("Job not found")
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::NotFound => ApiError::not_found("Job not found"),
+            JobError::Transition(_) | JobError::Changed => ApiError::conflict(e.to_string()),
+            JobError::Store(e) => e.into(),
+        }
+    }
 }
 
 /// The job if it exists and the caller may see it (otherwise 404, revealing nothing).
 async fn visible(state: &AppState, current: &CurrentUser, id: &str) -> Result<JobRow, ApiError> {
-    let id = Uuid::parse_str(id).map_err(|_| not_found())?;
-    let job = store::find(&state.db, id).await?.ok_or_else(not_found)?;
-    if !jobs::may_access(&current.user, &job) {
-        return Err(not_found());
-    }
-    Ok(job)
+    Ok(jobs::find_visible(state, &current.user, id).await?)
 }
 
 async fn create(
@@ -82,9 +79,7 @@ async fn create(
     };
     let metadata = match body.0.get("metadata") {
         None | Some(Value::Null) => None,
-        Some(v @ Value::Object(_)) if v.to_string().len() <= METADATA_MAX_BYTES => {
-            Some(DbJson(v.clone()))
-        }
+        Some(v @ Value::Object(_)) if v.to_string().len() <= METADATA_MAX_BYTES => Some(v.clone()),
         Some(Value::Object(_)) => {
             errors.push(FieldError::body(
                 "metadata",
@@ -105,33 +100,17 @@ async fn create(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let now = at_storage_precision(state.clock.now());
-    let job = JobRow {
-        id: Uuid::new_v4(),
-        name: title,
-        description,
-        status: JobStatus::Pending.as_str().to_owned(),
-        priority,
-        metadata,
-        owner_id: Some(current.user.id),
-        version: 1,
-        attempts: 0,
-        created_at: now,
-        updated_at: now,
-        started_at: None,
-        completed_at: None,
-        lease_owner: None,
-        lease_expires_at: None,
-        lease_token: None,
-        result: None,
-        error: None,
-    };
-    store::insert(&state.db, &job).await?;
-    emit(
+    let job = jobs::submit(
         &state,
-        jobs::event(&job, "job_created", Some(&current.user.username), json!({})),
+        &current.user,
+        NewJob {
+            title,
+            description,
+            priority,
+            metadata,
+        },
     )
-    .await;
+    .await?;
     let mut response = json_with_etag(StatusCode::CREATED, &jobs::to_json(&job));
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/jobs/{}", job.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -189,8 +168,7 @@ async fn list(
             "Input should be from 1 to 1000",
         ));
     }
-    let owner = crate::auth::policy::owner_filter(&current.user);
-    let rows = store::list(&state.db, status.map(JobStatus::as_str), owner, skip, limit).await?;
+    let rows = jobs::list(&state, &current.user, status, skip, limit).await?;
     let body = Value::Array(rows.iter().map(jobs::to_json).collect());
     Ok(respond_conditionally(&headers, &body))
 }
@@ -233,32 +211,7 @@ async fn set_status(
     };
     let job = visible(&state, &current, &id).await?;
     check_if_match(&headers, &jobs::to_json(&job))?;
-    let next = jobs::transition(&job, requested, at_storage_precision(state.clock.now())).map_err(
-        |e| {
-            ApiError::conflict(format!(
-                "Invalid status transition from {} to {}",
-                e.from, e.to
-            ))
-        },
-    )?;
-    if !store::update_status(&state.db, &next, job.version).await? {
-        return Err(ApiError::conflict(
-            "The job was changed by another request; read it again and retry",
-        ));
-    }
-    let mut next = next;
-    next.version += 1;
-    let change = json!({"old_status": job.status, "new_status": next.status});
-    emit(
-        &state,
-        jobs::event(
-            &next,
-            "job_status_updated",
-            Some(&current.user.username),
-            change,
-        ),
-    )
-    .await;
+    let next = jobs::set_status(&state, &current.user, &job, requested).await?;
     Ok(json_with_etag(StatusCode::OK, &jobs::to_json(&next)))
 }
 
@@ -271,15 +224,6 @@ async fn remove(
     require_scope(&current, Scope::JobsWrite)?;
     let job = visible(&state, &current, &id).await?;
     check_if_match(&headers, &jobs::to_json(&job))?;
-    if !store::delete(&state.db, job.id, job.version).await? {
-        return Err(ApiError::conflict(
-            "The job was changed by another request; read it again and retry",
-        ));
-    }
-    emit(
-        &state,
-        jobs::event(&job, "job_deleted", Some(&current.user.username), json!({})),
-    )
-    .await;
+    jobs::delete(&state, &current.user, &job).await?;
     Ok(Json(json!({"message": "Job deleted successfully"})).into_response())
 }

@@ -18,13 +18,13 @@ use crate::auth::mfa;
 use crate::auth::principal::{AuthMethod, CurrentUser};
 use crate::auth::rbac::UserPrincipal;
 use crate::auth::sessions::{self, SESSION_COOKIE};
+use crate::auth::sessions::{self as service, SessionRow};
 use crate::context::RequestContext;
 use crate::cookies;
 use crate::error::ApiError;
 use crate::model::Role;
 use crate::security::csrf::{CSRF_COOKIE, attach_token};
 use crate::state::AppState;
-use crate::auth::sessions::{self as service, SessionRow};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -215,9 +215,7 @@ async fn revoke(
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found("Session not found");
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let session = service::find(&state, id)
-        .await?
-        .ok_or_else(not_found)?;
+    let session = service::find(&state, id).await?.ok_or_else(not_found)?;
     let now = state.clock.now();
     // Someone else's session is invisible unless you are an administrator.
     if session.revoked_at.is_some()

@@ -9,23 +9,18 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use super::body::JsonObject;
 use super::conditional::{
     check_if_match, json_with_etag, respond_conditionally, respond_conditionally_on,
 };
-use super::events::emit;
 use crate::auth::api_keys::Scope;
 use crate::auth::principal::CurrentUser;
 use crate::auth::rbac::require_scope;
-use crate::clock::at_storage_precision;
 use crate::error::{ApiError, FieldError};
-use crate::orchestrator::events::{NewEvent, ORCHESTRATOR};
+use crate::orchestrator::tasks::{self, TaskError, TaskRow, to_json};
 use crate::state::AppState;
-use crate::store::tasks::{self as store, TaskRow};
 
-const LIST_MAX: i64 = 1000;
 const DESCRIPTION_MAX_BYTES: usize = 10_000;
 
 pub fn routes() -> Router<AppState> {
@@ -38,19 +33,15 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-pub fn to_json(t: &TaskRow) -> Value {
-    json!({
-        "id": t.id,
-        "title": t.title,
-        "description": t.description,
-        "version": t.version,
-        "created_at": t.created_at,
-        "updated_at": t.updated_at,
-    })
-}
-
-fn not_found() -> ApiError {
-    ApiError::not_found("Task not found")
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> Self {
+        match e {
+            TaskError::NotFound => ApiError::not_found(e.to_string()),
+            TaskError::Forbidden => ApiError::forbidden(e.to_string()),
+            TaskError::Changed => ApiError::new(StatusCode::PRECONDITION_FAILED, e.to_string()),
+            TaskError::Store(e) => e.into(),
+        }
+    }
 }
 
 /// `{title, description?}`, title trimmed and not empty, unknown fields refused (as before).
@@ -76,8 +67,7 @@ fn task_fields(body: &JsonObject) -> Result<(String, Option<String>), ApiError> 
 }
 
 async fn find(state: &AppState, id: &str) -> Result<TaskRow, ApiError> {
-    let id = Uuid::parse_str(id).map_err(|_| not_found())?;
-    store::find(&state.db, id).await?.ok_or_else(not_found)
+    Ok(tasks::find(state, id).await?)
 }
 
 async fn create(
@@ -87,18 +77,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     require_scope(&current, Scope::JobsWrite)?;
     let (title, description) = task_fields(&body)?;
-    let now = at_storage_precision(state.clock.now());
-    let task = TaskRow {
-        id: Uuid::new_v4(),
-        title,
-        description,
-        version: 1,
-        owner_id: Some(current.user.id),
-        created_at: now,
-        updated_at: now,
-    };
-    store::insert(&state.db, &task).await?;
-    emit(&state, task_event(&task, "task_created", &current)).await;
+    let task = tasks::create(&state, &current.user, title, description).await?;
     let mut response = json_with_etag(StatusCode::CREATED, &to_json(&task));
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/collab/tasks/{}", task.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -112,13 +91,7 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_scope(&current, Scope::JobsRead)?;
-    let items = Value::Array(
-        store::list(&state.db, LIST_MAX)
-            .await?
-            .iter()
-            .map(to_json)
-            .collect(),
-    );
+    let items = Value::Array(tasks::list(&state).await?.iter().map(to_json).collect());
     let body = json!({"kind": "tasks", "items": items});
     Ok(respond_conditionally_on(&headers, &body, &body["items"]))
 }
@@ -145,18 +118,7 @@ async fn update(
     let (title, description) = task_fields(&body)?;
     let task = find(&state, &id).await?;
     check_if_match(&headers, &to_json(&task))?;
-    let mut next = task.clone();
-    next.title = title;
-    next.description = description;
-    next.updated_at = at_storage_precision(state.clock.now());
-    if !store::update(&state.db, &next, task.version).await? {
-        return Err(ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "Precondition failed: the resource has changed",
-        ));
-    }
-    next.version += 1;
-    emit(&state, task_event(&next, "task_updated", &current)).await;
+    let next = tasks::update(&state, &current.user, &task, title, description).await?;
     Ok(json_with_etag(StatusCode::OK, &to_json(&next)))
 }
 
@@ -168,31 +130,7 @@ async fn remove(
 ) -> Result<Response, ApiError> {
     require_scope(&current, Scope::JobsWrite)?;
     let task = find(&state, &id).await?;
-    if !crate::auth::policy::may_delete_task(&current.user, task.owner_id) {
-        return Err(ApiError::forbidden(
-            "Only the creator, moderators and administrators can delete a task",
-        ));
-    }
     check_if_match(&headers, &to_json(&task))?;
-    if !store::delete(&state.db, task.id, task.version).await? {
-        return Err(ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "Precondition failed: the resource has changed",
-        ));
-    }
-    emit(&state, task_event(&task, "task_deleted", &current)).await;
+    tasks::delete(&state, &current.user, &task).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn task_event(task: &TaskRow, name: &str, current: &CurrentUser) -> NewEvent {
-    NewEvent {
-        stream: ORCHESTRATOR,
-        event: name.to_owned(),
-        actor: Some(current.user.username.clone()),
-        target: Some(task.id.to_string()),
-        task_id: Some(task.id.to_string()),
-        run_id: None,
-        owner_id: task.owner_id,
-        payload: json!({"task": to_json(task), "user_id": current.user.id}),
-    }
 }

@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::auth::rbac::AdminOutsideLocal;
-use crate::state::AppState;
 use crate::model::DbCheck;
+use crate::state::AppState;
 
 /// Longest wait for the database in a health check.
 pub const DB_PING_TIMEOUT: Duration = Duration::from_secs(2);

@@ -35,14 +35,14 @@ use super::events::{collab_json, orchestrator_json};
 use crate::auth::liveness::{self, Channel, Liveness};
 use crate::auth::principal::{CurrentUser, user_from_token};
 use crate::auth::rbac::UserPrincipal;
+use crate::auth::tickets::{self, TICKET_SECS};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::model::User;
+use crate::orchestrator::events::EventRow;
 use crate::orchestrator::events::{COLLAB, ORCHESTRATOR};
 use crate::security::csrf::is_cross_site;
 use crate::state::AppState;
-use crate::orchestrator::events::EventRow;
-use crate::auth::tickets::{self, TICKET_SECS};
 
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const READ_BUFFER_BYTES: usize = 4 * 1024;
@@ -359,4 +359,3 @@ async fn handle(
         )),
     }
 }
-

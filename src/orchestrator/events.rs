@@ -15,8 +15,8 @@ use sqlx::types::Json;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-pub use crate::store::events::{EventFilter, EventRow};
 use crate::store::events;
+pub use crate::store::events::{EventFilter, EventRow};
 use crate::store::redis::Redis;
 use crate::store::{Db, StoreResult};
 
@@ -182,4 +182,20 @@ pub async fn latest(db: &Db, filter: &EventFilter, limit: i64) -> StoreResult<Ve
 /// The id of the newest event (0 for an empty log): where a live channel's catch-up starts.
 pub async fn newest_id(db: &Db) -> StoreResult<i64> {
     events::newest_id(db).await
+}
+
+/// Publishes an event about a change that is already committed; a failure is logged, not
+/// returned (the change stands, and the log is the source the streams resume from).
+pub async fn emit(state: &crate::state::AppState, event: NewEvent) {
+    if let Err(e) = state
+        .events
+        .publish(
+            &state.db,
+            crate::clock::at_storage_precision(state.clock.now()),
+            event,
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "an event could not be recorded");
+    }
 }

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::model::User;
-use crate::store::jobs::JobRow;
+pub use crate::store::jobs::JobRow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobStatus {
@@ -229,4 +229,137 @@ mod tests {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The jobs service: what REST, the WebSocket and the CLI do with jobs, checked and evented once.
+
+/// Why a job operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// No such job, or one the caller may not see (the two are not told apart).
+    #[error("Job not found")]
+    NotFound,
+    /// The state machine forbids the change.
+    #[error("Invalid status transition from {} to {}", .0.from, .0.to)]
+    Transition(IllegalTransition),
+    /// Someone changed the job first (optimistic concurrency).
+    #[error("The job was changed by another request; read it again and retry")]
+    Changed,
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// A job to submit, validated by the caller's parser.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub title: String,
+    pub description: Option<String>,
+    pub priority: i32,
+    pub metadata: Option<Value>,
+}
+
+/// The job `id` if it exists and `user` may see it (`auth::policy`).
+pub async fn find_visible(
+    state: &crate::state::AppState,
+    user: &User,
+    id: &str,
+) -> Result<JobRow, JobError> {
+    let id = uuid::Uuid::parse_str(id).map_err(|_| JobError::NotFound)?;
+    crate::store::jobs::find(&state.db, id)
+        .await?
+        .filter(|job| may_access(user, job))
+        .ok_or(JobError::NotFound)
+}
+
+/// The jobs `user` may see, newest first, optionally of one status.
+pub async fn list(
+    state: &crate::state::AppState,
+    user: &User,
+    status: Option<JobStatus>,
+    skip: i64,
+    limit: i64,
+) -> Result<Vec<JobRow>, JobError> {
+    let owner = crate::auth::policy::owner_filter(user);
+    Ok(
+        crate::store::jobs::list(&state.db, status.map(JobStatus::as_str), owner, skip, limit)
+            .await?,
+    )
+}
+
+/// Submits a job owned by `user`; `job_created` goes on the bus.
+pub async fn submit(
+    state: &crate::state::AppState,
+    user: &User,
+    new: NewJob,
+) -> Result<JobRow, JobError> {
+    let now = crate::clock::at_storage_precision(state.clock.now());
+    let job = JobRow {
+        id: uuid::Uuid::new_v4(),
+        name: new.title,
+        description: new.description,
+        status: JobStatus::Pending.as_str().to_owned(),
+        priority: new.priority,
+        metadata: new.metadata.map(sqlx::types::Json),
+        owner_id: Some(user.id),
+        version: 1,
+        attempts: 0,
+        created_at: now,
+        updated_at: now,
+        started_at: None,
+        completed_at: None,
+        lease_owner: None,
+        lease_expires_at: None,
+        lease_token: None,
+        result: None,
+        error: None,
+    };
+    crate::store::jobs::insert(&state.db, &job).await?;
+    crate::orchestrator::events::emit(
+        state,
+        event(&job, "job_created", Some(&user.username), json!({})),
+    )
+    .await;
+    Ok(job)
+}
+
+/// Moves a job a person may see along the state machine (`job_status_updated` on the bus).
+/// People may make every transition of the machine through this; agents move jobs through
+/// their leases (`orchestrator::leases`).
+pub async fn set_status(
+    state: &crate::state::AppState,
+    user: &User,
+    job: &JobRow,
+    requested: JobStatus,
+) -> Result<JobRow, JobError> {
+    let now = crate::clock::at_storage_precision(state.clock.now());
+    let mut next = transition(job, requested, now).map_err(JobError::Transition)?;
+    if !crate::store::jobs::update_status(&state.db, &next, job.version).await? {
+        return Err(JobError::Changed);
+    }
+    next.version += 1;
+    let change = json!({"old_status": job.status, "new_status": next.status});
+    crate::orchestrator::events::emit(
+        state,
+        event(&next, "job_status_updated", Some(&user.username), change),
+    )
+    .await;
+    Ok(next)
+}
+
+/// Deletes a job a person may see (`job_deleted` on the bus).
+pub async fn delete(
+    state: &crate::state::AppState,
+    user: &User,
+    job: &JobRow,
+) -> Result<(), JobError> {
+    if !crate::store::jobs::delete(&state.db, job.id, job.version).await? {
+        return Err(JobError::Changed);
+    }
+    crate::orchestrator::events::emit(
+        state,
+        event(job, "job_deleted", Some(&user.username), json!({})),
+    )
+    .await;
+    Ok(())
 }

@@ -4,6 +4,8 @@
 pub mod etag;
 pub mod events;
 pub mod jobs;
+pub mod leases;
+pub mod tasks;
 
 use uuid::Uuid;
 
