@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kyros::security::rate_limit::gcra::Gcra;
-use kyros::security::rate_limit::memory::MemoryStore;
-use kyros::security::rate_limit::redis::RedisStore;
+use kyros::limiter::gcra::Gcra;
+use kyros::limiter::memory::MemoryStore;
+use kyros::limiter::redis::RedisStore;
 use kyros::store::redis::Redis;
 use secrecy::SecretString;
 

@@ -11,6 +11,7 @@ pub mod cookies;
 pub mod crypto;
 pub mod error;
 pub mod http;
+pub mod limiter;
 pub mod model;
 pub mod orchestrator;
 pub mod security;

@@ -6,7 +6,8 @@
 //! 0. core — `clock`, `crypto`, `config`, `error`, `context`, `cookies`, `model`: no I/O of the
 //!    service's own, no rules beyond parsing;
 //! 1. `store` — SQL and Redis access, no rules, no HTTP;
-//! 2. `audit`, `telemetry` — the audit sink and the metrics, shared by every service;
+//! 2. `audit`, `telemetry`, `limiter` — the audit sink, the metrics and the rate-limit engine,
+//!    shared by every service;
 //! 3. `auth` — identities, credentials and the one authorization policy;
 //! 4. `security`, `orchestrator` — the request-path protections (which may ask `auth` who is
 //!    calling) and jobs, leases, tasks and events (which ask `auth::policy`);
@@ -24,7 +25,7 @@ fn layer(module: &str) -> Option<u8> {
     Some(match module {
         "clock" | "crypto" | "config" | "error" | "context" | "cookies" | "model" => 0,
         "store" => 1,
-        "audit" | "telemetry" => 2,
+        "audit" | "telemetry" | "limiter" => 2,
         "auth" => 3,
         "security" | "orchestrator" => 4,
         "http" | "web" | "server" | "lib" | "main" => 5,

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod liveness;
+pub mod login;
 pub mod mfa;
 pub mod password;
 pub mod policy;

@@ -8,21 +8,18 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::json;
 
 use super::auth::no_store;
 use super::body::JsonObject;
 use super::sessions::session_response;
-use crate::audit::{Actor, AuditEvent};
-use crate::auth::accounts::{self, AccountError};
-use crate::auth::password::Verification;
+use crate::auth::login;
 use crate::auth::principal::AuthMethod;
 use crate::auth::rbac::UserPrincipal;
 use crate::config::PASSWORD_MAX_BYTES;
 use crate::context::RequestContext;
 use crate::error::ApiError;
-use crate::security::rate_limit::{Policy, Verdict, limited_error};
 use crate::state::AppState;
 
 pub const PASSWORD_PATH: &str = "/auth/password";
@@ -47,61 +44,14 @@ async fn change_password(
     };
     let ctx = ctx.map(|Extension(c)| c);
     let user = current.user;
-    // Guessing the current password through a hijacked session is limited like a login.
-    if let Verdict::Limited(q) = state
-        .limiter
-        .check(Policy::AuthAccount, &format!("password:{}", user.id))
-        .await
-    {
-        return Err(limited_error(&q));
-    }
-    let attempt = match accounts::admit(&state, &user).await? {
-        accounts::Gate::Admitted(attempt) => Some(attempt),
-        accounts::Gate::Locked => None,
-    };
-    let verdict = match &attempt {
-        Some(_) => state
-            .hasher
-            .verify(
-                SecretString::from(old.clone()),
-                Some(user.password_hash.clone()),
-            )
-            .await
-            .map_err(ApiError::internal)?,
-        None => Verification::Invalid,
-    };
-    match (attempt, &verdict) {
-        (Some(attempt), Verification::Valid { .. }) => attempt.passed(&state).await?,
-        (attempt, _) => {
-            let reason = match attempt {
-                Some(attempt) => {
-                    attempt.failed(&state, &user).await?;
-                    "wrong current password"
-                }
-                None => "locked",
-            };
-            state.audit.record(
-                AuditEvent::new("auth.password_change", "failure")
-                    .context(ctx.as_ref())
-                    .user(&user)
-                    .details(json!({"reason": reason})),
-            );
-            return Err(ApiError::forbidden("The current password is incorrect"));
-        }
-    }
-    if old == new {
-        return Err(ApiError::field(
-            "new_password",
-            "value_error",
-            "The new password must differ from the current one",
-        ));
-    }
-    let new = SecretString::from(new);
-    accounts::validate_new_password(new.expose_secret()).map_err(|e| match e {
-        AccountError::Invalid(_, msg) => ApiError::field("new_password", "value_error", msg),
-        other => other.into(),
-    })?;
-    accounts::set_password(&state, &user, new, Actor::User(&user, ctx.as_ref())).await?;
+    login::change_password(
+        &state,
+        ctx.as_ref(),
+        &user,
+        SecretString::from(old),
+        SecretString::from(new),
+    )
+    .await?;
     if let AuthMethod::Session(_) = current.method {
         // The old session ended with all the others; this browser continues in a new one.
         return session_response(&state, None, ctx.as_ref(), &headers, &user).await;

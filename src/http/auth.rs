@@ -11,17 +11,18 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::body::JsonObject;
-use crate::audit::AuditEvent;
-use crate::auth::accounts::{self, AccountError, LoginOutcome};
+use crate::auth::accounts::{self, AccountError};
+pub use crate::auth::login::PasswordStep;
+use crate::auth::login::{self, LoginError};
 use crate::auth::mfa::{self, MfaError};
-use crate::auth::principal::{AuthMethod, CurrentUser};
+use crate::auth::principal::CurrentUser;
 use crate::auth::rbac::UserPrincipal;
-use crate::auth::refresh::{self, Rotation};
+use crate::auth::refresh;
 use crate::config::PASSWORD_MAX_BYTES;
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::model::User;
-use crate::security::rate_limit::{Policy, Verdict, limited_error};
+use crate::security::rate_limit::limited_error;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -67,16 +68,24 @@ pub fn credentials(body: &JsonObject) -> Result<(String, SecretString), ApiError
     }
 }
 
-/// What a correct password leads to.
-#[derive(Debug)]
-pub enum PasswordStep {
-    /// The login is complete.
-    Complete(User),
-    /// A second factor is enrolled: answer with a challenge.
-    SecondFactor(User),
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::Limited(q) => limited_error(&q),
+            LoginError::Refused => ApiError::unauthorized("Incorrect username or password"),
+            LoginError::InvalidCode => ApiError::unauthorized("Invalid verification code"),
+            LoginError::WrongCurrentPassword => ApiError::forbidden(e.to_string()),
+            LoginError::ChallengeInvalid => {
+                ApiError::unauthorized("Invalid or expired MFA challenge")
+            }
+            LoginError::Mfa(e) => mfa_error(e),
+            LoginError::Account(e) => e.into(),
+            LoginError::Store(e) => e.into(),
+        }
+    }
 }
 
-/// Checks a password login and audits the outcome; every refusal is the same 401.
+/// The password step of a login (`auth::login::password`), mapped to an API error.
 pub async fn password_login(
     state: &AppState,
     ctx: Option<&RequestContext>,
@@ -84,49 +93,7 @@ pub async fn password_login(
     username: &str,
     password: SecretString,
 ) -> Result<PasswordStep, ApiError> {
-    // The per-account budget, before any hashing work; unknown names are counted the same way,
-    // and names that are the same name (RFC 8265) share one budget.
-    let name_key = accounts::username_key(username).unwrap_or_else(|| username.to_lowercase());
-    let account = format!("acct:{name_key}");
-    if let Verdict::Limited(q) = state.limiter.check(Policy::AuthAccount, &account).await {
-        state.audit.record(
-            AuditEvent::new("ratelimit.exceeded", "denied")
-                .context(ctx)
-                .attempted(username)
-                .details(json!({"policy": "acct", "key_kind": "acct", "path": via})),
-        );
-        return Err(limited_error(&q));
-    }
-    match accounts::authenticate(state, username, password).await? {
-        LoginOutcome::Accepted(user) => {
-            state.audit.record(
-                AuditEvent::new("auth.login", "success")
-                    .context(ctx)
-                    .user(&user)
-                    .details(json!({"via": via})),
-            );
-            Ok(PasswordStep::Complete(user))
-        }
-        LoginOutcome::SecondFactorRequired(user) => {
-            state.audit.record(
-                AuditEvent::new("auth.login", "challenge")
-                    .context(ctx)
-                    .user(&user)
-                    .details(json!({"via": via, "factor": "totp"})),
-            );
-            Ok(PasswordStep::SecondFactor(user))
-        }
-        LoginOutcome::Refused { reason, user } => {
-            let event = AuditEvent::new("auth.login", "failure")
-                .context(ctx)
-                .details(json!({"via": via, "reason": reason}));
-            state.audit.record(match &user {
-                Some(user) => event.user(user),
-                None => event.attempted(username),
-            });
-            Err(ApiError::unauthorized("Incorrect username or password"))
-        }
-    }
+    Ok(login::password(state, ctx, via, username, password).await?)
 }
 
 async fn login(
@@ -212,33 +179,9 @@ async fn refresh(
     fields.finish()?;
     let token = token.ok_or_else(invalid_refresh)?;
     let ctx = ctx.map(|Extension(c)| c);
-    let ip = ctx.as_ref().map(|c| c.client_ip.to_string());
-    match refresh::rotate(&state, &token, ip.as_deref()).await? {
-        Rotation::Rotated { user, family_id } => {
-            state.audit.record(
-                AuditEvent::new("auth.refresh", "success")
-                    .context(ctx.as_ref())
-                    .user(&user)
-                    .details(json!({"family_id": family_id})),
-            );
-            token_response(&state, &user, Some(family_id)).await
-        }
-        Rotation::Reused { user_id, family_id } => {
-            let mut event = AuditEvent::new("auth.refresh_reuse", "denied")
-                .context(ctx.as_ref())
-                .details(json!({"family_id": family_id, "action": "family revoked"}));
-            event.actor_id = Some(user_id);
-            state.audit.record(event);
-            Err(invalid_refresh())
-        }
-        Rotation::Invalid => {
-            state.audit.record(
-                AuditEvent::new("auth.refresh", "failure")
-                    .context(ctx.as_ref())
-                    .details(json!({"reason": "invalid, expired or revoked"})),
-            );
-            Err(invalid_refresh())
-        }
+    match login::refresh(&state, ctx.as_ref(), &token).await? {
+        Some((user, family_id)) => token_response(&state, &user, Some(family_id)).await,
+        None => Err(invalid_refresh()),
     }
 }
 
@@ -259,40 +202,15 @@ async fn logout(
         }
         None => None,
     };
-    let mut revoked = false;
-    match &current.method {
-        AuthMethod::Session(id) => {
-            revoked |= crate::auth::sessions::revoke(&state, *id).await?;
-        }
-        _ => {
-            if let Some(claims) = &current.claims {
-                let exp = chrono::DateTime::from_timestamp(claims.exp, 0)
-                    .unwrap_or_else(|| state.clock.now());
-                state
-                    .revocations
-                    .deny(&claims.jti, Some(current.user.id), exp)
-                    .await?;
-                revoked = true;
-            }
-        }
-    }
-    let family_revoked = match refresh_token {
-        Some(t) => refresh::revoke_own(&state, &current.user, &t).await?,
-        None => false,
-    };
-    state.audit.record(
-        AuditEvent::new("auth.logout", "success")
-            .context(ctx.map(|Extension(c)| c).as_ref())
-            .user(&current.user)
-            .details(json!({"access_revoked": revoked, "refresh_family_revoked": family_revoked})),
-    );
+    let ctx = ctx.map(|Extension(c)| c);
+    let out = login::logout(&state, ctx.as_ref(), &current, refresh_token.as_deref()).await?;
     // `token_revoked` keeps the original's meaning: whether the *refresh token* sent was
     // revoked (false for an unknown or foreign one); `access_revoked` tells about this
     // request's own credential (the access token or the browser session).
     Ok(Json(json!({
         "message": "Logged out successfully",
-        "token_revoked": family_revoked,
-        "access_revoked": revoked,
+        "token_revoked": out.refresh_family_revoked,
+        "access_revoked": out.access_revoked,
     }))
     .into_response())
 }
@@ -303,12 +221,8 @@ async fn logout_all(
     UserPrincipal(current): UserPrincipal,
     ctx: Option<Extension<RequestContext>>,
 ) -> Result<Response, ApiError> {
-    accounts::revoke_everything(&state, &current.user).await?;
-    state.audit.record(
-        AuditEvent::new("auth.logout_all", "success")
-            .context(ctx.map(|Extension(c)| c).as_ref())
-            .user(&current.user),
-    );
+    let ctx = ctx.map(|Extension(c)| c);
+    login::logout_all(&state, ctx.as_ref(), &current.user).await?;
     Ok(Json(json!({"message": "Logged out everywhere"})).into_response())
 }
 

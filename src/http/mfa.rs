@@ -12,7 +12,7 @@ use super::auth::{mfa_error, no_store, token_response};
 use super::body::JsonObject;
 use super::sessions::session_response;
 use crate::audit::AuditEvent;
-use crate::auth::accounts;
+use crate::auth::login::{self, SecondFactor};
 use crate::auth::mfa::{self, LoginKind};
 use crate::auth::password::Verification;
 use crate::auth::principal::CurrentUser;
@@ -20,7 +20,6 @@ use crate::auth::rbac::UserPrincipal;
 use crate::config::PASSWORD_MAX_BYTES;
 use crate::context::RequestContext;
 use crate::error::ApiError;
-use crate::security::rate_limit::{Policy, Verdict, limited_error};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -170,79 +169,13 @@ async fn verify(
     let recovery = fields.optional_string("recovery_code", 64);
     fields.finish()?;
     let ctx = ctx_of(ctx);
-    let expired = || ApiError::unauthorized("Invalid or expired MFA challenge");
-    let challenge = match token.as_deref() {
-        Some(t) => mfa::open_challenge(&state, t).await?,
-        None => None,
+    let factor = match (code, recovery) {
+        (Some(code), _) => SecondFactor::Code(code),
+        (None, Some(rc)) => SecondFactor::RecoveryCode(rc),
+        (None, None) => SecondFactor::Missing,
     };
-    let Some(challenge) = challenge else {
-        return Err(expired());
-    };
-    // The challenge ends with the credentials that created it (password change, log out
-    // everywhere, role change, disabling).
-    let user = crate::auth::accounts::user_by_id(&state, challenge.user_id)
-        .await?
-        .filter(|u| u.active && challenge.valid_for(u));
-    let Some(user) = user else {
-        return Err(expired());
-    };
-    // Codes are guessed per account: the login budget of the account applies here too.
-    if let Verdict::Limited(q) = state
-        .limiter
-        .check(Policy::AuthAccount, &format!("mfa:{}", user.id))
-        .await
-    {
-        return Err(limited_error(&q));
-    }
-    let method = match (&code, &recovery) {
-        (Some(_), _) => "totp",
-        (None, Some(_)) => "recovery_code",
-        (None, None) => "none",
-    };
-    let refuse = |reason: &'static str| {
-        state.audit.record(
-            AuditEvent::new("mfa.verify", "failure")
-                .context(ctx.as_ref())
-                .user(&user)
-                .details(json!({"method": method, "reason": reason})),
-        );
-        invalid_code()
-    };
-    // Every code counts towards the account's lockout, with the passwords before it; while the
-    // account is locked no code is checked.
-    let attempt = match accounts::admit(&state, &user).await? {
-        accounts::Gate::Admitted(attempt) => attempt,
-        accounts::Gate::Locked => return Err(refuse("locked")),
-    };
-    let checked = match (code, recovery) {
-        (Some(code), _) => mfa::verify_code(&state, &user, &code).await,
-        (None, Some(rc)) => mfa::use_recovery_code(&state, &user, &rc).await,
-        (None, None) => Ok(false),
-    };
-    let ok = match checked {
-        Ok(ok) => ok,
-        Err(e) => {
-            attempt.passed(&state).await?;
-            return Err(mfa_error(e));
-        }
-    };
-    if !ok {
-        attempt.failed(&state, &user).await?;
-        return Err(refuse("invalid code"));
-    }
-    // Single use: of two requests completing one challenge, only the first logs in.
-    if !mfa::consume_challenge(&state, &challenge).await? {
-        attempt.passed(&state).await?;
-        return Err(expired());
-    }
-    attempt.completed(&state).await?;
-    state.audit.record(
-        AuditEvent::new("mfa.verify", "success")
-            .context(ctx.as_ref())
-            .user(&user)
-            .details(json!({"method": method})),
-    );
-    match challenge.kind {
+    let (user, kind) = login::second_factor(&state, ctx.as_ref(), token.as_deref(), factor).await?;
+    match kind {
         LoginKind::Bearer => token_response(&state, &user, None).await,
         LoginKind::Session => {
             session_response(&state, current, ctx.as_ref(), &headers, &user).await

@@ -1,5 +1,7 @@
-//! Rate limiting: GCRA budgets per client, shared through Redis when configured, in-process
-//! otherwise or while Redis is down.
+//! The rate limiter: GCRA budgets per client key, shared through Redis when configured,
+//! in-process otherwise or while Redis is down, with the adaptive penalty. A decision engine
+//! only: the request-path middleware (`security::rate_limit`) and the login service
+//! (`auth::login`, per-account budgets) ask it.
 //!
 //! Keys: the API key (`key:<id>`) or the authenticated user (`user:<id>`), else the client
 //! address from the trusted-proxy resolver (`ip:<addr>`, IPv6 grouped by /64). Policies: the
@@ -21,34 +23,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
-
 use self::gcra::{Gcra, Quota, quota};
 use self::memory::MemoryStore;
 use self::redis::RedisStore;
-use crate::audit::AuditEvent;
-use crate::auth::principal::{AuthMethod, CurrentUser};
 use crate::clock::SharedClock;
 use crate::config::{RateLimitFailMode, Settings};
-use crate::context::RequestContext;
-use crate::error::ApiError;
-use crate::state::AppState;
 use crate::store::redis::Redis;
-
-/// Paths never counted (the load balancer's liveness probe).
-const UNCOUNTED: &[&str] = &["/health"];
-/// The login-type endpoints: the stricter per-address budget applies.
-pub const AUTH_ROUTES: &[(&str, &str)] = &[
-    ("POST", "/auth/login"),
-    ("POST", "/auth/session"),
-    ("POST", "/auth/refresh"),
-    ("POST", "/auth/mfa/verify"),
-    ("POST", "/auth/password"),
-];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -65,7 +45,7 @@ pub enum Policy {
 }
 
 impl Policy {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Policy::General => "general",
             Policy::Anonymous => "anon",
@@ -220,6 +200,16 @@ impl Limiter {
         )
     }
 
+    /// The cooling period of a penalty, in seconds.
+    pub fn cooling_secs(&self) -> i64 {
+        self.policies.cooling_us / 1_000_000
+    }
+
+    /// The cost of a request while penalized.
+    pub fn penalty_factor(&self) -> i64 {
+        self.policies.penalty_factor
+    }
+
     /// Counts a strike against `client`; true when this strike starts a penalty.
     pub async fn strike(&self, client: &str) -> bool {
         let g = self.policies.strikes;
@@ -245,156 +235,4 @@ fn verdict(g: &Gcra, step: gcra::Step, now: i64) -> Verdict {
     } else {
         Verdict::Limited(q)
     }
-}
-
-fn num(n: u64) -> HeaderValue {
-    HeaderValue::from(n)
-}
-
-/// `RateLimit-*` and the legacy `X-RateLimit-*` headers (and `Retry-After` when limited).
-pub fn quota_headers(headers: &mut HeaderMap, q: &Quota, limited: bool) {
-    let pairs = [
-        ("ratelimit-limit", u64::from(q.limit)),
-        ("ratelimit-remaining", u64::from(q.remaining)),
-        ("ratelimit-reset", q.reset_secs),
-        ("x-ratelimit-limit", u64::from(q.limit)),
-        ("x-ratelimit-remaining", u64::from(q.remaining)),
-        ("x-ratelimit-reset", q.reset_secs),
-    ];
-    for (name, value) in pairs {
-        headers.insert(HeaderName::from_static(name), num(value));
-    }
-    if limited {
-        headers.insert(axum::http::header::RETRY_AFTER, num(q.retry_after_secs));
-    }
-}
-
-/// The 429 answer, with its headers.
-pub fn limited_error(q: &Quota) -> ApiError {
-    let mut headers = HeaderMap::new();
-    quota_headers(&mut headers, q, true);
-    let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded");
-    for (name, value) in headers.iter() {
-        e = e.with_header(name.clone(), value.clone());
-    }
-    e
-}
-
-fn is_auth_route(method: &Method, path: &str) -> bool {
-    AUTH_ROUTES
-        .iter()
-        .any(|(m, p)| *m == method.as_str() && *p == path)
-}
-
-/// The key a request is counted under.
-pub fn client_key(request: &Request) -> (Policy, String, Option<IpAddr>) {
-    let ip = request
-        .extensions()
-        .get::<RequestContext>()
-        .map(|c| c.client_ip);
-    match request.extensions().get::<CurrentUser>() {
-        // An API key has a budget of its own, apart from its owner's.
-        Some(CurrentUser {
-            method: AuthMethod::ApiKey { key_id, .. },
-            ..
-        }) => (Policy::General, format!("key:{key_id}"), ip),
-        Some(current) => (Policy::General, format!("user:{}", current.user.id), ip),
-        None => (
-            Policy::Anonymous,
-            format!(
-                "ip:{}",
-                ip.map_or_else(|| "unknown".to_owned(), address_key)
-            ),
-            ip,
-        ),
-    }
-}
-
-fn audit_limited(
-    state: &AppState,
-    request_ctx: Option<&RequestContext>,
-    policy: Policy,
-    key: &str,
-    path: &str,
-) {
-    let kind = key.split(':').next().unwrap_or("");
-    state.audit.record(
-        AuditEvent::new("ratelimit.exceeded", "denied")
-            .context(request_ctx)
-            .details(json!({"policy": policy.name(), "key_kind": kind, "path": path})),
-    );
-}
-
-/// Strikes for a 401 or 429; audits the start of a penalty. True when this strike starts one.
-pub async fn record_strike(state: &AppState, ctx: Option<&RequestContext>, key: &str) -> bool {
-    let newly = state.limiter.strike(key).await;
-    if newly {
-        let kind = key.split(':').next().unwrap_or("");
-        state.audit.record(
-            AuditEvent::new("ratelimit.penalized", "denied")
-                .context(ctx)
-                .details(json!({"key_kind": kind, "cooling_seconds": state.limiter.policies.cooling_us / 1_000_000})),
-        );
-    }
-    newly
-}
-
-pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    if !state.limiter.enabled() || UNCOUNTED.contains(&path.as_str()) {
-        return next.run(request).await;
-    }
-    let ctx = request.extensions().get::<RequestContext>().cloned();
-    let (policy, key, ip) = client_key(&request);
-    let login_type = is_auth_route(request.method(), &path);
-    let mut checks = vec![(policy, key.clone(), state.limiter.check(policy, &key).await)];
-    if login_type {
-        let ip_key = format!(
-            "ip:{}",
-            ip.map_or_else(|| "unknown".to_owned(), address_key)
-        );
-        let v = state.limiter.check(Policy::Auth, &ip_key).await;
-        checks.push((Policy::Auth, ip_key, v));
-    }
-    // Failing closed spares the login-type endpoints: their own budget is kept locally.
-    if !login_type && checks.iter().any(|(_, _, v)| *v == Verdict::Unavailable) {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Rate limiter unavailable")
-            .into_response();
-    }
-    if let Some((p, k, Verdict::Limited(q))) = checks
-        .iter()
-        .find(|(_, _, v)| matches!(v, Verdict::Limited(_)))
-    {
-        audit_limited(&state, ctx.as_ref(), *p, k, &path);
-        // A penalty that starts with this refusal prices the request that follows it: the
-        // Retry-After told must be long enough at that price.
-        let newly_penalized = record_strike(&state, ctx.as_ref(), &key).await;
-        let q = if newly_penalized && k == &key && q.cost() == 1 {
-            q.at_cost(state.limiter.policies.penalty_factor)
-        } else {
-            *q
-        };
-        return limited_error(&q).into_response();
-    }
-    // The most constraining budget is the one the client hears about.
-    let shown = checks
-        .iter()
-        .filter_map(|(_, _, v)| match v {
-            Verdict::Allowed(q) => Some(*q),
-            _ => None,
-        })
-        .min_by_key(|q| q.remaining);
-    let mut response = next.run(request).await;
-    if response.status() == StatusCode::UNAUTHORIZED
-        || response.status() == StatusCode::TOO_MANY_REQUESTS
-    {
-        let _ = record_strike(&state, ctx.as_ref(), &key).await;
-    }
-    if let Some(q) = shown {
-        let limited = response.status() == StatusCode::TOO_MANY_REQUESTS;
-        if !response.headers().contains_key("ratelimit-limit") {
-            quota_headers(response.headers_mut(), &q, limited);
-        }
-    }
-    response
 }
