@@ -184,6 +184,22 @@ pub fn event(
     }
 }
 
+/// A pending job handed to an agent: the state machine's `pending → running`, then the lease
+/// (its holder, its end, its fencing token).
+pub fn start_lease(
+    job: &JobRow,
+    agent: uuid::Uuid,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+    token: &str,
+) -> Result<JobRow, IllegalTransition> {
+    let mut next = transition(job, JobStatus::Running, now)?;
+    next.lease_owner = Some(agent);
+    next.lease_expires_at = Some(until);
+    next.lease_token = Some(token.to_owned());
+    Ok(next)
+}
+
 /// What happens to a running job whose agent stopped heartbeating: back to `pending` for another
 /// agent while it has attempts left (this run counts as one), `failed` after the last one.
 pub fn expire_lease(job: &JobRow, now: DateTime<Utc>, max_attempts: i32) -> JobRow {

@@ -122,7 +122,11 @@ pub async fn claim(state: &AppState, agent: Agent<'_>) -> Result<Option<JobRow>,
     let lease = now + Duration::seconds(state.settings.job_lease_secs);
     let lease_token = URL_SAFE_NO_PAD.encode(random_bytes::<18>());
     let owner = crate::auth::policy::claimable_owner(agent.owner);
-    let job = store::claim(&state.db, agent.key_id, now, lease, &lease_token, owner).await?;
+    // The store picks and locks the next job; the state machine starts it.
+    let job = store::claim_next(&state.db, owner, |job| {
+        jobs::start_lease(job, agent.key_id, now, lease, &lease_token).ok()
+    })
+    .await?;
     if let Some(job) = &job {
         emit(
             state,

@@ -92,26 +92,10 @@ pub async fn list(
 
 /// Applies a status change if the job is still at `version`; false when someone changed it first.
 pub async fn update_status(db: &Db, job: &JobRow, expected_version: i32) -> StoreResult<bool> {
-    let n = on_pool!(db, pool => sqlx::query(
-        "UPDATE jobs SET status = $1, started_at = $2, completed_at = $3, updated_at = $4, attempts = $5, \
-         lease_owner = $6, lease_expires_at = $7, result = $8, error = $9, lease_token = $12, version = version + 1 \
-         WHERE id = $10 AND version = $11",
-    )
-    .bind(&job.status)
-    .bind(job.started_at)
-    .bind(job.completed_at)
-    .bind(job.updated_at)
-    .bind(job.attempts)
-    .bind(job.lease_owner)
-    .bind(job.lease_expires_at)
-    .bind(&job.result)
-    .bind(&job.error)
-    .bind(job.id)
-    .bind(expected_version)
-    .bind(&job.lease_token)
-    .execute(pool)
-    .await
-    .map(|r| r.rows_affected()))?;
+    let n = on_pool!(db, pool => bind_update(sqlx::query(UPDATE_STATUS), job, expected_version)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
 
@@ -126,53 +110,102 @@ pub async fn delete(db: &Db, id: Uuid, expected_version: i32) -> StoreResult<boo
     Ok(n == 1)
 }
 
+/// The status-change statement of [`update_status`] and [`claim_next`].
+const UPDATE_STATUS: &str = "UPDATE jobs SET status = $1, started_at = $2, completed_at = $3, updated_at = $4, attempts = $5, \
+     lease_owner = $6, lease_expires_at = $7, result = $8, error = $9, lease_token = $12, version = version + 1 \
+     WHERE id = $10 AND version = $11";
+
 /// Hands the next pending job (highest priority, then oldest; of `owner` only, when given) to
-/// `agent` with a lease, atomically:
-/// no job is ever handed to two agents. PostgreSQL skips rows other claimers hold locked; SQLite
-/// serializes writers, so one statement is enough.
-pub async fn claim(
+/// whoever calls, as `start` turns it (the orchestrator's state machine and lease; `None` leaves
+/// it) — atomically:
+/// no job is ever handed out twice. PostgreSQL locks the row it picks and skips rows other
+/// claimers hold (`FOR UPDATE SKIP LOCKED`); on SQLite the write is conditional on the version
+/// read, and a claimer that loses the race picks again.
+pub async fn claim_next(
     db: &Db,
-    agent: Uuid,
-    now: DateTime<Utc>,
-    lease_until: DateTime<Utc>,
-    lease_token: &str,
     owner: Option<Uuid>,
+    start: impl Fn(&JobRow) -> Option<JobRow>,
 ) -> StoreResult<Option<JobRow>> {
-    let row = match db {
+    match db {
         Db::Postgres(pool) => {
-            sqlx::query_as(concat!(
-                "UPDATE jobs SET status = 'running', started_at = $1, updated_at = $1, lease_owner = $2, lease_expires_at = $3, lease_token = $4, \
-                 version = version + 1 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND ($5::uuid IS NULL OR owner_id = $5) \
-                 ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ",
-                "id, name, description, status, priority, metadata, owner_id, version, attempts, created_at, updated_at, \
-                 started_at, completed_at, lease_owner, lease_expires_at, lease_token, result, error"
+            let mut tx = pool.begin().await?;
+            let row: Option<JobRow> = sqlx::query_as(select_jobs!(
+                "WHERE status = 'pending' AND ($1::uuid IS NULL OR owner_id = $1) \
+                 ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
             ))
-            .bind(now)
-            .bind(agent)
-            .bind(lease_until)
-            .bind(lease_token)
             .bind(owner)
-            .fetch_optional(pool)
-            .await?
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                tx.commit().await?;
+                return Ok(None);
+            };
+            let Some(mut next) = start(&row) else {
+                tx.commit().await?;
+                return Ok(None);
+            };
+            bind_update(sqlx::query(UPDATE_STATUS), &next, row.version)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            next.version = row.version + 1;
+            Ok(Some(next))
         }
         Db::Sqlite(pool) => {
-            sqlx::query_as(concat!(
-                "UPDATE jobs SET status = 'running', started_at = $1, updated_at = $1, lease_owner = $2, lease_expires_at = $3, lease_token = $4, \
-                 version = version + 1 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND ($5 IS NULL OR owner_id = $5) \
-                 ORDER BY priority DESC, created_at, id LIMIT 1) AND status = 'pending' RETURNING ",
-                "id, name, description, status, priority, metadata, owner_id, version, attempts, created_at, updated_at, \
-                 started_at, completed_at, lease_owner, lease_expires_at, lease_token, result, error"
-            ))
-            .bind(now)
-            .bind(agent)
-            .bind(lease_until)
-            .bind(lease_token)
-            .bind(owner)
-            .fetch_optional(pool)
-            .await?
+            for _ in 0..16 {
+                let row: Option<JobRow> = sqlx::query_as(select_jobs!(
+                    "WHERE status = 'pending' AND ($1 IS NULL OR owner_id = $1) \
+                     ORDER BY priority DESC, created_at, id LIMIT 1"
+                ))
+                .bind(owner)
+                .fetch_optional(pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let Some(mut next) = start(&row) else {
+                    return Ok(None);
+                };
+                let n = bind_update(sqlx::query(UPDATE_STATUS), &next, row.version)
+                    .execute(pool)
+                    .await?
+                    .rows_affected();
+                if n == 1 {
+                    next.version = row.version + 1;
+                    return Ok(Some(next));
+                }
+            }
+            // Sixteen lost races in a row: nothing is claimed this time; the agent asks again.
+            Ok(None)
         }
-    };
-    Ok(row)
+    }
+}
+
+fn bind_update<'q, DB: sqlx::Database>(
+    q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    job: &'q JobRow,
+    expected_version: i32,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<DateTime<Utc>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<Uuid>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<Json<Value>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    q.bind(&job.status)
+        .bind(job.started_at)
+        .bind(job.completed_at)
+        .bind(job.updated_at)
+        .bind(job.attempts)
+        .bind(job.lease_owner)
+        .bind(job.lease_expires_at)
+        .bind(&job.result)
+        .bind(&job.error)
+        .bind(job.id)
+        .bind(expected_version)
+        .bind(&job.lease_token)
 }
 
 /// Running jobs whose lease ran out.
