@@ -27,7 +27,7 @@ use crate::auth::rbac::require_scope;
 use crate::clock::at_storage_precision;
 use crate::error::{ApiError, FieldError};
 use crate::orchestrator::etag::etag;
-use crate::orchestrator::events::{self as store, EventFilter, EventRow};
+use crate::orchestrator::events::{self as store, Backlog, EventFilter, EventRow};
 use crate::orchestrator::events::{COLLAB, NewEvent, ORCHESTRATOR};
 use crate::state::AppState;
 
@@ -189,25 +189,27 @@ fn stream(
         let mut last = resume.unwrap_or(0);
         // A resume delivers *everything* after the given id, page by page; without one the
         // stream starts with the newest page (a tail).
-        let mut page = match resume {
-            Some(after) => {
-                store::after(
-                    &state.db,
-                    &EventFilter {
-                        after_id: after,
-                        ..filter.clone()
-                    },
-                    BACKLOG_MAX,
-                )
-                .await
-            }
-            None => store::latest(&state.db, &filter, BACKLOG_MAX).await,
+        // A resume delivers *everything* after the given id, page by page; without one the
+        // stream starts with the newest page (a tail). A failed read ends the stream: the client
+        // resumes from its last id instead of silently missing what could not be read.
+        let mut backlog = resume.map(|after| Backlog::after(&filter, after));
+        let mut tail = match &backlog {
+            Some(_) => None,
+            None => match store::latest(&state.db, &filter, BACKLOG_MAX).await {
+                Ok(events) => Some(events),
+                Err(_) => return,
+            },
         };
         loop {
-            // A failed read ends the stream: the client resumes from its last id instead of
-            // silently missing what could not be read.
-            let Ok(events) = page else { return };
-            let full = events.len() as i64 == BACKLOG_MAX;
+            let events = match (&mut backlog, tail.take()) {
+                (_, Some(events)) => events,
+                (Some(backlog), None) => match backlog.next_page(&state.db).await {
+                    Ok(Some(events)) => events,
+                    Ok(None) => break,
+                    Err(_) => return,
+                },
+                (None, None) => break,
+            };
             for e in events {
                 last = last.max(e.id);
                 sent.insert(e.id);
@@ -218,18 +220,6 @@ fn stream(
             if sent.len() > 10_000 {
                 sent.retain(|id| *id > last - 5_000);
             }
-            if !full || resume.is_none() {
-                break;
-            }
-            page = store::after(
-                &state.db,
-                &EventFilter {
-                    after_id: last,
-                    ..filter.clone()
-                },
-                BACKLOG_MAX,
-            )
-            .await;
         }
         if once {
             return;
@@ -259,26 +249,13 @@ fn stream(
                 // Fell behind: catch up from the log, every page of it, instead of losing events;
                 // if the log cannot be read, end the stream so the client resumes.
                 Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let mut backlog = Backlog::after(&filter, last);
                     let mut caught_up = Vec::new();
-                    let mut after = last;
                     loop {
-                        let Ok(page) = store::after(
-                            &state.db,
-                            &EventFilter {
-                                after_id: after,
-                                ..filter.clone()
-                            },
-                            BACKLOG_MAX,
-                        )
-                        .await
-                        else {
-                            return;
-                        };
-                        let full = page.len() as i64 == BACKLOG_MAX;
-                        after = page.last().map_or(after, |e| e.id);
-                        caught_up.extend(page);
-                        if !full {
-                            break;
+                        match backlog.next_page(&state.db).await {
+                            Ok(Some(page)) => caught_up.extend(page),
+                            Ok(None) => break,
+                            Err(_) => return,
                         }
                     }
                     caught_up

@@ -39,7 +39,7 @@ use crate::auth::tickets::{self, TICKET_SECS};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::model::User;
-use crate::orchestrator::events::EventRow;
+use crate::orchestrator::events::{Backlog, EventFilter, EventRow};
 use crate::orchestrator::events::{COLLAB, ORCHESTRATOR};
 use crate::security::csrf::is_cross_site;
 use crate::state::AppState;
@@ -240,18 +240,16 @@ async fn run(state: AppState, mut socket: WebSocket, mut user: User, mut channel
                     // if the log cannot be read, close so the client reconnects and reloads
                     // (never a silent gap).
                     Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let mut backlog = Backlog::after(&EventFilter::default(), last_seen);
                         loop {
-                            let Ok(page) = crate::orchestrator::events::after(
-                                &state.db,
-                                &crate::orchestrator::events::EventFilter { after_id: last_seen, ..Default::default() },
-                                1000,
-                            )
-                            .await
-                            else {
-                                close(socket, 1011, "Event log unavailable").await;
-                                return;
+                            let page = match backlog.next_page(&state.db).await {
+                                Ok(Some(page)) => page,
+                                Ok(None) => break,
+                                Err(_) => {
+                                    close(socket, 1011, "Event log unavailable").await;
+                                    return;
+                                }
                             };
-                            let full = page.len() == 1000;
                             for e in page {
                                 last_seen = last_seen.max(e.id);
                                 if !(subs.wants(&e) && may_see(&user, &e)) {
@@ -262,9 +260,6 @@ async fn run(state: AppState, mut socket: WebSocket, mut user: User, mut channel
                                 if socket.send(text(frame)).await.is_err() {
                                     return;
                                 }
-                            }
-                            if !full {
-                                break;
                             }
                         }
                         replayed_to = last_seen;

@@ -168,12 +168,6 @@ impl EventBus {
     }
 }
 
-/// Events matching `filter` after `filter.after_id`, oldest first, at most `limit` (one page of
-/// a backlog or a resume).
-pub async fn after(db: &Db, filter: &EventFilter, limit: i64) -> StoreResult<Vec<EventRow>> {
-    events::after(db, filter, limit).await
-}
-
 /// The newest `limit` events matching `filter`, oldest first (a tail).
 pub async fn latest(db: &Db, filter: &EventFilter, limit: i64) -> StoreResult<Vec<EventRow>> {
     events::latest(db, filter, limit).await
@@ -197,5 +191,44 @@ pub async fn emit(state: &crate::state::AppState, event: NewEvent) {
         .await
     {
         tracing::warn!(error = %e, "an event could not be recorded");
+    }
+}
+
+/// Events per page of a backlog.
+pub const PAGE: i64 = 1000;
+
+/// Everything after an id, page by page, oldest first: the one way a resume (SSE
+/// `Last-Event-ID`) or a catch-up after falling behind the bus (SSE and WebSocket) reads the log,
+/// so none of them can stop at a page boundary and leave a silent gap.
+#[derive(Debug, Clone)]
+pub struct Backlog {
+    filter: EventFilter,
+    done: bool,
+}
+
+impl Backlog {
+    /// The events matching `filter` after `after_id`.
+    pub fn after(filter: &EventFilter, after_id: i64) -> Backlog {
+        Backlog {
+            filter: EventFilter {
+                after_id,
+                ..filter.clone()
+            },
+            done: false,
+        }
+    }
+
+    /// The next page; `None` once everything was read. A store failure is returned as is: the
+    /// caller ends its stream so the client resumes, rather than skipping.
+    pub async fn next_page(&mut self, db: &Db) -> StoreResult<Option<Vec<EventRow>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = events::after(db, &self.filter, PAGE).await?;
+        self.done = (page.len() as i64) < PAGE;
+        if let Some(last) = page.last() {
+            self.filter.after_id = last.id;
+        }
+        Ok(if page.is_empty() { None } else { Some(page) })
     }
 }
