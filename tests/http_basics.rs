@@ -87,7 +87,81 @@ async fn unknown_routes_and_methods_get_the_envelope(backend: Backend) {
     assert_eq!(body["error"]["method"], "DELETE");
 }
 
+/// A value the service cannot read — in the query, the path or the body — gets the envelope with
+/// a 422 and the field's `loc`, never a plain-text 400, and the value is not echoed.
+async fn unreadable_values_get_the_envelope_with_their_location(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.create_user("ext", "extractor password", kyros::model::Role::User)
+        .await;
+    let token = app.token("ext", "extractor password").await;
+    let get = |path: &str| app.client.get(app.url(path)).bearer_auth(&token).send();
+    // Query.
+    let res = get("/api/v1/jobs?limit=abc").await.expect("query");
+    assert_eq!(res.status(), 422);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("application/json")
+    );
+    let body = json(res).await;
+    assert_eq!(body["error"]["type"], "validation_error", "{body}");
+    assert_eq!(body["detail"][0]["loc"], json!(["query", "limit"]));
+    assert_eq!(body["detail"][0]["type"], "int_parsing");
+    assert!(!body.to_string().contains("abc"), "not echoed: {body}");
+    let res = get("/api/v1/orchestrator/events?task_id=x&once=1&run_id=")
+        .await
+        .expect("query ok");
+    assert_eq!(res.status(), 200);
+    let res = get("/api/v1/monitoring/logs/recent?lines=many")
+        .await
+        .expect("lines");
+    assert_eq!(res.status(), 422);
+    assert_eq!(
+        json(res).await["detail"][0]["loc"],
+        json!(["query", "lines"])
+    );
+    // Path: a parameter that is not UTF-8 once decoded.
+    let res = get("/api/v1/jobs/%FF%FE").await.expect("path");
+    assert_eq!(res.status(), 422);
+    let body = json(res).await;
+    assert_eq!(body["detail"][0]["loc"], json!(["path", "id"]), "{body}");
+    // Body: not JSON at all, and a field of the wrong type.
+    let res = app
+        .client
+        .post(app.url("/api/v1/jobs"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("body");
+    assert!(matches!(res.status().as_u16(), 400 | 422));
+    let body = json(res).await;
+    assert_eq!(
+        body["error"]["path"], "/api/v1/jobs",
+        "the envelope: {body}"
+    );
+    assert!(!body["detail"].is_null(), "{body}");
+    let res = app
+        .client
+        .post(app.url("/api/v1/jobs"))
+        .bearer_auth(&token)
+        .json(&json!({"title": 42}))
+        .send()
+        .await
+        .expect("body");
+    assert_eq!(res.status(), 422);
+    assert_eq!(
+        json(res).await["detail"][0]["loc"],
+        json!(["body", "title"])
+    );
+}
+
 backend_tests!(
+    unreadable_values_get_the_envelope_with_their_location,
     root_and_health_answer_as_before,
     healthz_reports_a_dead_database_without_details,
     unknown_routes_and_methods_get_the_envelope,

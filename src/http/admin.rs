@@ -1,7 +1,8 @@
 //! `/api/v1/admin/*`: user administration and the audit log, for administrators. Every change
 //! is audited.
 
-use axum::extract::{Path, Query, State};
+use super::extract::{Path, Query};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};

@@ -3,7 +3,8 @@
 //! first presenting the claim's `lease_token` — 422 without, 409 with a stale one).
 //! `GET /api/v1/agents/` lists agents with their status, last heartbeat and current job.
 
-use axum::extract::{Path, Query, State};
+use super::extract::{Path, Query};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};

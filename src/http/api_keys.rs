@@ -1,8 +1,8 @@
 //! `/api/v1/api-keys`: create, list and revoke API keys. Managing keys takes a person (bearer
 //! token or browser session); an API key cannot create, list or revoke keys (403).
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use super::extract::{Path, Query};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
@@ -208,9 +208,9 @@ fn query_error(field: &str, kind: &'static str, msg: &str) -> ApiError {
 async fn list(
     State(state): State<AppState>,
     UserPrincipal(current): UserPrincipal,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    query: Result<Query<ListQuery>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = query.map_err(|_| ApiError::bad_request("Invalid query string"))?;
+    let Query(q) = query?;
     let all = match q.all.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,

@@ -1,6 +1,7 @@
 //! `/api/v1/jobs`: submit, list, read, change the status of and delete jobs.
 
-use axum::extract::{Path, Query, State};
+use super::extract::{Path, Query};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};

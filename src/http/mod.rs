@@ -10,6 +10,7 @@ pub mod conditional;
 pub mod console;
 pub mod events;
 pub mod examples;
+pub mod extract;
 pub mod health;
 pub mod jobs;
 pub mod metrics;

@@ -4,8 +4,8 @@
 //! (never blocking the runtime), CPU use comes from the background sample of
 //! [`crate::telemetry`] (no sampling sleep on the request path). Failures are reported as states, never as error text.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use super::extract::Query;
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::SecondsFormat;
@@ -155,7 +155,7 @@ struct LogsQuery {
 async fn recent_logs(
     State(state): State<AppState>,
     _: AdminOutsideLocal,
-    query: Result<Query<LogsQuery>, QueryRejection>,
+    query: Result<Query<LogsQuery>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let invalid = || {
         ApiError::validation(vec![FieldError::query(

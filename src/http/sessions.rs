@@ -1,7 +1,8 @@
 //! Browser sessions: cookie login beside the bearer login, logout, the session list and
 //! revocation, and the CSRF token for scripts.
 
-use axum::extract::{Path, Query, State};
+use super::extract::{Path, Query};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};

@@ -3,8 +3,9 @@
 //! Updates carry a version and honour `If-Match`; item routes take the real UUID ids (the
 //! original declared them as integers, which made them unusable).
 
+use super::extract::Path;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
