@@ -3,7 +3,7 @@
 //! stylesheet (no inline code, so it works under the production CSP, and no CDN).
 //!
 //! The document is built once, with utoipa's builder API, from [`ROUTES`]: one row per
-//! (method, path) the router serves. `tests/openapi.rs` requests every row from a running app and
+//! (method, path) the router serves. `tests/it/openapi.rs` requests every row from a running app and
 //! checks every `.route(` of `src/http/` appears here, so the table and the router stay in step.
 
 use std::sync::LazyLock;
