@@ -276,8 +276,18 @@ pub async fn set_active(
 /// Logs a user out everywhere: access tokens (generation), refresh families, browser sessions.
 pub async fn revoke_everything(state: &AppState, user: &User) -> Result<(), AccountError> {
     let now = state.clock.now();
-    users::bump_token_generation(&state.db, user.id).await?;
+    let generation = users::bump_token_generation(&state.db, user.id).await?;
     state.user_cache.forget(user.id);
+    // Live channels of the generation that just ended learn it from the deny-list, on every
+    // instance at once (`auth::liveness`), kept as long as any of them could still be open.
+    state
+        .revocations
+        .deny(
+            &crate::auth::liveness::generation_handle(user.id, generation - 1),
+            Some(user.id),
+            now + chrono::Duration::days(2),
+        )
+        .await?;
     crate::store::tokens::revoke_user_families(&state.db, user.id, now).await?;
     crate::store::sessions::revoke_all_for_user(&state.db, user.id, now).await?;
     Ok(())

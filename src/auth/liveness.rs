@@ -11,12 +11,16 @@
 //!   second ([`super::revocation`]);
 //! * the credential expired (token `exp`, key expiry, the session's idle or absolute limit);
 //! * the user's token generation moved (log out everywhere, password change, role change,
-//!   disabling) or the user is gone or disabled — read through the user cache at most
-//!   [`USER_MAX_AGE`] old.
+//!   disabling): the generation that ended is a deny-list handle too (`gen:<user>:<generation>`),
+//!   so this is learnt in memory, at once, on every instance; and, as a safety net for changes
+//!   that bypass the services, the user row is re-read through the user cache every
+//!   [`USER_REREAD_EVERY`] checks (gone or disabled users end the channel there too).
 //!
 //! Otherwise it returns the user as they are *now*, so a channel narrows what it delivers to the
-//! current role (a demoted moderator stops receiving other users' job events). The bound from a
-//! change on any instance to the channel's end is `CHECK_EVERY` + `USER_MAX_AGE` = 1 s.
+//! current role (a demoted moderator stops receiving other users' job events). A check costs
+//! memory look-ups, not a query, so ten thousand channels cost no database load. The bound from a
+//! change on any instance to the channel's end is the deny-list's spread (Redis pub/sub, else the
+//! half-second poll) plus [`CHECK_EVERY`]: about a second at worst.
 
 use std::time::Duration;
 
@@ -34,10 +38,19 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(500);
 pub const USER_MAX_AGE: Duration = Duration::from_millis(500);
 /// The session row (for its idle limit, which requests elsewhere move) is re-read this often.
 const SESSION_REREAD_EVERY: u32 = 20;
+/// The user row is re-read (through the cache) every this many checks, besides at once when the
+/// deny-list says the user's generation ended.
+const USER_REREAD_EVERY: u32 = 4;
 
 /// The revocation handle of a browser session in the deny-list.
 pub fn session_handle(id: Uuid) -> String {
     format!("session:{id}")
+}
+
+/// The revocation handle of a user's token generation that ended (log out everywhere, password
+/// or role change, disabling): every channel opened in it learns the change at once.
+pub fn generation_handle(user_id: Uuid, generation: i64) -> String {
+    format!("gen:{user_id}:{generation}")
 }
 
 /// The revocation handle of an API key in the deny-list.
@@ -99,6 +112,8 @@ pub struct Channel {
     /// The user's token generation when the credential was proved.
     pub generation: i64,
     checks: u32,
+    /// The user as last read.
+    user: Option<User>,
 }
 
 /// The outcome of a check.
@@ -131,6 +146,7 @@ impl Channel {
             credential,
             generation,
             checks: 0,
+            user: None,
         }
     }
 }
@@ -167,11 +183,35 @@ pub async fn check(state: &AppState, channel: &mut Channel) -> Liveness {
         }
         _ => {}
     }
-    let user = match state
-        .user_cache
-        .get_within(&state.db, channel.user_id, USER_MAX_AGE)
-        .await
+    // The user's generation ended (deny-list, in memory): a token or session channel ends; an
+    // API key's re-reads its owner (it follows the owner's role and activity instead).
+    let generation_ended = state
+        .revocations
+        .is_denied(&generation_handle(channel.user_id, channel.generation));
+    let bound_to_generation = !matches!(channel.credential, Credential::ApiKey { .. });
+    if generation_ended && bound_to_generation {
+        return Liveness::Ended("Token revoked");
+    }
+    // Otherwise the user row is read through the cache now and then (a safety net for changes
+    // that bypass the services), or at once when the generation moved.
+    if !generation_ended
+        && channel.user.is_some()
+        && !channel.checks.is_multiple_of(USER_REREAD_EVERY)
     {
+        return match &channel.user {
+            Some(user) => Liveness::Live(user.clone()),
+            None => Liveness::Unknown,
+        };
+    }
+    let read = if generation_ended {
+        state.user_cache.fresh(&state.db, channel.user_id).await
+    } else {
+        state
+            .user_cache
+            .get_within(&state.db, channel.user_id, USER_MAX_AGE)
+            .await
+    };
+    let user = match read {
         Ok(Some(user)) => user,
         Ok(None) => return Liveness::Ended("User no longer active"),
         Err(_) => return Liveness::Unknown,
@@ -179,11 +219,12 @@ pub async fn check(state: &AppState, channel: &mut Channel) -> Liveness {
     if !user.active {
         return Liveness::Ended("User no longer active");
     }
-    // An API key is not bound to its owner's token generation (log out everywhere ends the
-    // person's sessions, not their agents); it follows the owner's role and activity.
-    let bound_to_generation = !matches!(channel.credential, Credential::ApiKey { .. });
     if bound_to_generation && user.token_generation != channel.generation {
         return Liveness::Ended("Token revoked");
     }
+    if !bound_to_generation {
+        channel.generation = user.token_generation;
+    }
+    channel.user = Some(user.clone());
     Liveness::Live(user)
 }

@@ -310,11 +310,13 @@ pub async fn clear_failures(db: &Db, id: Uuid) -> StoreResult<()> {
 }
 
 /// Invalidates every access token issued to the user so far.
-pub async fn bump_token_generation(db: &Db, id: Uuid) -> StoreResult<()> {
-    let n = on_pool!(db, pool => sqlx::query("UPDATE users SET token_generation = token_generation + 1 WHERE id = $1")
-        .bind(id)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
-    found(n)
+/// Returns the new generation.
+pub async fn bump_token_generation(db: &Db, id: Uuid) -> StoreResult<i64> {
+    let generation: Option<i64> = on_pool!(db, pool => sqlx::query_scalar(
+        "UPDATE users SET token_generation = token_generation + 1 WHERE id = $1 RETURNING token_generation",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await)?;
+    generation.ok_or(StoreError::NotFound)
 }
