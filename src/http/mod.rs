@@ -64,6 +64,13 @@ pub fn router(state: AppState) -> Router {
         .merge(console::routes())
         // Runs only for matched routes, so an unknown path is a 404 before any CSRF verdict.
         .route_layer(from_fn_with_state(state.clone(), csrf::csrf_guard))
+        // The routes a browser posts without a token declare it here: origin check only.
+        .merge(
+            Router::new()
+                .merge(sessions::csrf_exempt_routes())
+                .merge(security::csrf_exempt_routes())
+                .route_layer(from_fn_with_state(state.clone(), csrf::origin_guard)),
+        )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
 

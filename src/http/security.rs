@@ -20,9 +20,14 @@ use crate::state::AppState;
 const MAX_REPORT_BYTES: usize = 64 * 1024;
 const MAX_REPORTS: usize = 20;
 
+/// Browser CSP reports: browsers send them with cookies and never a CSRF token, so only the
+/// origin is checked (`csrf::origin_guard`, attached in `src/http/mod.rs`).
+pub fn csrf_exempt_routes() -> Router<AppState> {
+    Router::new().route(CSP_REPORT_PATH, post(csp_report))
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(CSP_REPORT_PATH, post(csp_report))
         .route("/api/v1/security/health", get(security_health))
         .route("/api/v1/security/config", get(security_config))
 }

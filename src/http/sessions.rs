@@ -27,9 +27,15 @@ use crate::model::Role;
 use crate::security::csrf::{CSRF_COOKIE, attach_token};
 use crate::state::AppState;
 
+/// Logging in with a session cookie (`POST /auth/session`): no CSRF token can exist yet, so only
+/// the origin is checked (`csrf::origin_guard`, attached in `src/http/mod.rs`).
+pub fn csrf_exempt_routes() -> Router<AppState> {
+    Router::new().route("/auth/session", post(login))
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/auth/session", post(login).delete(logout))
+        .route("/auth/session", delete(logout))
         .route("/auth/sessions", get(list))
         .route("/auth/sessions/{id}", delete(revoke))
         .route("/auth/csrf", get(csrf_token))

@@ -12,7 +12,7 @@
 //! addition, cross-site requests are refused by Fetch Metadata (`Sec-Fetch-Site`) and `Origin`.
 //! Requests authenticated by a bearer token or API key carry no ambient credential and are exempt.
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -39,13 +39,6 @@ const TOKEN_BYTES: usize = 1 + 8 + 16 + 32;
 const DOMAIN: &[u8] = b"kyros-csrf";
 /// Tolerated clock difference for tokens issued by another instance.
 const FUTURE_SKEW_SECS: i64 = 30;
-
-/// Routes that may be posted with a session cookie but without a token: logging in (no token
-/// can exist yet; the Origin check still applies) and browser CSP reports.
-const EXEMPT: &[(&str, &str)] = &[
-    ("POST", "/auth/session"),
-    ("POST", "/api/v1/security/csp-report"),
-];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CsrfError {
@@ -200,18 +193,22 @@ pub fn attach_token(response: &mut Response, token: &str, secure: bool, max_age_
 }
 
 /// Route layer (runs after routing, so unknown paths are 404 before anything else): checks
-/// state-changing requests that a session cookie authenticated, and keeps the token cookie of
-/// a session fresh on its other requests.
+/// state-changing requests that a session cookie authenticated — their origin and their token —
+/// and keeps the token cookie of a session fresh on its other requests. Attached to every route
+/// where they are declared (`src/http/mod.rs`), except the few that take [`origin_guard`].
 pub async fn csrf_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    guard(state, request, next, false).await
+}
+
+/// Route layer for the routes a browser posts before any token can exist or without one: logging
+/// in and CSP reports. Their state-changing requests are checked for a cross-site origin only.
+/// Declared with the routes (`csrf_exempt_routes` of `http::sessions` and `http::security`).
+pub async fn origin_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    guard(state, request, next, true).await
+}
+
+async fn guard(state: AppState, request: Request, next: Next, exempt: bool) -> Response {
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let exempt = EXEMPT
-        .iter()
-        .any(|(m, p)| *m == method.as_str() && *p == route);
     let session = request
         .extensions()
         .get::<CurrentUser>()
