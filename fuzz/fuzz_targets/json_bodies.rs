@@ -39,6 +39,7 @@ static TARGET: LazyLock<Target> = LazyLock::new(|| {
                 password: password.into(),
                 role: Role::Admin,
             },
+            kyros::audit::Actor::System,
         )
         .await
         .expect("user");
