@@ -137,8 +137,6 @@ async fn append(
     Ok(response)
 }
 
-pub use crate::orchestrator::events::emit;
-
 fn last_event_id(headers: &HeaderMap) -> Option<i64> {
     headers
         .get("last-event-id")

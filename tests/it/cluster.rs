@@ -4,13 +4,15 @@
 
 use std::time::Duration;
 
+use crate::common::ws::{Ws, close_code, connect, next_json};
 use crate::common::{Backend, TestApp, json};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use kyros::model::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 const PW: &str = "cluster test password";
 
@@ -151,24 +153,6 @@ async fn job_events_reach_websocket_clients_on_other_instances() {
     }
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message in time")
-            .expect("open")
-            .expect("ok");
-        match msg {
-            Message::Text(t) => return serde_json::from_str(&t).expect("json"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_claimed_through_different_instances_are_handed_out_once() {
     let Some(apps) = cluster(&[]).await else {
@@ -300,34 +284,10 @@ async fn a_browser_session_works_on_every_instance() {
 }
 
 async fn ws_connect(app: &TestApp, query: &str, header: Option<(&'static str, String)>) -> Ws {
-    let mut request = format!("{}/ws{query}", app.base.replacen("http", "ws", 1))
-        .into_client_request()
-        .expect("request");
-    if let Some((name, value)) = header {
-        request
-            .headers_mut()
-            .insert(name, value.parse().expect("header"));
-    }
-    let (mut ws, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("connect");
+    let headers: Vec<_> = header.into_iter().collect();
+    let mut ws = connect(app, query, &headers).await.expect("connect");
     assert_eq!(next_json(&mut ws).await["type"], "connection");
     ws
-}
-
-async fn closed_with(ws: &mut Ws) -> (u16, String) {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("closed in time");
-        match msg {
-            Some(Ok(Message::Close(Some(frame)))) => {
-                return (u16::from(frame.code), frame.reason.to_string());
-            }
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
 }
 
 /// A key revoked on one instance closes the sockets it opened on the others; a ticket's socket
@@ -377,8 +337,8 @@ async fn live_channels_end_on_every_instance() {
     .await
     .expect("demote");
     assert_eq!(
-        closed_with(&mut by_ticket).await,
-        (1008, "Token revoked".to_owned())
+        close_code(&mut by_ticket).await,
+        (CloseCode::Policy, "Token revoked".to_owned())
     );
     // Revoked on instance 0: instance 1's key socket ends.
     let res = apps[0]
@@ -390,7 +350,7 @@ async fn live_channels_end_on_every_instance() {
         .expect("revoke");
     assert_eq!(res.status(), 204);
     assert_eq!(
-        closed_with(&mut by_key).await,
-        (1008, "API key revoked".to_owned())
+        close_code(&mut by_key).await,
+        (CloseCode::Policy, "API key revoked".to_owned())
     );
 }

@@ -3,67 +3,16 @@
 
 use std::time::Duration;
 
+use crate::common::ws::{close_code, connect, next_json};
 use crate::common::{Backend, TestApp, json};
 use chrono::Duration as ChronoDuration;
 use futures_util::{SinkExt, StreamExt};
 use kyros::model::Role;
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 const PW: &str = "websocket password";
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn ws_url(app: &TestApp, query: &str) -> String {
-    format!("{}/ws{query}", app.base.replacen("http", "ws", 1))
-}
-
-async fn connect(
-    app: &TestApp,
-    query: &str,
-    headers: &[(&'static str, String)],
-) -> Result<Ws, u16> {
-    let mut request = ws_url(app, query).into_client_request().expect("request");
-    for (k, v) in headers {
-        request.headers_mut().insert(*k, v.parse().expect("header"));
-    }
-    match tokio_tungstenite::connect_async(request).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(WsError::Http(res)) => Err(res.status().as_u16()),
-        Err(e) => panic!("unexpected websocket error {e}"),
-    }
-}
-
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message in time")
-            .expect("open")
-            .expect("ok");
-        match msg {
-            Message::Text(t) => return serde_json::from_str(&t).expect("json"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
-async fn close_code(ws: &mut Ws) -> (CloseCode, String) {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("closed in time");
-        match msg {
-            Some(Ok(Message::Close(Some(frame)))) => return (frame.code, frame.reason.to_string()),
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
-}
 
 async fn setup(backend: Backend) -> Option<(TestApp, String)> {
     let app = TestApp::spawn(backend).await?;
