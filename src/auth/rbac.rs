@@ -172,3 +172,64 @@ impl FromRequestParts<AppState> for UserPrincipal {
         Ok(UserPrincipal(current))
     }
 }
+
+/// A scope named by a type, so that a handler's signature says what it needs:
+/// `caller: Authorized<JobsWrite>`.
+pub trait ScopeMarker: Send + Sync + 'static {
+    const SCOPE: Scope;
+}
+
+macro_rules! scope_markers {
+    ($($(#[$doc:meta])* $name:ident => $scope:expr;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name;
+        impl ScopeMarker for $name {
+            const SCOPE: Scope = $scope;
+        }
+    )*};
+}
+
+scope_markers! {
+    /// `jobs:read`: read jobs and tasks.
+    JobsRead => Scope::JobsRead;
+    /// `jobs:write`: submit, change and delete jobs and tasks.
+    JobsWrite => Scope::JobsWrite;
+    /// `jobs:claim`: claim jobs and report on them (agents).
+    JobsClaim => Scope::JobsClaim;
+    /// `events:read`: read event streams.
+    EventsRead => Scope::EventsRead;
+    /// `events:write`: append events.
+    EventsWrite => Scope::EventsWrite;
+    /// `admin`: administration.
+    AdminScope => Scope::Admin;
+}
+
+/// An authenticated caller that may act with the scope `S` ([`require_scope`], refusals audited
+/// as `rbac.denied`): 401 without credentials, 403 without the scope or the role it needs.
+/// Dereferences to the [`CurrentUser`].
+#[derive(Debug, Clone)]
+pub struct Authorized<S> {
+    pub current: CurrentUser,
+    scope: std::marker::PhantomData<S>,
+}
+
+impl<S> std::ops::Deref for Authorized<S> {
+    type Target = CurrentUser;
+    fn deref(&self) -> &CurrentUser {
+        &self.current
+    }
+}
+
+impl<S: ScopeMarker> FromRequestParts<AppState> for Authorized<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let current = CurrentUser::from_request_parts(parts, state).await?;
+        require_scope_audited(state, parts, &current, S::SCOPE)?;
+        Ok(Authorized {
+            current,
+            scope: std::marker::PhantomData,
+        })
+    }
+}

@@ -1,33 +1,35 @@
 //! `/api/v1/jobs`: submit, list, read, change the status of and delete jobs.
 
-use super::extract::{Path, Query};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::routes;
+use uuid::Uuid;
 
-use super::body::JsonObject;
+use super::api::{Access, ApiRouter, ErrorEnvelope, Message, access};
 use super::conditional::{check_if_match, json_with_etag, respond_conditionally};
-use crate::auth::api_keys::Scope;
+use super::extract::{Json, Path, Query};
 use crate::auth::principal::CurrentUser;
-use crate::auth::rbac::require_scope;
+use crate::auth::rbac::{Authorized, JobsRead, JobsWrite};
 use crate::error::{ApiError, FieldError};
-use crate::orchestrator::jobs::JobRow;
-use crate::orchestrator::jobs::{self, JobError, JobStatus, NewJob};
+use crate::orchestrator::jobs::{self, JobError, JobRow, JobStatus, JobView, NewJob};
 use crate::state::AppState;
 
 pub const LIST_LIMIT_MAX: i64 = 1000;
 const METADATA_MAX_BYTES: usize = 16 * 1024;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/jobs", post(create).get(list))
-        .route("/api/v1/jobs/", post(create).get(list))
-        .route("/api/v1/jobs/{id}", get(read).delete(remove))
-        .route("/api/v1/jobs/{id}/status", put(set_status))
+pub fn routes() -> ApiRouter {
+    access(
+        Access::Any,
+        ApiRouter::new()
+            .routes(routes!(create, list))
+            .routes(routes!(create_alias, list_alias))
+            .routes(routes!(read, remove))
+            .routes(routes!(set_status)),
+    )
 }
 
 impl From<JobError> for ApiError {
@@ -41,22 +43,43 @@ impl From<JobError> for ApiError {
 }
 
 /// The job if it exists and the caller may see it (otherwise 404, revealing nothing).
-async fn visible(state: &AppState, current: &CurrentUser, id: &str) -> Result<JobRow, ApiError> {
-    Ok(jobs::find_visible(state, &current.user, id).await?)
+async fn visible(state: &AppState, current: &CurrentUser, id: Uuid) -> Result<JobRow, ApiError> {
+    Ok(jobs::find_visible(state, &current.user, &id.to_string()).await?)
 }
 
+/// A job to submit.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct JobCreate {
+    /// The title; trimmed, not blank.
+    #[schema(min_length = 1, max_length = 255)]
+    pub title: String,
+    #[schema(max_length = 1024)]
+    pub description: Option<String>,
+    /// Higher runs first (default 0).
+    #[schema(minimum = -1000, maximum = 1000)]
+    pub priority: Option<i32>,
+    /// Free-form JSON object, at most 16 KiB once serialized.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, Value>>,
+}
+
+/// Submit a job (`pending`), owned by the caller.
+#[utoipa::path(
+    post, path = "/api/v1/jobs", tag = "jobs",
+    request_body = JobCreate,
+    responses(
+        (status = 201, description = "Submitted", body = JobView,
+         headers(("ETag" = String, description = "the job's version"),
+                 ("Location" = String, description = "/api/v1/jobs/{id}"))),
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
-    current: CurrentUser,
-    body: JsonObject,
+    caller: Authorized<JobsWrite>,
+    Json(body): Json<JobCreate>,
 ) -> Result<Response, ApiError> {
-    require_scope(&current, Scope::JobsWrite)?;
-    let mut fields = body.fields();
-    let title = fields.string("title", 255);
-    let description = fields.optional_string("description", 1024);
-    fields.finish()?;
+    let title = body.title.trim().to_owned();
     let mut errors = Vec::new();
-    let title = title.map(|t| t.trim().to_owned()).unwrap_or_default();
     if title.is_empty() {
         errors.push(FieldError::body(
             "title",
@@ -64,50 +87,27 @@ async fn create(
             "String should have at least 1 character",
         ));
     }
-    let priority = match body.0.get("priority") {
-        None | Some(Value::Null) => 0,
-        Some(v) => match v.as_i64().filter(|p| (-1000..=1000).contains(p)) {
-            Some(p) => p as i32,
-            None => {
-                errors.push(FieldError::body(
-                    "priority",
-                    "int_range",
-                    "Input should be an integer from -1000 to 1000",
-                ));
-                0
-            }
-        },
-    };
-    let metadata = match body.0.get("metadata") {
-        None | Some(Value::Null) => None,
-        Some(v @ Value::Object(_)) if v.to_string().len() <= METADATA_MAX_BYTES => Some(v.clone()),
-        Some(Value::Object(_)) => {
-            errors.push(FieldError::body(
-                "metadata",
-                "too_long",
-                "metadata must be at most 16 KiB of JSON",
-            ));
-            None
-        }
-        Some(_) => {
-            errors.push(FieldError::body(
-                "metadata",
-                "dict_type",
-                "Input should be a valid dictionary",
-            ));
-            None
-        }
-    };
+    let metadata = body.metadata.map(Value::Object);
+    if metadata
+        .as_ref()
+        .is_some_and(|m| m.to_string().len() > METADATA_MAX_BYTES)
+    {
+        errors.push(FieldError::body(
+            "metadata",
+            "too_long",
+            "metadata must be at most 16 KiB of JSON",
+        ));
+    }
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
     let job = jobs::submit(
         &state,
-        &current.user,
+        &caller.user,
         NewJob {
             title,
-            description,
-            priority,
+            description: body.description,
+            priority: body.priority.unwrap_or(0),
             metadata,
         },
     )
@@ -119,10 +119,35 @@ async fn create(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    status: Option<String>,
+/// `POST /api/v1/jobs/`: the original's path, the same operation as `POST /api/v1/jobs`.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/", tag = "jobs",
+    request_body = JobCreate,
+    responses(
+        (status = 201, description = "Submitted", body = JobView,
+         headers(("ETag" = String, description = "the job's version"),
+                 ("Location" = String, description = "/api/v1/jobs/{id}"))),
+    ),
+)]
+async fn create_alias(
+    state: State<AppState>,
+    caller: Authorized<JobsWrite>,
+    body: Json<JobCreate>,
+) -> Result<Response, ApiError> {
+    create(state, caller, body).await
+}
+
+/// Paging and filtering of the job list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only jobs in this state.
+    status: Option<JobStatus>,
+    /// Jobs to skip (default 0).
+    #[param(minimum = 0)]
     skip: Option<i64>,
+    /// At most this many jobs (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
@@ -130,29 +155,23 @@ fn query_error(field: &str, kind: &'static str, msg: &str) -> ApiError {
     ApiError::validation(vec![FieldError::query(field, kind, msg)])
 }
 
-fn parse_status(value: &str, loc: &str, in_query: bool) -> Result<JobStatus, ApiError> {
-    value.parse().map_err(|_| {
-        let msg = "Input should be 'pending', 'running', 'completed', 'failed' or 'cancelled'";
-        if in_query {
-            query_error(loc, "enum", msg)
-        } else {
-            ApiError::field(loc, "enum", msg)
-        }
-    })
-}
-
+/// The jobs the caller may see (their own; all for moderators and administrators), newest
+/// first. `If-None-Match` with the list's ETag → 304.
+#[utoipa::path(
+    get, path = "/api/v1/jobs", tag = "jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The jobs", body = Vec<JobView>,
+         headers(("ETag" = String, description = "the list's version"))),
+        (status = 304, description = "Not modified (If-None-Match)"),
+    ),
+)]
 async fn list(
     State(state): State<AppState>,
-    current: CurrentUser,
+    caller: Authorized<JobsRead>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    require_scope(&current, Scope::JobsRead)?;
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| parse_status(s, "status", true))
-        .transpose()?;
     let skip = q.skip.unwrap_or(0);
     if skip < 0 {
         return Err(query_error(
@@ -169,62 +188,118 @@ async fn list(
             "Input should be from 1 to 1000",
         ));
     }
-    let rows = jobs::list(&state, &current.user, status, skip, limit).await?;
+    let rows = jobs::list(&state, &caller.user, q.status, skip, limit).await?;
     let body = Value::Array(rows.iter().map(jobs::to_json).collect());
     Ok(respond_conditionally(&headers, &body))
 }
 
+/// `GET /api/v1/jobs/`: the original's path, the same operation as `GET /api/v1/jobs`.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/", tag = "jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The jobs", body = Vec<JobView>,
+         headers(("ETag" = String, description = "the list's version"))),
+        (status = 304, description = "Not modified (If-None-Match)"),
+    ),
+)]
+async fn list_alias(
+    state: State<AppState>,
+    caller: Authorized<JobsRead>,
+    headers: HeaderMap,
+    q: Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    list(state, caller, headers, q).await
+}
+
+/// One job. `If-None-Match` with its ETag → 304.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/{id}", tag = "jobs",
+    params(("id" = Uuid, Path, description = "the job id")),
+    responses(
+        (status = 200, description = "The job", body = JobView,
+         headers(("ETag" = String, description = "the job's version"))),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 404, description = "No such job, or not the caller's", body = ErrorEnvelope),
+    ),
+)]
 async fn read(
     State(state): State<AppState>,
-    current: CurrentUser,
+    caller: Authorized<JobsRead>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
-    require_scope(&current, Scope::JobsRead)?;
-    let job = visible(&state, &current, &id).await?;
+    let job = visible(&state, &caller, id).await?;
     Ok(respond_conditionally(&headers, &jobs::to_json(&job)))
 }
 
-#[derive(Debug, Deserialize)]
-struct StatusQuery {
-    status: Option<String>,
+/// The new status, in the query string (the original) or the body.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatusQuery {
+    /// The new status (or `{"status": …}` in the body).
+    status: Option<JobStatus>,
 }
 
-/// `PUT /api/v1/jobs/{id}/status?status=…` (as before) or with `{"status": …}` in the body.
+/// The new status, as a JSON body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct StatusBody {
+    pub status: JobStatus,
+}
+
+/// Change a job's status along the state machine (`?status=…` as the original, or
+/// `{"status": …}`). `If-Match` with the job's ETag → 412 when it changed meanwhile.
+#[utoipa::path(
+    put, path = "/api/v1/jobs/{id}/status", tag = "jobs",
+    params(("id" = Uuid, Path, description = "the job id"), StatusQuery,
+           ("If-Match" = Option<String>, Header, description = "the ETag the change is based on")),
+    request_body(content = Option<StatusBody>, description = "instead of ?status="),
+    responses(
+        (status = 200, description = "The job after the change", body = JobView,
+         headers(("ETag" = String, description = "the job's new version"))),
+        (status = 404, description = "No such job, or not the caller's", body = ErrorEnvelope),
+        (status = 409, description = "Not a change the state machine allows", body = ErrorEnvelope),
+        (status = 412, description = "If-Match does not match", body = ErrorEnvelope),
+    ),
+)]
 async fn set_status(
     State(state): State<AppState>,
-    current: CurrentUser,
+    caller: Authorized<JobsWrite>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
     Query(q): Query<StatusQuery>,
-    body: Option<JsonObject>,
+    body: Option<Json<StatusBody>>,
 ) -> Result<Response, ApiError> {
-    require_scope(&current, Scope::JobsWrite)?;
     let requested = match (q.status, body) {
-        (Some(s), _) => parse_status(&s, "status", true)?,
-        (None, Some(body)) => {
-            let mut fields = body.fields();
-            let s = fields.string("status", 32);
-            fields.finish()?;
-            parse_status(&s.unwrap_or_default(), "status", false)?
-        }
+        (Some(s), _) => s,
+        (None, Some(Json(body))) => body.status,
         (None, None) => return Err(query_error("status", "missing", "Field required")),
     };
-    let job = visible(&state, &current, &id).await?;
+    let job = visible(&state, &caller, id).await?;
     check_if_match(&headers, &jobs::to_json(&job))?;
-    let next = jobs::set_status(&state, &current.user, &job, requested).await?;
+    let next = jobs::set_status(&state, &caller.user, &job, requested).await?;
     Ok(json_with_etag(StatusCode::OK, &jobs::to_json(&next)))
 }
 
+/// Delete a job. `If-Match` with the job's ETag → 412 when it changed meanwhile.
+#[utoipa::path(
+    delete, path = "/api/v1/jobs/{id}", tag = "jobs",
+    params(("id" = Uuid, Path, description = "the job id"),
+           ("If-Match" = Option<String>, Header, description = "the ETag the deletion is based on")),
+    responses(
+        (status = 200, description = "Deleted", body = Message),
+        (status = 404, description = "No such job, or not the caller's", body = ErrorEnvelope),
+        (status = 412, description = "If-Match does not match", body = ErrorEnvelope),
+    ),
+)]
 async fn remove(
     State(state): State<AppState>,
-    current: CurrentUser,
+    caller: Authorized<JobsWrite>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
-    require_scope(&current, Scope::JobsWrite)?;
-    let job = visible(&state, &current, &id).await?;
+    let job = visible(&state, &caller, id).await?;
     check_if_match(&headers, &jobs::to_json(&job))?;
-    jobs::delete(&state, &current.user, &job).await?;
-    Ok(Json(json!({"message": "Job deleted successfully"})).into_response())
+    jobs::delete(&state, &caller.user, &job).await?;
+    Ok(Message::new("Job deleted successfully").into_response())
 }

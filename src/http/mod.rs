@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin;
 pub mod agents;
+pub mod api;
 pub mod api_keys;
 pub mod auth;
 pub mod body;
@@ -25,7 +26,10 @@ pub mod ws;
 
 use std::any::Any;
 
-use axum::Router;
+use axum::{Extension, Router};
+use utoipa::OpenApi;
+
+use self::api::{ApiDoc, ApiRouter};
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::header;
 use axum::middleware::{from_fn, from_fn_with_state};
@@ -41,36 +45,55 @@ use crate::security::client_ip::{RequestContext, request_context};
 use crate::security::{cors, csrf, headers, https, limits, rate_limit};
 use crate::state::AppState;
 
-pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .merge(health::routes())
-        .merge(auth::routes())
-        .merge(sessions::routes())
-        .merge(account::routes())
-        .merge(mfa::routes())
-        .merge(security::routes())
-        .merge(admin::routes())
-        .merge(api_keys::routes())
-        .merge(examples::routes())
-        .merge(utils::routes())
-        .merge(monitoring::routes())
-        .merge(self::metrics::routes())
+/// Every route of the service, documented: the groups of each module (their access and
+/// budget declared there), inside the CSRF policy of their group.
+fn api(state: &AppState) -> ApiRouter {
+    ApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(ApiRouter::from(health::routes()))
+        .merge(ApiRouter::from(auth::routes()))
+        .merge(ApiRouter::from(sessions::routes()))
+        .merge(ApiRouter::from(account::routes()))
+        .merge(ApiRouter::from(mfa::routes()))
+        .merge(ApiRouter::from(security::routes()))
+        .merge(ApiRouter::from(admin::routes()))
+        .merge(ApiRouter::from(api_keys::routes()))
+        .merge(ApiRouter::from(examples::routes()))
+        .merge(ApiRouter::from(utils::routes()))
+        .merge(ApiRouter::from(monitoring::routes()))
+        .merge(ApiRouter::from(self::metrics::routes()))
         .merge(jobs::routes())
-        .merge(tasks::routes())
-        .merge(agents::routes())
-        .merge(events::routes())
-        .merge(ws::routes())
+        .merge(ApiRouter::from(tasks::routes()))
+        .merge(ApiRouter::from(agents::routes()))
+        .merge(ApiRouter::from(events::routes()))
+        .merge(ApiRouter::from(ws::routes()))
         .merge(openapi::routes())
-        .merge(console::routes())
+        .merge(ApiRouter::from(console::routes()))
         // Runs only for matched routes, so an unknown path is a 404 before any CSRF verdict.
         .route_layer(from_fn_with_state(state.clone(), csrf::csrf_guard))
         // The routes a browser posts without a token declare it here: origin check only.
         .merge(
-            Router::new()
-                .merge(sessions::csrf_exempt_routes())
-                .merge(security::csrf_exempt_routes())
+            ApiRouter::new()
+                .merge(ApiRouter::from(sessions::csrf_exempt_routes()))
+                .merge(ApiRouter::from(security::csrf_exempt_routes()))
                 .route_layer(from_fn_with_state(state.clone(), csrf::origin_guard)),
         )
+}
+
+/// The OpenAPI document of the service, as `GET /api/v1/openapi.json` serves it.
+pub fn document(state: &AppState) -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = api(state).split_for_parts();
+    api::finish(&mut doc);
+    doc
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, mut doc) = api(&state).split_for_parts();
+    for operation in api::finish(&mut doc) {
+        tracing::error!(%operation, "operation without a documented success answer");
+    }
+    let login_routes = api::login_routes(&doc);
+    let spec = openapi::Spec::new(&doc);
+    let routes = routes
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
 
@@ -85,6 +108,8 @@ pub fn router(state: AppState) -> Router {
                     header::HeaderName::from_static("x-api-key"),
                     header::HeaderName::from_static("x-csrf-token"),
                 ]))
+                .layer(Extension(spec))
+                .layer(Extension(login_routes))
                 .layer(from_fn_with_state(state.clone(), request_context))
                 .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 // Inside the span, outside everything that can answer: sees every response.

@@ -20,7 +20,11 @@ use serde_json::{Value, json};
 use crate::model::User;
 pub use crate::store::jobs::JobRow;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The state of a job.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     Pending,
     Running,
@@ -132,30 +136,65 @@ pub fn may_access(user: &User, job: &JobRow) -> bool {
     crate::auth::policy::may_see_job(user, job.owner_id)
 }
 
-fn ts(t: &DateTime<Utc>) -> Value {
-    json!(t)
+/// The representation clients get (the original `JobResponse` fields first among more): the
+/// body of every job answer and the `job` of every job event.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Job)]
+pub struct JobView {
+    pub id: uuid::Uuid,
+    /// The title (`title` on input; the original called it `name`).
+    pub name: String,
+    pub description: Option<String>,
+    pub status: JobStatus,
+    /// Higher runs first.
+    pub priority: i32,
+    /// The free-form JSON object given at submission.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    pub owner_id: Option<uuid::Uuid>,
+    /// Runs started before the current one (a retry adds one).
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// The API key (agent) holding the lease while the job runs.
+    pub agent_id: Option<uuid::Uuid>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// What the agent reported on completion (any JSON).
+    #[schema(value_type = Option<Value>)]
+    pub result: Option<Value>,
+    /// The agent's error message on failure.
+    pub error: Option<String>,
 }
 
-/// The representation clients get (the original `JobResponse` fields first among more).
+impl From<&JobRow> for JobView {
+    fn from(job: &JobRow) -> Self {
+        let status = job.status.parse().unwrap_or(JobStatus::Failed);
+        JobView {
+            id: job.id,
+            name: job.name.clone(),
+            description: job.description.clone(),
+            status,
+            priority: job.priority,
+            metadata: job.metadata.as_ref().map(|m| m.0.clone()),
+            owner_id: job.owner_id,
+            attempts: job.attempts,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            started_at: job.started_at,
+            completed_at: job.completed_at,
+            agent_id: job.lease_owner,
+            lease_expires_at: job.lease_expires_at,
+            result: job.result.as_ref().map(|r| r.0.clone()),
+            error: job.error.clone(),
+        }
+    }
+}
+
+/// [`JobView`] as JSON.
 pub fn to_json(job: &JobRow) -> Value {
-    json!({
-        "id": job.id,
-        "name": job.name,
-        "description": job.description,
-        "status": job.status,
-        "priority": job.priority,
-        "metadata": job.metadata.as_ref().map(|m| m.0.clone()),
-        "owner_id": job.owner_id,
-        "attempts": job.attempts,
-        "created_at": ts(&job.created_at),
-        "updated_at": ts(&job.updated_at),
-        "started_at": job.started_at.as_ref().map(ts),
-        "completed_at": job.completed_at.as_ref().map(ts),
-        "agent_id": job.lease_owner,
-        "lease_expires_at": job.lease_expires_at.as_ref().map(ts),
-        "result": job.result.as_ref().map(|r| r.0.clone()),
-        "error": job.error,
-    })
+    serde_json::to_value(JobView::from(job)).unwrap_or(Value::Null)
 }
 
 /// An orchestrator event about a job: `task_id` is the job id, `run_id` identifies the run (the

@@ -21,14 +21,17 @@ use crate::state::AppState;
 
 /// Paths never counted (the load balancer's liveness probe).
 const UNCOUNTED: &[&str] = &["/health"];
-/// The login-type endpoints: the stricter per-address budget applies.
-pub const AUTH_ROUTES: &[(&str, &str)] = &[
-    ("POST", "/auth/login"),
-    ("POST", "/auth/session"),
-    ("POST", "/auth/refresh"),
-    ("POST", "/auth/mfa/verify"),
-    ("POST", "/auth/password"),
-];
+/// The login-type operations: the stricter per-address budget applies to them. Declared where
+/// their routes are declared (`http::api::login_type`) and read from the OpenAPI document; the
+/// router hands the set to this layer as a request extension.
+#[derive(Debug, Clone, Default)]
+pub struct LoginRoutes(pub std::sync::Arc<std::collections::HashSet<(Method, String)>>);
+
+impl LoginRoutes {
+    pub fn contains(&self, method: &Method, path: &str) -> bool {
+        self.0.contains(&(method.clone(), path.to_owned()))
+    }
+}
 
 fn num(n: u64) -> HeaderValue {
     HeaderValue::from(n)
@@ -63,10 +66,11 @@ pub fn limited_error(q: &Quota) -> ApiError {
     e
 }
 
-fn is_auth_route(method: &Method, path: &str) -> bool {
-    AUTH_ROUTES
-        .iter()
-        .any(|(m, p)| *m == method.as_str() && *p == path)
+fn is_login_type(request: &Request) -> bool {
+    request
+        .extensions()
+        .get::<LoginRoutes>()
+        .is_some_and(|routes| routes.contains(request.method(), request.uri().path()))
 }
 
 /// The key a request is counted under.
@@ -131,7 +135,7 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
     }
     let ctx = request.extensions().get::<RequestContext>().cloned();
     let (policy, key, ip) = client_key(&request);
-    let login_type = is_auth_route(request.method(), &path);
+    let login_type = is_login_type(&request);
     let mut checks = vec![(policy, key.clone(), state.limiter.check(policy, &key).await)];
     if login_type {
         let ip_key = format!(
