@@ -195,6 +195,9 @@ pub enum Access {
     AdminOutsideLocal,
     /// The Prometheus scraper's bearer token (`KYROS_METRICS_TOKEN`), or an administrator.
     MetricsToken,
+    /// The WebSocket handshake: a login or an API key, or instead a `?ticket=` from
+    /// `POST /auth/ws-ticket` (or the original `?token=`) — checked by the handler.
+    Ticket,
 }
 
 impl Access {
@@ -207,6 +210,10 @@ impl Access {
             Access::Admin => "an administrator",
             Access::AdminOutsideLocal => "public in ENVIRONMENT=local, an administrator elsewhere",
             Access::MetricsToken => "the KYROS_METRICS_TOKEN bearer token, or an administrator",
+            Access::Ticket => {
+                "bearer JWT, API key or session cookie, or ?ticket= from POST /auth/ws-ticket \
+                 (or the original ?token=)"
+            }
         }
     }
 
@@ -227,6 +234,7 @@ impl Access {
             Access::AdminOutsideLocal => {
                 vec![SecurityRequirement::default(), bearer, api_key, session]
             }
+            Access::Ticket => vec![bearer, api_key, session, SecurityRequirement::default()],
             Access::MetricsToken => vec![
                 SecurityRequirement::new(METRICS_TOKEN, none),
                 bearer,
@@ -400,10 +408,14 @@ pub fn finish(doc: &mut Document) -> Vec<String> {
         ] {
             let Some(op) = op else { continue };
             op.operation_id = Some(operation_id(method, path));
-            let has_input = op.request_body.is_some()
-                || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let has_input =
+                op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
             if has_input {
-                add_response(op, "422", "Validation error: `detail` lists the field errors");
+                add_response(
+                    op,
+                    "422",
+                    "Validation error: `detail` lists the field errors",
+                );
             }
             if path != "/health" {
                 add_response(op, "429", "Too many requests (see Retry-After)");
@@ -423,9 +435,10 @@ pub fn finish(doc: &mut Document) -> Vec<String> {
                 };
                 if !(status.starts_with('2') || status == "429") {
                     if status == "503" {
-                        response.headers.entry("Retry-After".to_owned()).or_insert_with(|| {
-                            header("seconds to wait before trying again", true)
-                        });
+                        response
+                            .headers
+                            .entry("Retry-After".to_owned())
+                            .or_insert_with(|| header("seconds to wait before trying again", true));
                     }
                     continue;
                 }
@@ -435,9 +448,10 @@ pub fn finish(doc: &mut Document) -> Vec<String> {
                     });
                 }
                 if status == "429" {
-                    response.headers.entry("Retry-After".to_owned()).or_insert_with(|| {
-                        header("seconds to wait before trying again", true)
-                    });
+                    response
+                        .headers
+                        .entry("Retry-After".to_owned())
+                        .or_insert_with(|| header("seconds to wait before trying again", true));
                 }
             }
         }

@@ -8,23 +8,22 @@ use std::collections::HashSet;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use super::extract::Query;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::routes;
 
-use super::body::JsonObject;
-use crate::auth::api_keys::Scope;
+use super::api::{Access, ApiRouter, ErrorEnvelope, access};
+use super::extract::{Header, HeaderValue as TypedHeader, Json, Query};
 use crate::auth::liveness::{self, Channel, Liveness};
 use crate::auth::principal::CurrentUser;
-use crate::auth::rbac::require_scope;
+use crate::auth::rbac::{Authorized, EventsRead, EventsWrite};
 use crate::clock::at_storage_precision;
 use crate::error::{ApiError, FieldError};
 use crate::orchestrator::etag::etag;
@@ -35,16 +34,31 @@ use crate::state::AppState;
 const BACKLOG_MAX: i64 = 1000;
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/events", post(append))
-        .route("/api/v1/events/", post(append))
-        .route("/api/v1/events/tail", get(tail))
-        .route("/api/v1/orchestrator/events", get(orchestrator_events))
-        .route(
-            "/api/v1/orchestrator/events/stream",
-            get(orchestrator_stream),
-        )
+pub fn routes() -> ApiRouter {
+    access(
+        Access::Any,
+        ApiRouter::new()
+            .routes(routes!(append))
+            .routes(routes!(append_alias))
+            .routes(routes!(tail))
+            .routes(routes!(orchestrator_events))
+            .routes(routes!(orchestrator_stream)),
+    )
+}
+
+/// `Last-Event-ID` (the SSE resume point): the id of the last event the client received.
+#[derive(Debug, Clone, Copy)]
+pub struct LastEventId(pub i64);
+
+impl TypedHeader for LastEventId {
+    const NAME: &'static str = "last-event-id";
+    const INVALID: (&'static str, &'static str) = (
+        "int_parsing",
+        "Input should be a valid integer, unable to parse string as an integer",
+    );
+    fn parse(value: &str) -> Option<Self> {
+        value.parse().ok().map(LastEventId)
+    }
 }
 
 /// The collaboration event as the original wrote it to its log.
@@ -77,41 +91,57 @@ pub fn orchestrator_json(e: &EventRow) -> Value {
     Value::Object(map)
 }
 
+/// A collaboration event to append.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EventInput {
+    /// The event name; not blank.
+    #[schema(min_length = 1, max_length = 100)]
+    pub event: String,
+    /// What it is about.
+    #[schema(max_length = 1024)]
+    pub target: String,
+    /// Free-form JSON object, at most 64 KiB once serialized.
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Map<String, Value>>,
+}
+
+/// The original's acknowledgement.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ack {
+    /// Always `true`.
+    pub ok: bool,
+}
+
+/// Append a collaboration event (actor: the caller's email).
+#[utoipa::path(
+    post, path = "/api/v1/events", tag = "events",
+    request_body = EventInput,
+    responses((status = 200, description = "Appended", body = Ack,
+               headers(("ETag" = String, description = "the event's version")))),
+)]
 async fn append(
     State(state): State<AppState>,
-    current: CurrentUser,
-    body: JsonObject,
+    caller: Authorized<EventsWrite>,
+    Json(body): Json<EventInput>,
 ) -> Result<Response, ApiError> {
-    require_scope(&current, Scope::EventsWrite)?;
-    let mut fields = body.fields();
-    let event = fields.string("event", 100);
-    let target = fields.string("target", 1024);
-    let details = match body.0.get("details") {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(v @ Value::Object(_)) if v.to_string().len() <= 64 * 1024 => v.clone(),
-        Some(Value::Object(_)) => {
-            fields.error(
-                "details",
-                "too_long",
-                "details must be at most 64 KiB of JSON",
-            );
-            Value::Null
-        }
-        Some(_) => {
-            fields.error("details", "dict_type", "Input should be a valid dictionary");
-            Value::Null
-        }
-    };
-    fields.finish()?;
-    let (Some(event), Some(target)) = (event, target) else {
-        return Err(ApiError::internal("validated fields missing"));
-    };
-    if event.trim().is_empty() {
-        return Err(ApiError::validation(vec![FieldError::body(
+    let mut errors = Vec::new();
+    if body.event.trim().is_empty() {
+        errors.push(FieldError::body(
             "event",
             "string_too_short",
             "String should have at least 1 character",
-        )]));
+        ));
+    }
+    let details = Value::Object(body.details.unwrap_or_default());
+    if details.to_string().len() > 64 * 1024 {
+        errors.push(FieldError::body(
+            "details",
+            "too_long",
+            "details must be at most 64 KiB of JSON",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
     }
     let row = state
         .events
@@ -120,9 +150,9 @@ async fn append(
             at_storage_precision(state.clock.now()),
             NewEvent {
                 stream: COLLAB,
-                event,
-                actor: Some(current.user.email.clone()),
-                target: Some(target),
+                event: body.event,
+                actor: Some(caller.user.email.clone()),
+                target: Some(body.target),
                 task_id: None,
                 run_id: None,
                 owner_id: None,
@@ -130,18 +160,26 @@ async fn append(
             },
         )
         .await?;
-    let mut response = Json(json!({"ok": true})).into_response();
+    let mut response = axum::Json(Ack { ok: true }).into_response();
     if let Ok(tag) = HeaderValue::from_str(&etag(&collab_json(&row))) {
         response.headers_mut().insert(header::ETAG, tag);
     }
     Ok(response)
 }
 
-fn last_event_id(headers: &HeaderMap) -> Option<i64> {
-    headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
+/// `POST /api/v1/events/`: the original's path, the same operation as `POST /api/v1/events`.
+#[utoipa::path(
+    post, path = "/api/v1/events/", tag = "events",
+    request_body = EventInput,
+    responses((status = 200, description = "Appended", body = Ack,
+               headers(("ETag" = String, description = "the event's version")))),
+)]
+async fn append_alias(
+    state: State<AppState>,
+    caller: Authorized<EventsWrite>,
+    body: Json<EventInput>,
+) -> Result<Response, ApiError> {
+    append(state, caller, body).await
 }
 
 /// Who may see which orchestrator events.
@@ -284,8 +322,11 @@ fn stream(
     response
 }
 
-#[derive(Debug, Deserialize)]
-struct TailQuery {
+/// Whether the stream ends after the backlog.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TailQuery {
+    /// `1`, `true`, `yes` or `on`: send the backlog, then close (no live events).
     once: Option<String>,
 }
 
@@ -296,31 +337,47 @@ fn truthy(v: Option<&str>) -> bool {
     )
 }
 
+/// The description of an SSE answer.
+const SSE_FRAMES: &str = "Server-sent events: `id:` (the event id, for Last-Event-ID) and \
+    `data:` (the event as JSON) per event; `: heartbeat` comments every 15 s";
+
+/// Collaboration events as Server-Sent Events: the backlog after `Last-Event-ID` (every event
+/// after it) or the newest 1000, then new events as they happen.
+#[utoipa::path(
+    get, path = "/api/v1/events/tail", tag = "events",
+    params(TailQuery,
+           ("Last-Event-ID" = Option<i64>, Header, description = "resume after this event id")),
+    responses((status = 200, description = SSE_FRAMES, content_type = "text/event-stream", body = String)),
+)]
 async fn tail(
     State(state): State<AppState>,
-    current: CurrentUser,
-    headers: HeaderMap,
+    caller: Authorized<EventsRead>,
+    Header(resume): Header<LastEventId>,
     Query(q): Query<TailQuery>,
 ) -> Result<Response, ApiError> {
-    require_scope(&current, Scope::EventsRead)?;
     let filter = EventFilter {
         stream: Some(COLLAB.into()),
         ..Default::default()
     };
     Ok(stream(
         state,
-        &current,
+        &caller,
         filter,
-        last_event_id(&headers),
+        resume.map(|r| r.0),
         truthy(q.once.as_deref()),
         collab_json,
     ))
 }
 
-#[derive(Debug, Deserialize)]
-struct OrchestratorQuery {
+/// Which orchestrator events.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OrchestratorQuery {
+    /// The job (or task) id.
     task_id: Option<String>,
+    /// The run (`<job id>:<attempt>`).
     run_id: Option<String>,
+    /// `1`, `true`, `yes` or `on`: send the backlog, then close (streams only).
     once: Option<String>,
 }
 
@@ -334,37 +391,61 @@ fn orchestrator_filter(current: &CurrentUser, q: &OrchestratorQuery) -> EventFil
     }
 }
 
+/// Orchestrator events: each has `id`, `event`, `timestamp`, `task_id`, `run_id`, then its own
+/// fields (e.g. `job`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<Value>,
+}
+
+/// The newest orchestrator events of a job or run the caller may see (at most 1000). Either
+/// `task_id` or `run_id` is required (400 without).
+#[utoipa::path(
+    get, path = "/api/v1/orchestrator/events", tag = "events",
+    params(OrchestratorQuery),
+    responses(
+        (status = 200, description = "The events", body = EventList),
+        (status = 400, description = "Neither task_id nor run_id", body = ErrorEnvelope),
+    ),
+)]
 async fn orchestrator_events(
     State(state): State<AppState>,
-    current: CurrentUser,
+    caller: Authorized<EventsRead>,
     Query(q): Query<OrchestratorQuery>,
-) -> Result<Json<Value>, ApiError> {
-    require_scope(&current, Scope::EventsRead)?;
-    let filter = orchestrator_filter(&current, &q);
+) -> Result<axum::Json<EventList>, ApiError> {
+    let filter = orchestrator_filter(&caller, &q);
     if filter.task_id.is_none() && filter.run_id.is_none() {
         return Err(ApiError::bad_request(
             "Either task_id or run_id must be provided",
         ));
     }
     let rows = store::latest(&state.db, &filter, BACKLOG_MAX).await?;
-    Ok(Json(
-        json!({"events": rows.iter().map(orchestrator_json).collect::<Vec<_>>()}),
-    ))
+    Ok(axum::Json(EventList {
+        events: rows.iter().map(orchestrator_json).collect(),
+    }))
 }
 
+/// Orchestrator events the caller may see as Server-Sent Events (optionally one job or run):
+/// the backlog after `Last-Event-ID`, or the newest 1000, then new events as they happen.
+#[utoipa::path(
+    get, path = "/api/v1/orchestrator/events/stream", tag = "events",
+    params(OrchestratorQuery,
+           ("Last-Event-ID" = Option<i64>, Header, description = "resume after this event id")),
+    responses((status = 200, description = SSE_FRAMES, content_type = "text/event-stream", body = String)),
+)]
 async fn orchestrator_stream(
     State(state): State<AppState>,
-    current: CurrentUser,
-    headers: HeaderMap,
+    caller: Authorized<EventsRead>,
+    Header(resume): Header<LastEventId>,
     Query(q): Query<OrchestratorQuery>,
 ) -> Result<Response, ApiError> {
-    require_scope(&current, Scope::EventsRead)?;
-    let filter = orchestrator_filter(&current, &q);
+    let filter = orchestrator_filter(&caller, &q);
     Ok(stream(
         state,
-        &current,
+        &caller,
         filter,
-        last_event_id(&headers),
+        resume.map(|r| r.0),
         truthy(q.once.as_deref()),
         orchestrator_json,
     ))

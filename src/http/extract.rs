@@ -138,7 +138,21 @@ where
                     ErrorKind::ParseErrorAtIndex { index, .. } => {
                         (index.to_string(), e.body_text())
                     }
-                    _ => (String::new(), e.body_text()),
+                    // One value (`Path<Uuid>`): the key is the route's only parameter.
+                    _ => {
+                        let only =
+                            match axum::extract::RawPathParams::from_request_parts(parts, state)
+                                .await
+                            {
+                                Ok(params) if params.iter().count() == 1 => params
+                                    .iter()
+                                    .next()
+                                    .map(|(k, _)| k.to_owned())
+                                    .unwrap_or_default(),
+                                _ => String::new(),
+                            };
+                        (only, e.body_text())
+                    }
                 };
                 Err(ApiError::validation(vec![field_error(
                     "path", &key, &message,
@@ -186,7 +200,9 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
         match <JsonObject as OptionalFromRequest<S>>::from_request(req, state).await? {
             None => Ok(None),
-            Some(JsonObject(object)) => validated::<T>(Value::Object(object)).map(|t| Some(Json(t))),
+            Some(JsonObject(object)) => {
+                validated::<T>(Value::Object(object)).map(|t| Some(Json(t)))
+            }
         }
     }
 }
@@ -194,7 +210,10 @@ where
 /// `value` checked against `T`'s schema, then deserialized.
 pub fn validated<T: DeserializeOwned + ToSchema + 'static>(value: Value) -> Result<T, ApiError> {
     let validator = validator_of::<T>()?;
-    let errors: Vec<FieldError> = validator.iter_errors(&value).map(|e| schema_error(&e)).collect();
+    let errors: Vec<FieldError> = validator
+        .iter_errors(&value)
+        .flat_map(|e| schema_errors(&e))
+        .collect();
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -278,8 +297,9 @@ fn plural(n: u64, one: &str) -> String {
     }
 }
 
-/// One schema violation as a field error in pydantic's vocabulary.
-fn schema_error(e: &jsonschema::ValidationError<'_>) -> FieldError {
+/// One schema violation as field errors in pydantic's vocabulary (an object with unknown fields
+/// gives one error per field).
+fn schema_errors(e: &jsonschema::ValidationError<'_>) -> Vec<FieldError> {
     use jsonschema::error::{TypeKind, ValidationErrorKind as K};
     let mut loc = vec![json!("body")];
     for segment in e.instance_path().iter() {
@@ -287,6 +307,22 @@ fn schema_error(e: &jsonschema::ValidationError<'_>) -> FieldError {
             jsonschema::paths::LocationSegment::Property(p) => loc.push(json!(p)),
             jsonschema::paths::LocationSegment::Index(i) => loc.push(json!(i)),
         }
+    }
+    if let K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } =
+        e.kind()
+    {
+        return unexpected
+            .iter()
+            .map(|name| {
+                let mut loc = loc.clone();
+                loc.push(json!(name));
+                FieldError {
+                    kind: "extra_forbidden",
+                    loc,
+                    msg: "Extra inputs are not permitted".into(),
+                }
+            })
+            .collect();
     }
     let (kind, msg): (&'static str, String) = match e.kind() {
         K::Required { property } => {
@@ -312,15 +348,24 @@ fn schema_error(e: &jsonschema::ValidationError<'_>) -> FieldError {
         ),
         K::MinLength { limit } => (
             "string_too_short",
-            format!("String should have at least {}", plural(*limit, "character")),
+            format!(
+                "String should have at least {}",
+                plural(*limit, "character")
+            ),
         ),
         K::Minimum { limit } => (
             "greater_than_equal",
-            format!("Input should be greater than or equal to {}", limit_text(limit)),
+            format!(
+                "Input should be greater than or equal to {}",
+                limit_text(limit)
+            ),
         ),
         K::Maximum { limit } => (
             "less_than_equal",
-            format!("Input should be less than or equal to {}", limit_text(limit)),
+            format!(
+                "Input should be less than or equal to {}",
+                limit_text(limit)
+            ),
         ),
         K::ExclusiveMinimum { limit } => (
             "greater_than",
@@ -346,7 +391,10 @@ fn schema_error(e: &jsonschema::ValidationError<'_>) -> FieldError {
         K::Enum { options } => ("enum", format!("Input should be {}", choices(options))),
         K::Constant { expected_value } => (
             "literal_error",
-            format!("Input should be {}", choices(&json!([expected_value.as_ref()]))),
+            format!(
+                "Input should be {}",
+                choices(&json!([expected_value.as_ref()]))
+            ),
         ),
         K::Pattern { pattern } => (
             "string_pattern_mismatch",
@@ -354,20 +402,20 @@ fn schema_error(e: &jsonschema::ValidationError<'_>) -> FieldError {
         ),
         K::Format { format } => match format.as_str() {
             "uuid" => ("uuid_parsing", "Input should be a valid UUID".into()),
-            "email" | "idn-email" => (
-                "value_error",
-                "value is not a valid email address".into(),
+            "email" | "idn-email" => ("value_error", "value is not a valid email address".into()),
+            "date-time" => (
+                "datetime_parsing",
+                "Input should be a valid datetime".into(),
             ),
-            "date-time" => ("datetime_parsing", "Input should be a valid datetime".into()),
             "uri" => ("url_parsing", "Input should be a valid URL".into()),
             other => ("value_error", format!("Input should be a valid {other}")),
         },
-        K::AdditionalProperties { .. } | K::UnevaluatedProperties { .. } => {
-            ("extra_forbidden", "Extra inputs are not permitted".into())
-        }
-        _ => ("value_error", "Input is not a valid value for this field".into()),
+        _ => (
+            "value_error",
+            "Input is not a valid value for this field".into(),
+        ),
     };
-    FieldError { kind, loc, msg }
+    vec![FieldError { kind, loc, msg }]
 }
 
 /// `'a', 'b' or 'c'`, as pydantic lists the members of an enum.

@@ -16,6 +16,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use super::api::{Access, ApiRouter, ErrorEnvelope, access};
 use super::extract::Query;
 use axum::extract::State;
 use axum::extract::ws::{
@@ -24,12 +25,13 @@ use axum::extract::ws::{
 };
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::Utc;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::routes;
 
 use super::auth::no_store;
 use super::events::{collab_json, orchestrator_json};
@@ -53,29 +55,65 @@ const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 const MESSAGES_PER_SECOND: u32 = 20;
 const PING_EVERY: Duration = Duration::from_secs(30);
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/ws", get(upgrade))
-        .route("/auth/ws-ticket", post(ticket))
+pub fn routes() -> ApiRouter {
+    access(Access::Ticket, ApiRouter::new().routes(routes!(upgrade))).merge(access(
+        Access::Login,
+        ApiRouter::new().routes(routes!(ticket)),
+    ))
 }
 
-/// A ticket for one WebSocket connection, valid for a minute.
+/// A WebSocket ticket.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ticket {
+    /// Single use, for `GET /ws?ticket=…`.
+    pub ticket: String,
+    /// Seconds it stays valid.
+    pub expires_in: i64,
+}
+
+/// A ticket for one WebSocket connection, valid for a minute (for browsers, which cannot set
+/// headers on a WebSocket). `Cache-Control: no-store`.
+#[utoipa::path(
+    post, path = "/auth/ws-ticket", tag = "websocket",
+    responses((status = 200, description = "The ticket", body = Ticket)),
+)]
 async fn ticket(
     State(state): State<AppState>,
     UserPrincipal(current): UserPrincipal,
 ) -> Result<Response, ApiError> {
     let ticket = tickets::mint(&state, &current).await?;
     Ok(no_store(
-        Json(json!({"ticket": ticket, "expires_in": TICKET_SECS})).into_response(),
+        Json(Ticket {
+            ticket,
+            expires_in: TICKET_SECS,
+        })
+        .into_response(),
     ))
 }
 
-#[derive(Debug, Deserialize)]
-struct WsQuery {
+/// Credentials of a handshake that carries no header.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WsQuery {
+    /// An access token (the original's way; prefer a ticket).
     token: Option<String>,
+    /// A ticket from `POST /auth/ws-ticket`.
     ticket: Option<String>,
 }
 
+/// The live channel (WebSocket upgrade): job and collaboration events as they happen, and the
+/// original's message formats (`connection`, `message`, `error`, `ping`/`pong`,
+/// `subscribe`/`unsubscribe`). A browser's `Origin` must be the service's or an allowed one.
+#[utoipa::path(
+    get, path = "/ws", tag = "websocket",
+    params(WsQuery),
+    responses(
+        (status = 101, description = "Switching Protocols: the WebSocket is open"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = ErrorEnvelope),
+        (status = 401, description = "No valid credential, ticket or token", body = ErrorEnvelope),
+        (status = 403, description = "Cross-site Origin", body = ErrorEnvelope),
+    ),
+)]
 async fn upgrade(
     State(state): State<AppState>,
     current: Option<CurrentUser>,

@@ -54,10 +54,27 @@ pub struct Agent<'a> {
 }
 
 /// The job as its agent sees it: with the fencing token of its lease.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = LeasedJob)]
+pub struct LeasedJobView {
+    #[serde(flatten)]
+    pub job: jobs::JobView,
+    /// The fencing token of the lease: required by heartbeat, complete and fail.
+    pub lease_token: Option<String>,
+}
+
+impl From<&JobRow> for LeasedJobView {
+    fn from(job: &JobRow) -> Self {
+        LeasedJobView {
+            job: jobs::JobView::from(job),
+            lease_token: job.lease_token.clone(),
+        }
+    }
+}
+
+/// [`LeasedJobView`] as JSON.
 pub fn leased_json(job: &JobRow) -> Value {
-    let mut body = jobs::to_json(job);
-    body["lease_token"] = json!(job.lease_token);
-    body
+    serde_json::to_value(LeasedJobView::from(job)).unwrap_or(Value::Null)
 }
 
 /// Returns expired leases to the queue (or fails them); each change goes on the bus once.

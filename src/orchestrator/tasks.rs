@@ -29,16 +29,36 @@ pub enum TaskError {
     Store(#[from] StoreError),
 }
 
-/// The representation clients get.
+/// The representation clients get: the body of every task answer and the `task` of every task
+/// event.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Task)]
+pub struct TaskView {
+    pub id: Uuid,
+    pub title: String,
+    pub description: Option<String>,
+    /// Grows by one with every change (optimistic concurrency, with the ETag).
+    pub version: i32,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<&TaskRow> for TaskView {
+    fn from(t: &TaskRow) -> Self {
+        TaskView {
+            id: t.id,
+            title: t.title.clone(),
+            description: t.description.clone(),
+            version: t.version,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// [`TaskView`] as JSON.
 pub fn to_json(t: &TaskRow) -> Value {
-    json!({
-        "id": t.id,
-        "title": t.title,
-        "description": t.description,
-        "version": t.version,
-        "created_at": t.created_at,
-        "updated_at": t.updated_at,
-    })
+    serde_json::to_value(TaskView::from(t)).unwrap_or(Value::Null)
 }
 
 fn task_event(task: &TaskRow, name: &str, user: &User) -> NewEvent {

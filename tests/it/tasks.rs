@@ -120,14 +120,15 @@ async fn tasks_round_trip_with_versions_and_etags(backend: Backend) {
         .expect("gone");
     assert_eq!(res.status(), 404);
     assert_eq!(json(res).await["detail"], "Task not found");
-    assert_eq!(
-        req(&app, Method::GET, "/api/v1/collab/tasks/12", &tia)
-            .send()
-            .await
-            .expect("int")
-            .status(),
-        404
-    );
+    // The original's integer ids are not ids: the path parameter is a UUID (422, with its loc).
+    let res = req(&app, Method::GET, "/api/v1/collab/tasks/12", &tia)
+        .send()
+        .await
+        .expect("int");
+    assert_eq!(res.status(), 422);
+    let body = json(res).await;
+    assert_eq!(body["detail"][0]["loc"], serde_json::json!(["path", "id"]));
+    assert_eq!(body["detail"][0]["type"], "uuid_parsing");
 }
 
 async fn invalid_tasks_get_422(backend: Backend) {
