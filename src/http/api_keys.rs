@@ -1,36 +1,34 @@
 //! `/api/v1/api-keys`: create, list and revoke API keys. Managing keys takes a person (bearer
 //! token or browser session); an API key cannot create, list or revoke keys (403).
 
-use super::extract::{Path, Query};
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
-use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::api::{Access, ApiRouter, ErrorEnvelope, access};
 use super::auth::no_store;
-use super::body::{Fields, JsonObject};
+use super::extract::{Json, Path, Query};
 use crate::audit::Actor;
-use crate::auth::api_keys::{
-    self, ApiKey, ApiKeyError, MAX_EXPIRES_IN_DAYS, NAME_MAX_CHARS, NewApiKey, Scope, Scopes,
-};
+use crate::auth::api_keys::{self, ApiKey, ApiKeyError, NewApiKey, Scope, Scopes};
 use crate::auth::rbac::UserPrincipal;
 use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::model::Role;
 use crate::state::AppState;
 
-/// More entries than there are scopes is a malformed request, not a long list of duplicates.
-const MAX_SCOPE_ENTRIES: usize = 32;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/api-keys", post(create).get(list))
-        .route("/api/v1/api-keys/{id}", delete(revoke))
+pub fn routes() -> ApiRouter {
+    access(
+        Access::Login,
+        ApiRouter::new()
+            .routes(routes!(create, list))
+            .routes(routes!(revoke)),
+    )
 }
 
 impl From<ApiKeyError> for ApiError {
@@ -46,129 +44,104 @@ impl From<ApiKeyError> for ApiError {
     }
 }
 
+/// Whether a key can be used.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    Active,
+    Expired,
+    Revoked,
+}
+
 /// A key as listed: everything but the secret (which is not stored) and its hash.
-fn key_json(key: &ApiKey, now: DateTime<Utc>) -> Value {
-    json!({
-        "id": key.id,
-        "lookup_id": key.lookup_id,
-        "name": key.name,
-        "owner_id": key.owner_id,
-        "scopes": key.scopes,
-        "created_at": key.created_at,
-        "expires_at": key.expires_at,
-        "last_used_at": key.last_used_at,
-        "revoked_at": key.revoked_at,
-        "status": key.status(now),
-    })
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    pub id: Uuid,
+    /// The public part of the key (`kyr_<lookup_id>_…`).
+    pub lookup_id: String,
+    pub name: String,
+    pub owner_id: Uuid,
+    #[schema(value_type = Vec<Scope>)]
+    pub scopes: Scopes,
+    pub created_at: DateTime<Utc>,
+    /// Never, when null.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub status: KeyStatus,
 }
 
-/// `scopes`: a non-empty list of known scope names.
-fn scopes_field(body: &JsonObject, fields: &mut Fields<'_>) -> Option<Scopes> {
-    let items = match body.0.get("scopes") {
-        None | Some(Value::Null) => {
-            fields.error("scopes", "missing", "Field required");
-            return None;
-        }
-        Some(Value::Array(items)) => items,
-        Some(_) => {
-            fields.error("scopes", "list_type", "Input should be a valid list");
-            return None;
-        }
+fn key_view(key: &ApiKey, now: DateTime<Utc>) -> KeyView {
+    let status = match key.status(now) {
+        "revoked" => KeyStatus::Revoked,
+        "expired" => KeyStatus::Expired,
+        _ => KeyStatus::Active,
     };
-    if items.is_empty() {
-        fields.error(
-            "scopes",
-            "too_short",
-            format!("At least one scope is required ({})", Scope::names()),
-        );
-        return None;
-    }
-    if items.len() > MAX_SCOPE_ENTRIES {
-        fields.error(
-            "scopes",
-            "too_long",
-            format!("List should have at most {MAX_SCOPE_ENTRIES} items"),
-        );
-        return None;
-    }
-    let mut scopes = Scopes::empty();
-    let mut valid = true;
-    for (i, item) in items.iter().enumerate() {
-        match item.as_str().and_then(Scope::parse) {
-            Some(scope) => scopes.insert(scope),
-            None => {
-                valid = false;
-                fields.error(
-                    "scopes",
-                    "enum",
-                    format!(
-                        "scopes[{i}] is not a known scope; allowed: {}",
-                        Scope::names()
-                    ),
-                );
-            }
-        }
-    }
-    valid.then_some(scopes)
-}
-
-/// `expires_in_days`: absent, null, or a whole number of days from 1 to 3650.
-fn expires_field(body: &JsonObject, fields: &mut Fields<'_>) -> Option<i64> {
-    let value = body.0.get("expires_in_days")?;
-    if value.is_null() {
-        return None;
-    }
-    match value.as_i64() {
-        Some(days) if days < 1 => {
-            fields.error(
-                "expires_in_days",
-                "greater_than_equal",
-                "Input should be greater than or equal to 1",
-            );
-            None
-        }
-        Some(days) if days > MAX_EXPIRES_IN_DAYS => {
-            fields.error(
-                "expires_in_days",
-                "less_than_equal",
-                format!("Input should be less than or equal to {MAX_EXPIRES_IN_DAYS}"),
-            );
-            None
-        }
-        Some(days) => Some(days),
-        None => {
-            fields.error(
-                "expires_in_days",
-                "int_type",
-                "Input should be a valid integer",
-            );
-            None
-        }
+    KeyView {
+        id: key.id,
+        lookup_id: key.lookup_id.clone(),
+        name: key.name.clone(),
+        owner_id: key.owner_id,
+        scopes: key.scopes,
+        created_at: key.created_at,
+        expires_at: key.expires_at,
+        last_used_at: key.last_used_at,
+        revoked_at: key.revoked_at,
+        status,
     }
 }
 
+/// A key to create.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct KeyCreate {
+    /// A name to recognise the key by; trimmed, not blank, no control characters.
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: String,
+    /// What the key may be used for (the `admin` scope: administrators only).
+    #[schema(min_items = 1, max_items = 32)]
+    pub scopes: Vec<Scope>,
+    /// Days until the key expires (default: never).
+    #[schema(minimum = 1, maximum = 3650)]
+    pub expires_in_days: Option<i64>,
+}
+
+/// A new key, with the key itself: shown this once, never stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedKey {
+    pub id: Uuid,
+    /// The key, for `X-API-Key` (or `Authorization: Bearer`).
+    pub key: String,
+    pub lookup_id: String,
+    pub name: String,
+    pub owner_id: Uuid,
+    #[schema(value_type = Vec<Scope>)]
+    pub scopes: Scopes,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Create an API key for the caller.
+///
+/// The key is in the answer, and only there.
+#[utoipa::path(
+    post, path = "/api/v1/api-keys", tag = "api-keys",
+    request_body = KeyCreate,
+    responses(
+        (status = 201, description = "Created", body = CreatedKey,
+         headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 409, description = "Too many live keys", body = ErrorEnvelope),
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     UserPrincipal(current): UserPrincipal,
     ctx: Option<Extension<RequestContext>>,
-    body: JsonObject,
+    Json(body): Json<KeyCreate>,
 ) -> Result<Response, ApiError> {
-    let mut fields = body.fields();
-    // Four bytes per character at most; the character count is checked below.
-    let name = fields.string("name", NAME_MAX_CHARS * 4);
-    let name = name.and_then(|n| match api_keys::validate_name(&n) {
-        Ok(n) => Some(n),
-        Err(e) => {
-            fields.error("name", "value_error", e.to_string());
-            None
-        }
-    });
-    let scopes = scopes_field(&body, &mut fields);
-    let expires_in_days = expires_field(&body, &mut fields);
-    fields.finish()?;
-    let (Some(name), Some(scopes)) = (name, scopes) else {
-        return Err(ApiError::internal("validated fields are missing"));
-    };
+    let name = api_keys::validate_name(&body.name).map_err(|e| {
+        ApiError::validation(vec![FieldError::body("name", "value_error", e.to_string())])
+    })?;
+    let scopes: Scopes = body.scopes.into_iter().collect();
     let ctx = ctx.map(|Extension(c)| c);
     let created = api_keys::create(
         &state,
@@ -176,28 +149,36 @@ async fn create(
         NewApiKey {
             name,
             scopes,
-            expires_in_days,
+            expires_in_days: body.expires_in_days,
         },
         Actor::User(&current.user, ctx.as_ref()),
     )
     .await?;
     let key = &created.key;
-    let body = json!({
-        "id": key.id,
-        "key": created.secret.key,
-        "lookup_id": key.lookup_id,
-        "name": key.name,
-        "owner_id": key.owner_id,
-        "scopes": key.scopes,
-        "created_at": key.created_at,
-        "expires_at": key.expires_at,
-    });
-    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
+    let body = CreatedKey {
+        id: key.id,
+        key: created.secret.key.clone(),
+        lookup_id: key.lookup_id.clone(),
+        name: key.name.clone(),
+        owner_id: key.owner_id,
+        scopes: key.scopes,
+        created_at: key.created_at,
+        expires_at: key.expires_at,
+    };
+    Ok(no_store(
+        (StatusCode::CREATED, axum::Json(body)).into_response(),
+    ))
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
+/// Whose keys to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this user's keys (someone else's: administrators only). Default: the caller's.
+    #[param(value_type = Option<Uuid>)]
     owner_id: Option<String>,
+    /// Every key (administrators only): `true`/`false` or `1`/`0`.
+    #[param(value_type = Option<bool>)]
     all: Option<String>,
 }
 
@@ -205,12 +186,28 @@ fn query_error(field: &str, kind: &'static str, msg: &str) -> ApiError {
     ApiError::validation(vec![FieldError::query(field, kind, msg)])
 }
 
+/// The keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    pub items: Vec<KeyView>,
+}
+
+/// List API keys.
+///
+/// The caller's own; a user's, or every key, for administrators. Revoked and expired keys
+/// included.
+#[utoipa::path(
+    get, path = "/api/v1/api-keys", tag = "api-keys",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The keys", body = KeyList),
+    ),
+)]
 async fn list(
     State(state): State<AppState>,
     UserPrincipal(current): UserPrincipal,
-    query: Result<Query<ListQuery>, ApiError>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(q) = query?;
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<KeyList>, ApiError> {
     let all = match q.all.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,
@@ -244,22 +241,32 @@ async fn list(
         (false, None) => Some(current.user.id),
     };
     let now = state.clock.now();
-    let items: Vec<Value> = api_keys::list(&state, owner)
+    let items = api_keys::list(&state, owner)
         .await?
         .iter()
-        .map(|key| key_json(key, now))
+        .map(|key| key_view(key, now))
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(axum::Json(KeyList { items }))
 }
 
+/// Revoke an API key.
+///
+/// The caller's own; anyone's for administrators. It stops working at once.
+#[utoipa::path(
+    delete, path = "/api/v1/api-keys/{id}", tag = "api-keys",
+    params(("id" = Uuid, Path, description = "the key id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such live key, or not the caller's", body = ErrorEnvelope),
+    ),
+)]
 async fn revoke(
     State(state): State<AppState>,
     UserPrincipal(current): UserPrincipal,
     ctx: Option<Extension<RequestContext>>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let not_found = || ApiError::not_found("API key not found");
-    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
     let key = api_keys::find(&state, id).await?.ok_or_else(not_found)?;
     // Someone else's key is invisible unless you are an administrator.
     if key.revoked_at.is_some()

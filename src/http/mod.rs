@@ -50,13 +50,13 @@ use crate::state::AppState;
 fn api(state: &AppState) -> ApiRouter {
     ApiRouter::with_openapi(ApiDoc::openapi())
         .merge(ApiRouter::from(health::routes()))
-        .merge(ApiRouter::from(auth::routes()))
-        .merge(ApiRouter::from(sessions::routes()))
-        .merge(ApiRouter::from(account::routes()))
-        .merge(ApiRouter::from(mfa::routes()))
+        .merge(auth::routes())
+        .merge(sessions::routes())
+        .merge(account::routes())
+        .merge(mfa::routes())
         .merge(ApiRouter::from(security::routes()))
         .merge(ApiRouter::from(admin::routes()))
-        .merge(ApiRouter::from(api_keys::routes()))
+        .merge(api_keys::routes())
         .merge(ApiRouter::from(examples::routes()))
         .merge(ApiRouter::from(utils::routes()))
         .merge(ApiRouter::from(monitoring::routes()))
@@ -73,7 +73,7 @@ fn api(state: &AppState) -> ApiRouter {
         // The routes a browser posts without a token declare it here: origin check only.
         .merge(
             ApiRouter::new()
-                .merge(ApiRouter::from(sessions::csrf_exempt_routes()))
+                .merge(sessions::csrf_exempt_routes())
                 .merge(ApiRouter::from(security::csrf_exempt_routes()))
                 .route_layer(from_fn_with_state(state.clone(), csrf::origin_guard)),
         )

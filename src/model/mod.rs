@@ -39,7 +39,7 @@ pub const COLLAB: &str = "collab";
 pub const ORCHESTRATOR: &str = "orchestrator";
 
 /// The three roles of the original service, lowest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::Role;
 
@@ -71,6 +71,36 @@ impl Serialize for Scope {
         serializer.serialize_str(self.as_str())
     }
 }
+
+/// The scope names, in canonical order.
+const SCOPE_NAMES: [&str; 6] = [
+    "jobs:read",
+    "jobs:write",
+    "jobs:claim",
+    "events:read",
+    "events:write",
+    "admin",
+];
+
+impl<'de> Deserialize<'de> for Scope {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Scope::parse(&name).ok_or_else(|| serde::de::Error::unknown_variant(&name, &SCOPE_NAMES))
+    }
+}
+
+/// In the API document: a string, one of the scope names.
+impl utoipa::PartialSchema for Scope {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(SCOPE_NAMES))
+            .description(Some("What an API key may be used for"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Scope {}
 
 /// A set of scopes (a small bit set, so principals stay `Copy`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -173,5 +203,15 @@ impl fmt::Display for Scopes {
 impl Serialize for Scopes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(self.names())
+    }
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_names_are_the_scopes() {
+        assert_eq!(Scope::ALL.map(Scope::as_str), SCOPE_NAMES);
     }
 }

@@ -140,6 +140,13 @@ async fn long_passwords_are_not_truncated_and_overlong_ones_get_422(backend: Bac
         !body.to_string().contains(&overlong),
         "the password is not echoed"
     );
+    // The limit is in bytes: 513 two-byte characters are too long too.
+    let wide = "é".repeat(513);
+    let res = app.login("longpw", &wide).await;
+    assert_eq!(res.status(), 422);
+    let body = json(res).await;
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "password"]));
+    assert_eq!(body["detail"][0]["type"], "string_too_long");
 }
 
 async fn malformed_login_bodies_get_422_with_field_errors(backend: Backend) {
