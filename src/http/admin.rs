@@ -1,19 +1,20 @@
 //! `/api/v1/admin/*`: user administration and the audit log, for administrators. Every change
 //! is audited.
 
-use super::extract::{Path, Query};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json as JsonResponse};
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::body::JsonObject;
+use super::api::{Access, ApiRouter, ErrorEnvelope, access};
+use super::extract::{Json, Path, Query};
 use crate::audit::AuditFilter;
 use crate::audit::{Actor, AuditEvent};
 use crate::auth::accounts::{self, CreateUser};
@@ -27,108 +28,164 @@ use crate::state::AppState;
 
 pub const AUDIT_PAGE_MAX: i64 = 500;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/users", get(list_users).post(create_user))
-        .route("/api/v1/admin/users/{id}", patch(update_user))
-        .route("/api/v1/admin/users/{id}/{action}", post(user_action))
-        .route("/api/v1/admin/audit", get(audit_log))
+pub fn routes() -> ApiRouter {
+    access(
+        Access::Admin,
+        ApiRouter::new()
+            .routes(routes!(list_users, create_user))
+            .routes(routes!(update_user))
+            .routes(routes!(unlock))
+            .routes(routes!(reset_mfa))
+            .routes(routes!(revoke_tokens))
+            .routes(routes!(audit_log)),
+    )
 }
 
-fn user_json(u: &User) -> Value {
-    json!({
-        "id": u.id,
-        "username": u.username,
-        "email": u.email,
-        "role": u.role,
-        "active": u.active,
-        "created_at": u.created_at,
-        "updated_at": u.updated_at,
-        "failed_logins": u.failed_logins,
-        "locked_until": u.locked_until,
-    })
+/// A user account as administrators see it (never the password hash).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub role: Role,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Consecutive failed logins since the last success or unlock.
+    pub failed_logins: i32,
+    /// The end of the current login lockout, if any.
+    pub locked_until: Option<DateTime<Utc>>,
 }
 
-async fn target(state: &AppState, id: &str) -> Result<User, ApiError> {
-    let not_found = || ApiError::not_found("User not found");
-    let id = Uuid::parse_str(id).map_err(|_| not_found())?;
-    crate::auth::accounts::user_by_id(state, id)
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            id: u.id,
+            username: u.username.clone(),
+            email: u.email.clone(),
+            role: u.role,
+            active: u.active,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+            failed_logins: u.failed_logins,
+            locked_until: u.locked_until,
+        }
+    }
+}
+
+/// Every user account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserList {
+    pub items: Vec<UserView>,
+}
+
+async fn target(state: &AppState, id: Uuid) -> Result<User, ApiError> {
+    accounts::user_by_id(state, id)
         .await?
-        .ok_or_else(not_found)
+        .ok_or_else(|| ApiError::not_found("User not found"))
 }
 
-async fn list_users(State(state): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
-    let items: Vec<Value> = crate::auth::accounts::list_users(&state)
+/// List every user account.
+#[utoipa::path(
+    get, path = "/api/v1/admin/users", tag = "admin",
+    responses((status = 200, description = "The users", body = UserList)),
+)]
+async fn list_users(
+    State(state): State<AppState>,
+    _: Admin,
+) -> Result<JsonResponse<UserList>, ApiError> {
+    let items = accounts::list_users(&state)
         .await?
         .iter()
-        .map(user_json)
+        .map(UserView::from)
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(JsonResponse(UserList { items }))
 }
 
-fn parse_role(value: &str) -> Result<Role, ApiError> {
-    value.parse().map_err(|_| {
-        ApiError::field(
-            "role",
-            "enum",
-            "Input should be 'user', 'moderator' or 'admin'",
-        )
-    })
+/// A user account to create.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UserCreate {
+    /// Letters, digits and `. _ - @ +`; a name the PRECIS UsernameCaseMapped profile accepts
+    /// (RFC 8265), unique in that comparison form.
+    #[schema(min_length = 1, max_length = 255)]
+    pub username: String,
+    /// An address like `name@example.org` (a dot in the domain, no whitespace).
+    #[schema(format = Email, max_length = 255)]
+    pub email: String,
+    /// The initial password: at least 8 characters, at most 1024 bytes in UTF-8.
+    #[schema(min_length = 8, max_length = 1024)]
+    pub password: String,
+    /// Default `user`.
+    pub role: Option<Role>,
 }
 
+/// Create a user account (audited as `user.created`).
+#[utoipa::path(
+    post, path = "/api/v1/admin/users", tag = "admin",
+    request_body = UserCreate,
+    responses(
+        (status = 201, description = "Created", body = UserView),
+        (status = 409, description = "A user with this username already exists", body = ErrorEnvelope),
+    ),
+)]
 async fn create_user(
     State(state): State<AppState>,
     Admin(admin): Admin,
     ctx: Option<Extension<RequestContext>>,
-    body: JsonObject,
+    Json(body): Json<UserCreate>,
 ) -> Result<Response, ApiError> {
-    let mut fields = body.fields();
-    let username = fields.string("username", 1024);
-    let email = fields.string("email", 1024);
-    let password = fields.string("password", PASSWORD_MAX_BYTES);
-    let role = fields.optional_string("role", 32);
-    fields.finish()?;
-    let (Some(username), Some(email), Some(password)) = (username, email, password) else {
-        return Err(ApiError::internal("validated fields missing"));
-    };
-    let role = match role {
-        Some(r) => parse_role(&r)?,
-        None => Role::User,
-    };
+    // What the schema cannot say: the password's limit is in bytes.
+    if body.password.len() > PASSWORD_MAX_BYTES {
+        return Err(ApiError::validation(vec![FieldError::body(
+            "password",
+            "string_too_long",
+            format!("String should have at most {PASSWORD_MAX_BYTES} bytes"),
+        )]));
+    }
     let user = accounts::create_user(
         &state,
         CreateUser {
-            username,
-            email,
-            password: SecretString::from(password),
-            role,
+            username: body.username,
+            email: body.email,
+            password: SecretString::from(body.password),
+            role: body.role.unwrap_or(Role::User),
         },
         Actor::User(&admin.user, ctx.as_ref().map(|Extension(c)| c)),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
+    Ok((StatusCode::CREATED, JsonResponse(UserView::from(&user))).into_response())
 }
 
+/// A change of a user account; absent (or null) fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UserUpdate {
+    /// The new role (revokes the user's tokens).
+    pub role: Option<Role>,
+    /// `false` disables the account (and revokes its tokens), `true` enables it.
+    pub active: Option<bool>,
+}
+
+/// Change a user's role or active flag (audited). Administrators cannot demote or disable
+/// themselves (409).
+#[utoipa::path(
+    patch, path = "/api/v1/admin/users/{id}", tag = "admin",
+    params(("id" = Uuid, Path, description = "the user id")),
+    request_body = UserUpdate,
+    responses(
+        (status = 200, description = "The user after the change", body = UserView),
+        (status = 404, description = "No such user", body = ErrorEnvelope),
+        (status = 409, description = "An administrator demoting or disabling themselves", body = ErrorEnvelope),
+    ),
+)]
 async fn update_user(
     State(state): State<AppState>,
     Admin(admin): Admin,
     ctx: Option<Extension<RequestContext>>,
-    Path(id): Path<String>,
-    body: JsonObject,
-) -> Result<Json<Value>, ApiError> {
-    let user = target(&state, &id).await?;
-    let mut fields = body.fields();
-    let role = fields.optional_string("role", 32);
-    let active = match body.0.get("active") {
-        None | Some(Value::Null) => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(_) => {
-            fields.error("active", "bool_type", "Input should be a valid boolean");
-            None
-        }
-    };
-    fields.finish()?;
-    let role = role.as_deref().map(parse_role).transpose()?;
+    Path(id): Path<Uuid>,
+    Json(body): Json<UserUpdate>,
+) -> Result<JsonResponse<UserView>, ApiError> {
+    let user = target(&state, id).await?;
+    let UserUpdate { role, active } = body;
     if user.id == admin.user.id && (role.is_some_and(|r| r != Role::Admin) || active == Some(false))
     {
         return Err(ApiError::conflict(
@@ -142,59 +199,131 @@ async fn update_user(
     if let Some(active) = active {
         accounts::set_active(&state, &user, active, actor).await?;
     }
-    let updated = crate::auth::accounts::user_by_id(&state, user.id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("User not found"))?;
-    Ok(Json(user_json(&updated)))
+    let updated = target(&state, user.id).await?;
+    Ok(JsonResponse(UserView::from(&updated)))
 }
 
-/// `POST /api/v1/admin/users/{id}/unlock | reset-mfa | revoke-tokens`.
-async fn user_action(
+/// Lift a user's login lockout (audited).
+#[utoipa::path(
+    post, path = "/api/v1/admin/users/{id}/unlock", tag = "admin",
+    params(("id" = Uuid, Path, description = "the user id")),
+    responses(
+        (status = 204, description = "Unlocked"),
+        (status = 404, description = "No such user", body = ErrorEnvelope),
+    ),
+)]
+async fn unlock(
     State(state): State<AppState>,
     Admin(admin): Admin,
     ctx: Option<Extension<RequestContext>>,
-    Path((id, action)): Path<(String, String)>,
+    Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    if !matches!(action.as_str(), "unlock" | "reset-mfa" | "revoke-tokens") {
-        return Err(ApiError::not_found("Not Found"));
-    }
-    let user = target(&state, &id).await?;
-    let ctx = ctx.map(|Extension(c)| c);
-    let actor = Actor::User(&admin.user, ctx.as_ref());
-    let event = match action.as_str() {
-        "unlock" => {
-            return accounts::unlock(&state, &user, actor)
-                .await
-                .map(|()| StatusCode::NO_CONTENT)
-                .map_err(Into::into);
-        }
-        "reset-mfa" => {
-            mfa::disable(&state, &user).await?;
-            "mfa.reset"
-        }
-        _ => {
-            accounts::revoke_everything(&state, &user).await?;
-            "tokens.revoked"
-        }
-    };
+    let user = target(&state, id).await?;
+    let actor = Actor::User(&admin.user, ctx.as_ref().map(|Extension(c)| c));
+    accounts::unlock(&state, &user, actor).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn audit_action(state: &AppState, event: &'static str, actor: Actor<'_>, user: &User) {
     state.audit.record(
         AuditEvent::new(event, "success").by(actor).details(
             json!({"target_user_id": user.id, "target": user.username, "via": actor.via()}),
         ),
     );
+}
+
+/// Remove a user's MFA (audited as `mfa.reset`).
+#[utoipa::path(
+    post, path = "/api/v1/admin/users/{id}/reset-mfa", tag = "admin",
+    params(("id" = Uuid, Path, description = "the user id")),
+    responses(
+        (status = 204, description = "MFA removed"),
+        (status = 404, description = "No such user", body = ErrorEnvelope),
+    ),
+)]
+async fn reset_mfa(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    ctx: Option<Extension<RequestContext>>,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let user = target(&state, id).await?;
+    mfa::disable(&state, &user).await?;
+    let actor = Actor::User(&admin.user, ctx.as_ref().map(|Extension(c)| c));
+    audit_action(&state, "mfa.reset", actor, &user);
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
-struct AuditQuery {
+/// Revoke all of a user's tokens and sessions (audited as `tokens.revoked`).
+#[utoipa::path(
+    post, path = "/api/v1/admin/users/{id}/revoke-tokens", tag = "admin",
+    params(("id" = Uuid, Path, description = "the user id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such user", body = ErrorEnvelope),
+    ),
+)]
+async fn revoke_tokens(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    ctx: Option<Extension<RequestContext>>,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let user = target(&state, id).await?;
+    accounts::revoke_everything(&state, &user).await?;
+    let actor = Actor::User(&admin.user, ctx.as_ref().map(|Extension(c)| c));
+    audit_action(&state, "tokens.revoked", actor, &user);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Filters and paging of the audit log.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only this event, e.g. `auth.login`.
     event: Option<String>,
+    /// Only this outcome: `success`, `failure` or `denied`.
     outcome: Option<String>,
+    /// Only rows of this actor (name).
     actor: Option<String>,
+    /// Only rows of this actor (user id).
+    #[param(value_type = Option<Uuid>)]
     actor_id: Option<String>,
+    /// Only rows at or after this time (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     since: Option<String>,
+    /// Only rows at or before this time (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     until: Option<String>,
+    /// Only rows older than this id: the `next_before` of the previous page.
     before: Option<i64>,
+    /// At most this many rows (default 100; values outside 1–500 are clamped).
     limit: Option<i64>,
+}
+
+/// One audit row.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub event: String,
+    /// `success`, `failure` or `denied`.
+    pub outcome: String,
+    pub actor_id: Option<Uuid>,
+    pub actor: Option<String>,
+    pub client_ip: Option<String>,
+    pub request_id: Option<String>,
+    /// The event's own details.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    /// `before` for the next page; null on the last page.
+    pub next_before: Option<i64>,
 }
 
 fn time_param(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
@@ -213,12 +342,17 @@ fn time_param(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, 
         .transpose()
 }
 
-/// `GET /api/v1/admin/audit`: newest first, filtered, paginated with `before` (an id).
+/// The audit log: newest first, filtered, paginated with `before` (an id).
+#[utoipa::path(
+    get, path = "/api/v1/admin/audit", tag = "admin",
+    params(AuditQuery),
+    responses((status = 200, description = "A page of audit rows", body = AuditPage)),
+)]
 async fn audit_log(
     State(state): State<AppState>,
     _: Admin,
     Query(q): Query<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<JsonResponse<AuditPage>, ApiError> {
     let actor_id = q
         .actor_id
         .as_deref()
@@ -243,24 +377,22 @@ async fn audit_log(
         before_id: q.before,
     };
     let rows = state.audit.query(&filter, limit).await?;
-    let next = (rows.len() as i64 == limit)
+    let next_before = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.id))
         .flatten();
-    let items: Vec<Value> = rows
+    let items = rows
         .into_iter()
-        .map(|r| {
-            json!({
-                "id": r.id,
-                "at": r.at,
-                "event": r.event,
-                "outcome": r.outcome,
-                "actor_id": r.actor_id,
-                "actor": r.actor,
-                "client_ip": r.client_ip,
-                "request_id": r.request_id,
-                "details": r.details.0,
-            })
+        .map(|r| AuditEntry {
+            id: r.id,
+            at: r.at,
+            event: r.event,
+            outcome: r.outcome,
+            actor_id: r.actor_id,
+            actor: r.actor,
+            client_ip: r.client_ip,
+            request_id: r.request_id,
+            details: r.details.0,
         })
         .collect();
-    Ok(Json(json!({ "items": items, "next_before": next })))
+    Ok(JsonResponse(AuditPage { items, next_before }))
 }

@@ -7,15 +7,14 @@
 
 use std::sync::LazyLock;
 
-use axum::Router;
-use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
 use sha2::{Digest, Sha256};
+use utoipa_axum::routes;
 
+use super::api::{Access, ApiRouter, ErrorEnvelope, access};
+use super::extract::Path;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 pub const CONSOLE_PATH: &str = "/console/";
 const ASSET_PREFIX: &str = "/console/assets/";
@@ -89,15 +88,35 @@ fn build() -> Console {
 
 static CONSOLE: LazyLock<Console> = LazyLock::new(build);
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/console",
-            get(|| async { Redirect::permanent(CONSOLE_PATH) }),
-        )
-        .route("/console/", get(page))
-        .route("/console/assets/{file}", get(asset))
-        .route("/console/{*path}", get(page))
+/// The axum form of the catch-all route, and the path the document shows for it.
+const CATCH_ALL_ROUTE: &str = "/console/{*path}";
+const CATCH_ALL_DOC: &str = "/console/{path}";
+
+pub fn routes() -> ApiRouter {
+    let mut router = access(
+        Access::Public,
+        ApiRouter::new()
+            .routes(routes!(redirect))
+            .routes(routes!(page))
+            .routes(routes!(asset))
+            .routes(routes!(page_under)),
+    );
+    // OpenAPI has no catch-all parameter: the document names it like any path parameter.
+    let paths = &mut router.get_openapi_mut().paths.paths;
+    if let Some(item) = paths.remove(CATCH_ALL_ROUTE) {
+        paths.insert(CATCH_ALL_DOC.to_owned(), item);
+    }
+    router
+}
+
+/// Redirect to the console.
+#[utoipa::path(
+    get, path = "/console", tag = "console",
+    responses((status = 308, description = "Permanent redirect to /console/",
+               headers(("Location" = String, description = "/console/")))),
+)]
+async fn redirect() -> Redirect {
+    Redirect::permanent(CONSOLE_PATH)
 }
 
 fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
@@ -131,6 +150,16 @@ fn respond(
     response
 }
 
+/// The browser console (revalidated on every load: `no-cache` with an ETag).
+#[utoipa::path(
+    get, path = "/console/", tag = "console",
+    params(("If-None-Match" = Option<String>, Header, description = "the page's ETag")),
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String,
+         headers(("ETag" = String, description = "the page's version"))),
+        (status = 304, description = "Not modified (If-None-Match)"),
+    ),
+)]
 async fn page(headers: HeaderMap) -> Response {
     let console: &'static Console = &CONSOLE;
     respond(
@@ -142,6 +171,35 @@ async fn page(headers: HeaderMap) -> Response {
     )
 }
 
+/// A path of the console's own (`/console/jobs/…`): the console page, so a reload works.
+#[utoipa::path(
+    get, path = "/console/{*path}", tag = "console",
+    params(("path" = String, Path, description = "any path under /console/ (slashes included)"),
+           ("If-None-Match" = Option<String>, Header, description = "the page's ETag")),
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String,
+         headers(("ETag" = String, description = "the page's version"))),
+        (status = 304, description = "Not modified (If-None-Match)"),
+    ),
+)]
+async fn page_under(headers: HeaderMap) -> Response {
+    page(headers).await
+}
+
+/// A script, stylesheet or image of the console, under its content-hashed name (cached for a
+/// year, immutable).
+#[utoipa::path(
+    get, path = "/console/assets/{file}", tag = "console",
+    params(("file" = String, Path, description = "the hashed name the page refers to, e.g. console.0123456789ab.js"),
+           ("If-None-Match" = Option<String>, Header, description = "the asset's ETag")),
+    responses(
+        (status = 200, description = "The asset",
+         content((String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml")),
+         headers(("ETag" = String, description = "the asset's version"))),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 404, description = "No such asset", body = ErrorEnvelope),
+    ),
+)]
 async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     let asset = CONSOLE
         .assets

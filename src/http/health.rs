@@ -2,34 +2,71 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
+use super::api::{Access, ApiRouter, ErrorEnvelope, Message, access};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(root))
-        .route("/health", get(health))
-        .route("/healthz", get(healthz))
+pub fn routes() -> ApiRouter {
+    access(
+        Access::Public,
+        ApiRouter::new()
+            .routes(routes!(root))
+            .routes(routes!(health))
+            .routes(routes!(healthz)),
+    )
 }
 
-async fn root() -> Json<Value> {
-    Json(json!({"message": "Orchestrator API is running"}))
+/// A one-word state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthStatus {
+    pub status: String,
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({"status": "healthy"}))
+impl HealthStatus {
+    fn new(status: &str) -> Json<HealthStatus> {
+        Json(HealthStatus {
+            status: status.into(),
+        })
+    }
 }
 
-/// Readiness: the database answers. The failure says nothing about why (that goes to the log).
-async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// The service is running.
+#[utoipa::path(
+    get, path = "/", tag = "health",
+    responses((status = 200, description = "Running", body = Message)),
+)]
+async fn root() -> Json<Message> {
+    Message::new("Orchestrator API is running")
+}
+
+/// Liveness: the process answers (`healthy`).
+#[utoipa::path(
+    get, path = "/health", tag = "health",
+    responses((status = 200, description = "Alive", body = HealthStatus)),
+)]
+async fn health() -> Json<HealthStatus> {
+    HealthStatus::new("healthy")
+}
+
+/// Readiness: the database answers (`ok`). The failure says nothing about why (that goes to the
+/// log).
+#[utoipa::path(
+    get, path = "/healthz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = HealthStatus),
+        (status = 500, description = "The database does not answer", body = ErrorEnvelope),
+    ),
+)]
+async fn healthz(State(state): State<AppState>) -> Result<Json<HealthStatus>, ApiError> {
     match tokio::time::timeout(Duration::from_secs(3), state.db.ping()).await {
-        Ok(Ok(())) => Ok(Json(json!({"status": "ok"}))),
+        Ok(Ok(())) => Ok(HealthStatus::new("ok")),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "database health check failed");
             Err(db_unavailable())

@@ -8,17 +8,17 @@
 
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use utoipa_axum::routes;
 
+use super::api::{Access, ApiRouter, access};
 use crate::auth::principal::bearer_token;
 use crate::auth::rbac::AdminOutsideLocal;
 use crate::error::ApiError;
@@ -28,8 +28,11 @@ use crate::telemetry::{ExternalCounters, UNMATCHED, method_label, process_stats}
 pub const METRICS_PATH: &str = "/metrics";
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route(METRICS_PATH, get(metrics))
+pub fn routes() -> ApiRouter {
+    access(
+        Access::MetricsToken,
+        ApiRouter::new().routes(routes!(metrics)),
+    )
 }
 
 /// Marks a request that presented the configured scrape token.
@@ -84,6 +87,14 @@ impl FromRequestParts<AppState> for MetricsAccess {
     }
 }
 
+/// Prometheus metrics (text exposition format 0.0.4): requests by method, route template and
+/// status class, latency histograms, process figures and the service's own counters.
+#[utoipa::path(
+    get, path = "/metrics", tag = "monitoring",
+    responses((status = 200, description = "The metrics",
+               content_type = "text/plain; version=0.0.4; charset=utf-8", body = String,
+               headers(("Cache-Control" = String, description = "no-store")))),
+)]
 async fn metrics(State(state): State<AppState>, _: MetricsAccess) -> Response {
     let process = process_stats().await;
     let external = ExternalCounters {

@@ -49,32 +49,32 @@ use crate::state::AppState;
 /// budget declared there), inside the CSRF policy of their group.
 fn api(state: &AppState) -> ApiRouter {
     ApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(ApiRouter::from(health::routes()))
+        .merge(health::routes())
         .merge(auth::routes())
         .merge(sessions::routes())
         .merge(account::routes())
         .merge(mfa::routes())
-        .merge(ApiRouter::from(security::routes()))
-        .merge(ApiRouter::from(admin::routes()))
+        .merge(security::routes())
+        .merge(admin::routes())
         .merge(api_keys::routes())
-        .merge(ApiRouter::from(examples::routes()))
-        .merge(ApiRouter::from(utils::routes()))
-        .merge(ApiRouter::from(monitoring::routes()))
-        .merge(ApiRouter::from(self::metrics::routes()))
+        .merge(examples::routes())
+        .merge(utils::routes())
+        .merge(monitoring::routes())
+        .merge(self::metrics::routes())
         .merge(jobs::routes())
         .merge(tasks::routes())
         .merge(agents::routes())
         .merge(events::routes())
         .merge(ws::routes())
         .merge(openapi::routes())
-        .merge(ApiRouter::from(console::routes()))
+        .merge(console::routes())
         // Runs only for matched routes, so an unknown path is a 404 before any CSRF verdict.
         .route_layer(from_fn_with_state(state.clone(), csrf::csrf_guard))
         // The routes a browser posts without a token declare it here: origin check only.
         .merge(
             ApiRouter::new()
                 .merge(sessions::csrf_exempt_routes())
-                .merge(ApiRouter::from(security::csrf_exempt_routes()))
+                .merge(security::csrf_exempt_routes())
                 .route_layer(from_fn_with_state(state.clone(), csrf::origin_guard)),
         )
 }

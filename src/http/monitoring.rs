@@ -4,14 +4,15 @@
 //! (never blocking the runtime), CPU use comes from the background sample of
 //! [`crate::telemetry`] (no sampling sleep on the request path). Failures are reported as states, never as error text.
 
-use super::extract::Query;
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::SecondsFormat;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::routes;
 
+use super::api::{Access, ApiRouter, ErrorEnvelope, access};
+use super::extract::Query;
 use super::utils::{check_database, redis_status};
 use crate::auth::rbac::AdminOutsideLocal;
 use crate::error::{ApiError, FieldError};
@@ -22,14 +23,17 @@ use crate::telemetry::{self, memory_status};
 pub const RECENT_LOGS_MAX: i64 = 200;
 const RECENT_LOGS_DEFAULT: i64 = 50;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/monitoring/health", get(health))
-        .route("/api/v1/monitoring/metrics", get(metrics))
-        .route("/api/v1/monitoring/database/health", get(database_health))
-        .route("/api/v1/monitoring/performance", get(performance))
-        .route("/api/v1/monitoring/dependencies", get(dependencies))
-        .route("/api/v1/monitoring/logs/recent", get(recent_logs))
+pub fn routes() -> ApiRouter {
+    access(
+        Access::AdminOutsideLocal,
+        ApiRouter::new()
+            .routes(routes!(health))
+            .routes(routes!(metrics))
+            .routes(routes!(database_health))
+            .routes(routes!(performance))
+            .routes(routes!(dependencies))
+            .routes(routes!(recent_logs)),
+    )
 }
 
 fn timestamp(state: &AppState) -> String {
@@ -39,9 +43,32 @@ fn timestamp(state: &AppState) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// The service's health in one word, with its reasons.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MonitoringHealth {
+    /// `healthy`, `degraded` or `unhealthy`.
+    pub status: String,
+    /// RFC 3339, milliseconds.
+    pub timestamp: String,
+    pub service: String,
+    pub version: String,
+    pub environment: String,
+    /// `healthy` or `unhealthy`.
+    pub database: String,
+    /// `healthy`, `warning`, `critical` or `unknown`.
+    pub memory: String,
+}
+
 /// `unhealthy` when the database does not answer or the process holds more than 90 % of the
 /// machine's memory, `degraded` above 80 %, else `healthy`. Always 200: the state is the answer.
-async fn health(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<Value> {
+#[utoipa::path(
+    get, path = "/api/v1/monitoring/health", tag = "monitoring",
+    responses(
+        (status = 200, description = "The health (whatever it is)", body = MonitoringHealth),
+        (status = 401, description = "Not authenticated (outside ENVIRONMENT=local)", body = ErrorEnvelope),
+    ),
+)]
+async fn health(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<MonitoringHealth> {
     let (db, process, system) = tokio::join!(
         check_database(&state),
         telemetry::process_stats(),
@@ -55,75 +82,299 @@ async fn health(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<Val
     } else {
         "healthy"
     };
-    Json(json!({
-        "status": status,
-        "timestamp": timestamp(&state),
-        "service": state.settings.project_name,
-        "version": env!("CARGO_PKG_VERSION"),
-        "environment": state.settings.environment.as_str(),
-        "database": db.status(),
-        "memory": memory,
-    }))
+    Json(MonitoringHealth {
+        status: status.into(),
+        timestamp: timestamp(&state),
+        service: state.settings.project_name.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        environment: state.settings.environment.as_str().into(),
+        database: db.status().into(),
+        memory: memory.into(),
+    })
 }
 
-fn pool_json(state: &AppState) -> Value {
+/// Process, database pool, limiter, audit and machine figures.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MonitoringMetrics {
+    pub timestamp: String,
+    pub process: ProcessFigures,
+    pub database: PoolFigures,
+    pub rate_limiter: LimiterFigures,
+    pub audit: AuditFigures,
+    pub system: SystemFigures,
+}
+
+/// This process (null where `/proc` does not say).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcessFigures {
+    pub pid: u32,
+    pub resident_memory_bytes: Option<u64>,
+    pub memory_percent_of_machine: Option<f64>,
+    /// `healthy`, `warning`, `critical` or `unknown`.
+    pub memory_status: String,
+    pub threads: Option<u64>,
+    pub open_fds: Option<u64>,
+    pub uptime_seconds: u64,
+    pub cpu_seconds_total: Option<f64>,
+    /// CPU use over the last background sampling window.
+    pub cpu_percent: Option<f64>,
+    pub cpu_window_seconds: Option<f64>,
+}
+
+/// The database connection pool.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PoolFigures {
+    /// `sqlite` or `postgres`.
+    pub engine: String,
+    pub pool_connections: u32,
+    pub pool_idle: usize,
+}
+
+/// The rate limiter.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LimiterFigures {
+    pub enabled: bool,
+    pub redis_configured: bool,
+    /// Decisions taken locally because Redis did not answer.
+    pub local_fallbacks_total: u64,
+    pub redis_failures_total: u64,
+}
+
+/// The audit log writer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditFigures {
+    /// Rows dropped while the database was unreachable.
+    pub rows_dropped_total: u64,
+}
+
+/// The machine (null where `/proc` does not say).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SystemFigures {
+    pub memory_total_bytes: Option<u64>,
+    pub memory_available_bytes: Option<u64>,
+    /// 1, 5 and 15 minutes.
+    pub load_average: Option<[f64; 3]>,
+}
+
+fn pool_figures(state: &AppState) -> PoolFigures {
     let (size, idle) = state.db.pool_stats();
-    json!({"engine": state.db.engine(), "pool_connections": size, "pool_idle": idle})
+    PoolFigures {
+        engine: state.db.engine().into(),
+        pool_connections: size,
+        pool_idle: idle,
+    }
 }
 
-async fn metrics(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<Value> {
+/// Service figures as JSON.
+#[utoipa::path(
+    get, path = "/api/v1/monitoring/metrics", tag = "monitoring",
+    responses(
+        (status = 200, description = "The figures", body = MonitoringMetrics),
+        (status = 401, description = "Not authenticated (outside ENVIRONMENT=local)", body = ErrorEnvelope),
+    ),
+)]
+async fn metrics(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<MonitoringMetrics> {
     let (process, system) = tokio::join!(telemetry::process_stats(), telemetry::system_stats());
     let cpu = state.telemetry.cpu_usage();
     let (memory, memory_percent) = memory_status(process.rss_bytes, system.memory_total_bytes);
-    Json(json!({
-        "timestamp": timestamp(&state),
-        "process": {
-            "pid": process.pid,
-            "resident_memory_bytes": process.rss_bytes,
-            "memory_percent_of_machine": memory_percent,
-            "memory_status": memory,
-            "threads": process.threads,
-            "open_fds": process.open_fds,
-            "uptime_seconds": state.telemetry.uptime().as_secs(),
-            "cpu_seconds_total": process.cpu_seconds,
-            "cpu_percent": cpu.map(|c| c.percent),
-            "cpu_window_seconds": cpu.map(|c| c.window_seconds),
+    Json(MonitoringMetrics {
+        timestamp: timestamp(&state),
+        process: ProcessFigures {
+            pid: process.pid,
+            resident_memory_bytes: process.rss_bytes,
+            memory_percent_of_machine: memory_percent,
+            memory_status: memory.into(),
+            threads: process.threads,
+            open_fds: process.open_fds,
+            uptime_seconds: state.telemetry.uptime().as_secs(),
+            cpu_seconds_total: process.cpu_seconds,
+            cpu_percent: cpu.map(|c| c.percent),
+            cpu_window_seconds: cpu.map(|c| c.window_seconds),
         },
-        "database": pool_json(&state),
-        "rate_limiter": {
-            "enabled": state.limiter.enabled(),
-            "redis_configured": state.redis.is_some(),
-            "local_fallbacks_total": state.limiter.local_fallbacks(),
-            "redis_failures_total": state.redis.as_ref().map_or(0, |r| r.failures()),
+        database: pool_figures(&state),
+        rate_limiter: LimiterFigures {
+            enabled: state.limiter.enabled(),
+            redis_configured: state.redis.is_some(),
+            local_fallbacks_total: state.limiter.local_fallbacks(),
+            redis_failures_total: state.redis.as_ref().map_or(0, |r| r.failures()),
         },
-        "audit": {"rows_dropped_total": state.audit.dropped()},
-        "system": {
-            "memory_total_bytes": system.memory_total_bytes,
-            "memory_available_bytes": system.memory_available_bytes,
-            "load_average": system.load_average,
+        audit: AuditFigures {
+            rows_dropped_total: state.audit.dropped(),
         },
-    }))
+        system: SystemFigures {
+            memory_total_bytes: system.memory_total_bytes,
+            memory_available_bytes: system.memory_available_bytes,
+            load_average: system.load_average,
+        },
+    })
 }
 
-async fn database_health(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<Value> {
+/// The database's answer to a ping.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatabaseHealth {
+    /// `healthy` or `unhealthy`.
+    pub status: String,
+    pub engine: String,
+    /// The ping's round trip; null when it failed.
+    pub latency_ms: Option<f64>,
+    pub timestamp: String,
+}
+
+/// Database health: a ping, with its latency.
+#[utoipa::path(
+    get, path = "/api/v1/monitoring/database/health", tag = "monitoring",
+    responses(
+        (status = 200, description = "The database's health", body = DatabaseHealth),
+        (status = 401, description = "Not authenticated (outside ENVIRONMENT=local)", body = ErrorEnvelope),
+    ),
+)]
+async fn database_health(
+    State(state): State<AppState>,
+    _: AdminOutsideLocal,
+) -> Json<DatabaseHealth> {
     let db = check_database(&state).await;
-    Json(json!({
-        "status": db.status(),
-        "engine": state.db.engine(),
-        "latency_ms": db.latency_ms(),
-        "timestamp": timestamp(&state),
-    }))
+    Json(DatabaseHealth {
+        status: db.status().into(),
+        engine: state.db.engine().into(),
+        latency_ms: db.latency_ms(),
+        timestamp: timestamp(&state),
+    })
 }
 
-async fn performance(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<Value> {
-    let mut body = state.telemetry.performance();
-    if let Value::Object(map) = &mut body {
-        map.insert("timestamp".into(), json!(timestamp(&state)));
-    }
-    Json(body)
+/// Request performance since the start.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Performance {
+    pub uptime_seconds: u64,
+    pub requests_total: u64,
+    /// Responses by status class: `1xx` … `5xx`.
+    pub by_status_class: StatusClasses,
+    pub latency: LatencyFigures,
+    /// By route template, most requested first.
+    pub routes: Vec<RouteFigures>,
+    /// Added here; not part of the telemetry figures.
+    #[serde(default)]
+    pub timestamp: String,
 }
 
-async fn dependencies(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<Value> {
+/// Responses by status class.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatusClasses {
+    #[serde(rename = "1xx")]
+    #[schema(rename = "1xx")]
+    pub c1: u64,
+    #[serde(rename = "2xx")]
+    #[schema(rename = "2xx")]
+    pub c2: u64,
+    #[serde(rename = "3xx")]
+    #[schema(rename = "3xx")]
+    pub c3: u64,
+    #[serde(rename = "4xx")]
+    #[schema(rename = "4xx")]
+    pub c4: u64,
+    #[serde(rename = "5xx")]
+    #[schema(rename = "5xx")]
+    pub c5: u64,
+}
+
+/// LatencyFigures of every request.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LatencyFigures {
+    pub mean_ms: f64,
+    pub max_ms: f64,
+    /// Cumulative histogram, the last bucket `+Inf`.
+    pub buckets_seconds: Vec<LatencyBucket>,
+}
+
+/// One cumulative histogram bucket.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LatencyBucket {
+    pub le: BucketBound,
+    /// Requests that took at most `le`.
+    pub count: u64,
+}
+
+/// Upper bound of a bucket: seconds, or `"+Inf"` for the last one.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum BucketBound {
+    Seconds(f64),
+    Infinite(String),
+}
+
+/// The figures of one route template (`unmatched` for requests no route matched).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RouteFigures {
+    pub method: String,
+    pub route: String,
+    pub requests: u64,
+    pub client_errors: u64,
+    pub server_errors: u64,
+    pub mean_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Request counts and latency, overall and by route.
+#[utoipa::path(
+    get, path = "/api/v1/monitoring/performance", tag = "monitoring",
+    responses(
+        (status = 200, description = "The figures", body = Performance),
+        (status = 401, description = "Not authenticated (outside ENVIRONMENT=local)", body = ErrorEnvelope),
+    ),
+)]
+async fn performance(
+    State(state): State<AppState>,
+    _: AdminOutsideLocal,
+) -> Result<Json<Performance>, ApiError> {
+    let mut body: Performance =
+        serde_json::from_value(state.telemetry.performance()).map_err(ApiError::internal)?;
+    body.timestamp = timestamp(&state);
+    Ok(Json(body))
+}
+
+/// The state of the service's dependencies.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DependencyReport {
+    /// `healthy`, or `degraded` when one is not.
+    pub status: String,
+    pub timestamp: String,
+    pub dependencies: DependencyStates,
+}
+
+/// Each dependency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DependencyStates {
+    pub database: DatabaseState,
+    pub redis: RedisState,
+}
+
+/// The database.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatabaseState {
+    /// `healthy` or `unhealthy`.
+    pub status: String,
+    pub engine: String,
+    pub latency_ms: Option<f64>,
+}
+
+/// Redis.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RedisState {
+    /// `healthy`, `unhealthy` or `not_configured`.
+    pub status: String,
+}
+
+/// Dependency status: the database and Redis.
+#[utoipa::path(
+    get, path = "/api/v1/monitoring/dependencies", tag = "monitoring",
+    responses(
+        (status = 200, description = "The dependencies", body = DependencyReport),
+        (status = 401, description = "Not authenticated (outside ENVIRONMENT=local)", body = ErrorEnvelope),
+    ),
+)]
+async fn dependencies(
+    State(state): State<AppState>,
+    _: AdminOutsideLocal,
+) -> Json<DependencyReport> {
     let db = check_database(&state).await;
     let redis = redis_status(&state);
     let status = if db.healthy && redis != "unhealthy" {
@@ -131,32 +382,65 @@ async fn dependencies(State(state): State<AppState>, _: AdminOutsideLocal) -> Js
     } else {
         "degraded"
     };
-    Json(json!({
-        "status": status,
-        "timestamp": timestamp(&state),
-        "dependencies": {
-            "database": {
-                "status": db.status(),
-                "engine": state.db.engine(),
-                "latency_ms": db.latency_ms(),
+    Json(DependencyReport {
+        status: status.into(),
+        timestamp: timestamp(&state),
+        dependencies: DependencyStates {
+            database: DatabaseState {
+                status: db.status().into(),
+                engine: state.db.engine().into(),
+                latency_ms: db.latency_ms(),
             },
-            "redis": {"status": redis},
+            redis: RedisState {
+                status: redis.into(),
+            },
         },
-    }))
+    })
 }
 
-#[derive(Debug, Deserialize)]
-struct LogsQuery {
-    lines: Option<String>,
+/// How many rows.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Rows to return (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    lines: Option<i64>,
+}
+
+/// The newest audit rows, summarised.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecentLogs {
+    /// `audit_log`.
+    pub source: String,
+    pub count: usize,
+    /// Newest first.
+    pub entries: Vec<LogEntry>,
+}
+
+/// One audit row, summarised: no actors, addresses or details.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogEntry {
+    /// RFC 3339, milliseconds.
+    pub at: String,
+    pub event: String,
+    pub outcome: String,
 }
 
 /// The newest audit rows, summarised (event, outcome, time) — no actors, addresses or details;
 /// the full rows are at `/api/v1/admin/audit`. `?lines=` (1–200, default 50) as in the original.
+#[utoipa::path(
+    get, path = "/api/v1/monitoring/logs/recent", tag = "monitoring",
+    params(LogsQuery),
+    responses(
+        (status = 200, description = "The newest rows", body = RecentLogs),
+        (status = 401, description = "Not authenticated (outside ENVIRONMENT=local)", body = ErrorEnvelope),
+    ),
+)]
 async fn recent_logs(
     State(state): State<AppState>,
     _: AdminOutsideLocal,
     query: Result<Query<LogsQuery>, ApiError>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RecentLogs>, ApiError> {
     let invalid = || {
         ApiError::validation(vec![FieldError::query(
             "lines",
@@ -166,27 +450,21 @@ async fn recent_logs(
     };
     let lines = match query.map_err(|_| invalid())?.0.lines {
         None => RECENT_LOGS_DEFAULT,
-        Some(v) => v
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=RECENT_LOGS_MAX).contains(n))
-            .ok_or_else(invalid)?,
+        Some(n) if (1..=RECENT_LOGS_MAX).contains(&n) => n,
+        Some(_) => return Err(invalid()),
     };
     let rows = state.audit.recent(None, lines).await?;
-    let entries: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "at": r.at.to_rfc3339_opts(SecondsFormat::Millis, true),
-                "event": r.event,
-                "outcome": r.outcome,
-            })
+    let entries: Vec<LogEntry> = rows
+        .into_iter()
+        .map(|r| LogEntry {
+            at: r.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            event: r.event,
+            outcome: r.outcome,
         })
         .collect();
-    Ok(Json(json!({
-        "source": "audit_log",
-        "count": entries.len(),
-        "entries": entries,
-    })))
+    Ok(Json(RecentLogs {
+        source: "audit_log".into(),
+        count: entries.len(),
+        entries,
+    }))
 }

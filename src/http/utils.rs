@@ -6,11 +6,13 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
+use super::api::{Access, ApiRouter, ErrorEnvelope, access};
 use crate::auth::rbac::AdminOutsideLocal;
 use crate::model::DbCheck;
 use crate::state::AppState;
@@ -18,10 +20,16 @@ use crate::state::AppState;
 /// Longest wait for the database in a health check.
 pub const DB_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/utils/health-check", get(health_check))
-        .route("/api/v1/utils/info", get(info))
+pub fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .merge(access(
+            Access::Public,
+            ApiRouter::new().routes(routes!(health_check)),
+        ))
+        .merge(access(
+            Access::AdminOutsideLocal,
+            ApiRouter::new().routes(routes!(info)),
+        ))
 }
 
 /// Pings the database with a short timeout (`Db::check`).
@@ -39,7 +47,27 @@ pub fn redis_status(state: &AppState) -> &'static str {
     }
 }
 
-async fn health_check(State(state): State<AppState>) -> Json<Value> {
+/// The service's health, as the original reported it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthCheck {
+    /// `healthy`, or `degraded` when a dependency is not.
+    pub status: String,
+    /// `orchestrator`.
+    pub service: String,
+    pub version: String,
+    pub environment: String,
+    /// `healthy` or `unhealthy`.
+    pub database: String,
+    /// `healthy`, `unhealthy` or `not_configured`.
+    pub redis: String,
+}
+
+/// Health check (the container's probe): healthy or not, never why. Always 200.
+#[utoipa::path(
+    get, path = "/api/v1/utils/health-check", tag = "utils",
+    responses((status = 200, description = "The health", body = HealthCheck)),
+)]
+async fn health_check(State(state): State<AppState>) -> Json<HealthCheck> {
     let db = check_database(&state).await;
     let redis = redis_status(&state);
     let status = if db.healthy && redis != "unhealthy" {
@@ -47,29 +75,60 @@ async fn health_check(State(state): State<AppState>) -> Json<Value> {
     } else {
         "degraded"
     };
-    Json(json!({
-        "status": status,
-        "service": "orchestrator",
-        "version": env!("CARGO_PKG_VERSION"),
-        "environment": state.settings.environment.as_str(),
-        "database": db.status(),
-        "redis": redis,
-    }))
+    Json(HealthCheck {
+        status: status.into(),
+        service: "orchestrator".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        environment: state.settings.environment.as_str().into(),
+        database: db.status().into(),
+        redis: redis.into(),
+    })
 }
 
-async fn info(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<Value> {
+/// Service information.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceInfo {
+    /// `orchestrator`.
+    pub service: String,
+    pub version: String,
+    pub project_name: String,
+    pub environment: String,
+    /// `/api/v1`.
+    pub api_v1_str: String,
+    /// The origins CORS admits.
+    pub cors_origins: Vec<String>,
+    pub features: ServiceFeatures,
+}
+
+/// Features of the original service and whether this one has them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceFeatures {
+    pub emails_enabled: bool,
+    pub local_password_auth: bool,
+    pub seed_data: bool,
+}
+
+/// Service information (discloses configuration).
+#[utoipa::path(
+    get, path = "/api/v1/utils/info", tag = "utils",
+    responses(
+        (status = 200, description = "The information", body = ServiceInfo),
+        (status = 401, description = "Not authenticated (outside ENVIRONMENT=local)", body = ErrorEnvelope),
+    ),
+)]
+async fn info(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<ServiceInfo> {
     let s = &state.settings;
-    Json(json!({
-        "service": "orchestrator",
-        "version": env!("CARGO_PKG_VERSION"),
-        "project_name": s.project_name,
-        "environment": s.environment.as_str(),
-        "api_v1_str": "/api/v1",
-        "cors_origins": s.cors_origins,
-        "features": {
-            "emails_enabled": false,
-            "local_password_auth": true,
-            "seed_data": false,
+    Json(ServiceInfo {
+        service: "orchestrator".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        project_name: s.project_name.clone(),
+        environment: s.environment.as_str().into(),
+        api_v1_str: "/api/v1".into(),
+        cors_origins: s.cors_origins.clone(),
+        features: ServiceFeatures {
+            emails_enabled: false,
+            local_password_auth: true,
+            seed_data: false,
         },
-    }))
+    })
 }
