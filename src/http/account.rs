@@ -23,8 +23,6 @@ use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub const PASSWORD_PATH: &str = "/auth/password";
-
 pub fn routes() -> ApiRouter {
     access(
         Access::Login,

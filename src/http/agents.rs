@@ -239,6 +239,7 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 100)]
     page_size: Option<i64>,
     /// Only agents in this state.
+    #[param(inline)]
     status: Option<AgentStatus>,
 }
 

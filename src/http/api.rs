@@ -209,7 +209,10 @@ impl Access {
             Access::Agent => "an agent's API key (scope jobs:claim)",
             Access::Admin => "an administrator",
             Access::AdminOutsideLocal => "public in ENVIRONMENT=local, an administrator elsewhere",
-            Access::MetricsToken => "the KYROS_METRICS_TOKEN bearer token, or an administrator",
+            Access::MetricsToken => {
+                "public in ENVIRONMENT=local; elsewhere the KYROS_METRICS_TOKEN bearer token, or \
+                 an administrator"
+            }
             Access::Ticket => {
                 "bearer JWT, API key or session cookie, or ?ticket= from POST /auth/ws-ticket \
                  (or the original ?token=)"
@@ -235,7 +238,9 @@ impl Access {
                 vec![SecurityRequirement::default(), bearer, api_key, session]
             }
             Access::Ticket => vec![bearer, api_key, session, SecurityRequirement::default()],
+            // Public in `ENVIRONMENT=local`, like the other operational views.
             Access::MetricsToken => vec![
+                SecurityRequirement::default(),
                 SecurityRequirement::new(METRICS_TOKEN, none),
                 bearer,
                 api_key,

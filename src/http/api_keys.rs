@@ -175,8 +175,7 @@ async fn create(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this user's keys (someone else's: administrators only). Default: the caller's.
-    #[param(value_type = Option<Uuid>)]
-    owner_id: Option<String>,
+    owner_id: Option<Uuid>,
     /// Every key (administrators only): `true`/`false` or `1`/`0`.
     #[param(value_type = Option<bool>)]
     all: Option<String>,
@@ -220,7 +219,7 @@ async fn list(
         }
     };
     let is_admin = current.user.role == Role::Admin;
-    let owner = match (all, q.owner_id.as_deref()) {
+    let owner = match (all, q.owner_id) {
         (true, _) if !is_admin => {
             return Err(ApiError::forbidden(
                 "Only administrators can list every API key",
@@ -228,9 +227,6 @@ async fn list(
         }
         (true, _) => None,
         (false, Some(id)) => {
-            let id = Uuid::parse_str(id).map_err(|_| {
-                query_error("owner_id", "uuid_parsing", "Input should be a valid UUID")
-            })?;
             if id != current.user.id && !is_admin {
                 return Err(ApiError::forbidden(
                     "Only administrators can list other users' API keys",

@@ -1,5 +1,7 @@
-//! JSON request bodies: parsed once, validated field by field, every problem reported in the
-//! original's 422 format. Submitted values are never echoed back (they may be passwords).
+//! Reading a JSON request body as an object (the first step of `extract::Json`, which then
+//! validates it against its type's schema): a non-JSON content type or a non-object is
+//! `model_attributes_type`, broken syntax `json_invalid` (with the column), a body over the limit
+//! 413 — all in the original's 422 format. Submitted values are never echoed back.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -58,71 +60,6 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                 loc: vec![json!("body"), json!(e.column())],
                 msg: "JSON decode error".into(),
             }])),
-        }
-    }
-}
-
-impl JsonObject {
-    pub fn fields(&self) -> Fields<'_> {
-        Fields {
-            object: &self.0,
-            errors: Vec::new(),
-        }
-    }
-}
-
-/// Collects the problems of all fields before answering.
-pub struct Fields<'a> {
-    object: &'a Map<String, Value>,
-    errors: Vec<FieldError>,
-}
-
-impl Fields<'_> {
-    pub fn error(&mut self, field: &str, kind: &'static str, msg: impl Into<String>) {
-        self.errors.push(FieldError::body(field, kind, msg));
-    }
-
-    /// A required string of at most `max_bytes` bytes.
-    pub fn string(&mut self, field: &str, max_bytes: usize) -> Option<String> {
-        match self.object.get(field) {
-            None | Some(Value::Null) => {
-                self.error(field, "missing", "Field required");
-                None
-            }
-            Some(value) => self.check_string(field, value, max_bytes),
-        }
-    }
-
-    pub fn optional_string(&mut self, field: &str, max_bytes: usize) -> Option<String> {
-        match self.object.get(field) {
-            None | Some(Value::Null) => None,
-            Some(value) => self.check_string(field, value, max_bytes),
-        }
-    }
-
-    fn check_string(&mut self, field: &str, value: &Value, max_bytes: usize) -> Option<String> {
-        match value {
-            Value::String(s) if s.len() <= max_bytes => Some(s.clone()),
-            Value::String(_) => {
-                self.error(
-                    field,
-                    "string_too_long",
-                    format!("String should have at most {max_bytes} bytes"),
-                );
-                None
-            }
-            _ => {
-                self.error(field, "string_type", "Input should be a valid string");
-                None
-            }
-        }
-    }
-
-    pub fn finish(self) -> Result<(), ApiError> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::validation(self.errors))
         }
     }
 }

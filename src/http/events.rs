@@ -337,6 +337,21 @@ fn truthy(v: Option<&str>) -> bool {
     )
 }
 
+/// One server-sent event of a stream (RFC-less, WHATWG HTML §9.2): `id:` is the event id to
+/// resume after (`Last-Event-ID`), `data:` the event as JSON. `: heartbeat` comments in between
+/// are not events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SseEvent {
+    /// The event id (an integer, as text).
+    pub id: Option<String>,
+    /// The event type (unset: `message`).
+    pub event: Option<String>,
+    /// The event as JSON text.
+    pub data: Option<String>,
+    /// Reconnection delay in milliseconds (never sent).
+    pub retry: Option<i64>,
+}
+
 /// The description of an SSE answer.
 const SSE_FRAMES: &str = "Server-sent events: `id:` (the event id, for Last-Event-ID) and \
     `data:` (the event as JSON) per event; `: heartbeat` comments every 15 s";
@@ -347,7 +362,7 @@ const SSE_FRAMES: &str = "Server-sent events: `id:` (the event id, for Last-Even
     get, path = "/api/v1/events/tail", tag = "events",
     params(TailQuery,
            ("Last-Event-ID" = Option<i64>, Header, description = "resume after this event id")),
-    responses((status = 200, description = SSE_FRAMES, content_type = "text/event-stream", body = String)),
+    responses((status = 200, description = SSE_FRAMES, content_type = "text/event-stream", body = SseEvent)),
 )]
 async fn tail(
     State(state): State<AppState>,
@@ -432,7 +447,7 @@ async fn orchestrator_events(
     get, path = "/api/v1/orchestrator/events/stream", tag = "events",
     params(OrchestratorQuery,
            ("Last-Event-ID" = Option<i64>, Header, description = "resume after this event id")),
-    responses((status = 200, description = SSE_FRAMES, content_type = "text/event-stream", body = String)),
+    responses((status = 200, description = SSE_FRAMES, content_type = "text/event-stream", body = SseEvent)),
 )]
 async fn orchestrator_stream(
     State(state): State<AppState>,

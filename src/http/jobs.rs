@@ -142,6 +142,7 @@ async fn create_alias(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only jobs in this state.
+    #[param(inline)]
     status: Option<JobStatus>,
     /// Jobs to skip (default 0).
     #[param(minimum = 0)]
@@ -238,6 +239,7 @@ async fn read(
 #[into_params(parameter_in = Query)]
 pub struct StatusQuery {
     /// The new status (or `{"status": …}` in the body).
+    #[param(inline)]
     status: Option<JobStatus>,
 }
 

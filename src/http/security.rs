@@ -71,12 +71,12 @@ pub struct LegacyViolation {
     pub blocked_uri: String,
     pub disposition: Option<String>,
     pub source_file: Option<String>,
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub line_number: Int,
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub column_number: Int,
     pub script_sample: Option<String>,
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub status_code: Int,
 }
 
@@ -96,9 +96,9 @@ pub struct OriginalViolation {
     pub blocked_uri: String,
     pub disposition: Option<String>,
     pub source_file: Option<String>,
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub line_number: Int,
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub status_code: Int,
 }
 
@@ -151,7 +151,7 @@ pub struct CspViolationReport {
     #[serde(rename = "type")]
     #[schema(rename = "type")]
     pub kind: CspViolationType,
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub age: Int,
     pub url: Option<String>,
     pub user_agent: Option<String>,
@@ -183,11 +183,11 @@ pub struct CspViolationBody {
     pub source_file: Option<String>,
     pub sample: Option<String>,
     pub disposition: Option<String>,
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub status_code: Int,
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub line_number: Int,
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub column_number: Int,
 }
 

@@ -25,7 +25,7 @@ use crate::auth::sessions::{self, SESSION_COOKIE};
 use crate::auth::sessions::{self as service, SessionRow};
 use crate::context::RequestContext;
 use crate::cookies;
-use crate::error::{ApiError, FieldError};
+use crate::error::ApiError;
 use crate::model::Role;
 use crate::security::csrf::{CSRF_COOKIE, attach_token};
 use crate::state::AppState;
@@ -260,8 +260,7 @@ async fn logout(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this user's sessions (someone else's: administrators only). Default: the caller's.
-    #[param(value_type = Option<Uuid>)]
-    user_id: Option<String>,
+    user_id: Option<Uuid>,
     /// Every user's sessions (administrators only).
     all: Option<bool>,
 }
@@ -292,16 +291,9 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<axum::Json<SessionList>, ApiError> {
     let is_admin = current.user.role == Role::Admin;
-    let filter = match (q.all.unwrap_or(false), q.user_id.as_deref()) {
+    let filter = match (q.all.unwrap_or(false), q.user_id) {
         (true, _) if is_admin => None,
         (false, Some(id)) => {
-            let id = Uuid::parse_str(id).map_err(|_| {
-                ApiError::validation(vec![FieldError::query(
-                    "user_id",
-                    "uuid_parsing",
-                    "Input should be a valid UUID",
-                )])
-            })?;
             if id != current.user.id && !is_admin {
                 return Err(ApiError::forbidden(
                     "Only administrators can list other users' sessions",

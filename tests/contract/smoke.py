@@ -34,8 +34,9 @@ import time
 import traceback
 import typing
 import uuid
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 
 class StepFailed(AssertionError):
@@ -74,7 +75,7 @@ class Generated:
 def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(fn)
-    except Exception:  # an unresolvable annotation: fall back to the raw ones
+    except Exception:  # noqa: BLE001 (an unresolvable annotation: use the raw ones)
         return {k: p.annotation for k, p in inspect.signature(fn).parameters.items()}
 
 
@@ -138,7 +139,9 @@ def expect(response: Any, status: int, op: str, *, model: bool = True) -> dict:
         type(parsed).__name__ != "ErrorEnvelope",
         f"{op}: the {status} answer was parsed as the error envelope",
     )
-    return as_dict(parsed) if not isinstance(parsed, list) else {"items": [as_dict(p) for p in parsed]}
+    return (
+        as_dict(parsed) if not isinstance(parsed, list) else {"items": [as_dict(p) for p in parsed]}
+    )
 
 
 def job_list(response: Any, op: str) -> list[dict]:
@@ -177,14 +180,21 @@ def main() -> int:
 
     def bearer(token: str, **headers: str) -> Any:
         return gen.AuthenticatedClient(
-            base_url=base_url, token=token, headers=dict(headers), timeout=timeout,
+            base_url=base_url,
+            token=token,
+            headers=dict(headers),
+            timeout=timeout,
             raise_on_unexpected_status=True,
         )
 
     def api_key(key: str) -> Any:
         return gen.AuthenticatedClient(
-            base_url=base_url, token=key, prefix="", auth_header_name="X-API-Key",
-            timeout=timeout, raise_on_unexpected_status=True,
+            base_url=base_url,
+            token=key,
+            prefix="",
+            auth_header_name="X-API-Key",
+            timeout=timeout,
+            raise_on_unexpected_status=True,
         )
 
     state: dict[str, Any] = {}
@@ -195,8 +205,14 @@ def main() -> int:
         r = call(gen.op(op), anonymous(), body={"username": name, "password": secret})
         d = expect(r, 200, op)
         token = d.get("access_token")
-        check(isinstance(token, str) and token.count(".") == 2, f"{op}: no JWT access_token: {sorted(d)}")
-        check(str(d.get("token_type", "")).lower() == "bearer", f"{op}: token_type {d.get('token_type')!r}")
+        check(
+            isinstance(token, str) and token.count(".") == 2,
+            f"{op}: no JWT access_token: {sorted(d)}",
+        )
+        check(
+            str(d.get("token_type", "")).lower() == "bearer",
+            f"{op}: token_type {d.get('token_type')!r}",
+        )
         check(bool(d.get("refresh_token")), f"{op}: no refresh_token")
         return token
 
@@ -207,9 +223,14 @@ def main() -> int:
     def step_create() -> str:
         op = "post_api_v1_jobs"
         r = call(
-            gen.op(op), bearer(state["token"]),
-            body={"title": title, "description": "created by tests/contract/smoke.py",
-                  "priority": 5, "metadata": {"run": run}},
+            gen.op(op),
+            bearer(state["token"]),
+            body={
+                "title": title,
+                "description": "created by tests/contract/smoke.py",
+                "priority": 5,
+                "metadata": {"run": run},
+            },
         )
         d = expect(r, 201, op)
         check(bool(d.get("id")), f"{op}: no id")
@@ -262,10 +283,16 @@ def main() -> int:
     def step_complete() -> str:
         op = "post_api_v1_agents_jobs_id_complete"
         result = {"ok": True, "run": run}
-        r = call(gen.op(op), api_key(agent_key), id=state["job"],
-                 body={"lease_token": state["lease"], "result": result})
+        r = call(
+            gen.op(op),
+            api_key(agent_key),
+            id=state["job"],
+            body={"lease_token": state["lease"], "result": result},
+        )
         d = expect(r, 200, op)
-        check(d.get("status") == "completed", f"{op}: status {d.get('status')!r}, expected completed")
+        check(
+            d.get("status") == "completed", f"{op}: status {d.get('status')!r}, expected completed"
+        )
         check(d.get("result") == result, f"{op}: result {d.get('result')!r}")
         return "job completed with its result"
 
@@ -276,7 +303,10 @@ def main() -> int:
         check(d.get("status") == "completed", f"{op}: status {d.get('status')!r}")
         check(bool(d.get("completed_at")), f"{op}: no completed_at")
         r, _ = conditional_list(200)
-        check(r.headers.get("etag") not in (None, state["etag"]), "get_api_v1_jobs: the ETag did not change")
+        check(
+            r.headers.get("etag") not in (None, state["etag"]),
+            "get_api_v1_jobs: the ETag did not change",
+        )
         return "the owner sees it completed; the list's ETag changed (200 to the old one)"
 
     def step_audit() -> str:
@@ -291,10 +321,25 @@ def main() -> int:
             d = expect(r, 200, op)
             rows = d.get("items")
             check(isinstance(rows, list), f"{op}: no items list: {sorted(d)}")
-            login_row = next((x for x in rows if x.get("event") == "auth.login"
-                              and x.get("outcome") == "success" and x.get("actor") == user), None)
-            agent_row = next((x for x in rows if x.get("event") == "apikey.first_used"
-                              and (x.get("details") or {}).get("name") == agent_key_name), None)
+            login_row = next(
+                (
+                    x
+                    for x in rows
+                    if x.get("event") == "auth.login"
+                    and x.get("outcome") == "success"
+                    and x.get("actor") == user
+                ),
+                None,
+            )
+            agent_row = next(
+                (
+                    x
+                    for x in rows
+                    if x.get("event") == "apikey.first_used"
+                    and (x.get("details") or {}).get("name") == agent_key_name
+                ),
+                None,
+            )
             job_rows = [x for x in rows if state["job"] in json.dumps(x)]
             done = login_row and agent_row and (job_rows or not args.require_job_audit)
             if done or time.monotonic() > deadline:
@@ -306,7 +351,8 @@ def main() -> int:
         note = f"{len(rows)} rows; auth.login of {user}, apikey.first_used of {agent_key_name}"
         if job_rows:
             note += f"; {len(job_rows)} row(s) naming the job: " + ", ".join(
-                sorted({x.get('event', '?') for x in job_rows}))
+                sorted({x.get("event", "?") for x in job_rows})
+            )
         elif args.require_job_audit:
             raise StepFailed(f"{op}: no audit row names job {state['job']}")
         else:
@@ -328,9 +374,12 @@ def main() -> int:
             note = fn()
             results.append((name, True, note))
             print(f"  ok    {name}: {note}", flush=True)
-        except Exception as e:  # one failed step ends the flow: the later ones depend on it
-            detail = str(e) if isinstance(e, StepFailed) else "".join(
-                traceback.format_exception_only(type(e), e)).strip()
+        except Exception as e:  # noqa: BLE001 (a failed step ends the flow: later ones need it)
+            detail = (
+                str(e)
+                if isinstance(e, StepFailed)
+                else "".join(traceback.format_exception_only(type(e), e)).strip()
+            )
             results.append((name, False, detail))
             print(f"  FAIL  {name}: {detail}", flush=True)
             break
@@ -338,7 +387,10 @@ def main() -> int:
     failed = len(steps) - passed
     # Deliberately not the bare "N passed, N failed" closing-line format: .ci/run's test count
     # belongs to cargo test.
-    print(f"smoke steps: {passed}/{len(steps)} passed" + (f" ({failed} failed or not reached)" if failed else ""))
+    print(
+        f"smoke steps: {passed}/{len(steps)} passed"
+        + (f" ({failed} failed or not reached)" if failed else "")
+    )
     return 0 if failed == 0 else 1
 
 
