@@ -20,7 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 
 use super::api::{Access, ApiRouter, ErrorEnvelope, access};
-use super::extract::{Header, HeaderValue as TypedHeader, Json, Query};
+use super::extract::{Header, HeaderField, Json, Query};
 use crate::auth::liveness::{self, Channel, Liveness};
 use crate::auth::principal::CurrentUser;
 use crate::auth::rbac::{Authorized, EventsRead, EventsWrite};
@@ -50,7 +50,7 @@ pub fn routes() -> ApiRouter {
 #[derive(Debug, Clone, Copy)]
 pub struct LastEventId(pub i64);
 
-impl TypedHeader for LastEventId {
+impl HeaderField for LastEventId {
     const NAME: &'static str = "last-event-id";
     const INVALID: (&'static str, &'static str) = (
         "int_parsing",

@@ -438,13 +438,13 @@ fn choices(options: &Value) -> String {
     }
 }
 
-/// A request header whose value must parse as `T` ([`HeaderValue`]): absent is `None`, a value
+/// A request header whose value must parse as `T` ([`HeaderField`]): absent is `None`, a value
 /// that does not parse is a 422 with `loc: ["header", name]` — never silently ignored.
 #[derive(Debug, Clone)]
 pub struct Header<T>(pub Option<T>);
 
 /// A typed request header: its (lower-case) name and how its value parses.
-pub trait HeaderValue: Sized {
+pub trait HeaderField: Sized {
     /// The header name, lower case.
     const NAME: &'static str;
     /// The pydantic error type and message of a value that does not parse.
@@ -452,7 +452,7 @@ pub trait HeaderValue: Sized {
     fn parse(value: &str) -> Option<Self>;
 }
 
-impl<T: HeaderValue, S: Send + Sync> FromRequestParts<S> for Header<T> {
+impl<T: HeaderField, S: Send + Sync> FromRequestParts<S> for Header<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
