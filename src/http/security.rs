@@ -213,35 +213,27 @@ fn cut_opt(s: Option<&String>) -> Option<String> {
     s.and_then(|s| cut(s))
 }
 
-impl From<LegacyViolation> for Violation {
-    fn from(r: LegacyViolation) -> Self {
-        Violation {
-            document_uri: cut(&r.document_uri),
-            violated_directive: cut(&r.violated_directive),
-            effective_directive: cut(&r.effective_directive),
-            blocked_uri: cut(&r.blocked_uri),
-            source_file: cut_opt(r.source_file.as_ref()),
-            line_number: r.line_number,
-            disposition: cut_opt(r.disposition.as_ref()),
-            status_code: r.status_code,
+/// The two Level 2 forms (`report-uri` and the original's) carry the same fields.
+macro_rules! level2_violation {
+    ($($form:ty),*) => {$(
+        impl From<$form> for Violation {
+            fn from(r: $form) -> Self {
+                Violation {
+                    document_uri: cut(&r.document_uri),
+                    violated_directive: cut(&r.violated_directive),
+                    effective_directive: cut(&r.effective_directive),
+                    blocked_uri: cut(&r.blocked_uri),
+                    source_file: cut_opt(r.source_file.as_ref()),
+                    line_number: r.line_number,
+                    disposition: cut_opt(r.disposition.as_ref()),
+                    status_code: r.status_code,
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl From<OriginalViolation> for Violation {
-    fn from(r: OriginalViolation) -> Self {
-        Violation {
-            document_uri: cut(&r.document_uri),
-            violated_directive: cut(&r.violated_directive),
-            effective_directive: cut(&r.effective_directive),
-            blocked_uri: cut(&r.blocked_uri),
-            source_file: cut_opt(r.source_file.as_ref()),
-            line_number: r.line_number,
-            disposition: cut_opt(r.disposition.as_ref()),
-            status_code: r.status_code,
-        }
-    }
-}
+level2_violation!(LegacyViolation, OriginalViolation);
 
 impl From<CspViolationBody> for Violation {
     fn from(r: CspViolationBody) -> Self {
