@@ -71,6 +71,27 @@ pub async fn insert(db: &Db, row: &ApiKeyRow) -> StoreResult<()> {
 
 /// The key with this lookup id, revoked or not (the caller decides and says why).
 pub async fn find_by_lookup_id(db: &Db, lookup_id: &str) -> StoreResult<Option<ApiKeyRow>> {
+    if let Some(reader) = db.point_reader() {
+        return reader.one(
+            select_api_keys!("WHERE lookup_id = ?1"),
+            [lookup_id],
+            |row| {
+                use super::sqlite_read::{opt_ts, ts, uuid};
+                Ok(ApiKeyRow {
+                    id: uuid(row, 0)?,
+                    lookup_id: row.get(1)?,
+                    secret_hash: row.get(2)?,
+                    name: row.get(3)?,
+                    owner_id: uuid(row, 4)?,
+                    scopes: row.get(5)?,
+                    created_at: ts(row, 6)?,
+                    expires_at: opt_ts(row, 7)?,
+                    last_used_at: opt_ts(row, 8)?,
+                    revoked_at: opt_ts(row, 9)?,
+                })
+            },
+        );
+    }
     let row = on_pool!(db, pool => sqlx::query_as(select_api_keys!("WHERE lookup_id = $1"))
         .bind(lookup_id)
         .fetch_optional(pool)

@@ -43,6 +43,31 @@ macro_rules! select_jobs {
     };
 }
 
+/// A row of `select_jobs!` read by [`super::sqlite_read`].
+fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    use super::sqlite_read::{opt_json, opt_ts, opt_uuid, ts, uuid};
+    Ok(JobRow {
+        id: uuid(row, 0)?,
+        name: row.get(1)?,
+        description: row.get(2)?,
+        status: row.get(3)?,
+        priority: row.get(4)?,
+        metadata: opt_json(row, 5)?,
+        owner_id: opt_uuid(row, 6)?,
+        version: row.get(7)?,
+        attempts: row.get(8)?,
+        created_at: ts(row, 9)?,
+        updated_at: ts(row, 10)?,
+        started_at: opt_ts(row, 11)?,
+        completed_at: opt_ts(row, 12)?,
+        lease_owner: opt_uuid(row, 13)?,
+        lease_expires_at: opt_ts(row, 14)?,
+        lease_token: row.get(15)?,
+        result: opt_json(row, 16)?,
+        error: row.get(17)?,
+    })
+}
+
 pub async fn insert(db: &Db, job: &JobRow) -> StoreResult<()> {
     on_pool!(db, pool => sqlx::query(
         "INSERT INTO jobs (id, name, description, status, priority, metadata, owner_id, version, attempts, created_at, updated_at) \
@@ -66,6 +91,13 @@ pub async fn insert(db: &Db, job: &JobRow) -> StoreResult<()> {
 }
 
 pub async fn find(db: &Db, id: Uuid) -> StoreResult<Option<JobRow>> {
+    if let Some(reader) = db.point_reader() {
+        return reader.one(
+            select_jobs!("WHERE id = ?1"),
+            [id.as_bytes().as_slice()],
+            job_from_row,
+        );
+    }
     let row = on_pool!(db, pool => sqlx::query_as(select_jobs!("WHERE id = $1")).bind(id).fetch_optional(pool).await)?;
     Ok(row)
 }
@@ -151,7 +183,7 @@ pub async fn claim_next(
             next.version = row.version + 1;
             Ok(Some(next))
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(super::SqliteDb { pool, .. }) => {
             for _ in 0..16 {
                 let row: Option<JobRow> = sqlx::query_as(select_jobs!(
                     "WHERE status = 'pending' AND ($1 IS NULL OR owner_id = $1) \

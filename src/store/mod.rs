@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod mfa;
 pub mod redis;
 pub mod sessions;
+pub mod sqlite_read;
 pub mod tasks;
 pub mod tokens;
 pub mod users;
@@ -26,8 +27,26 @@ pub const SQLITE_FILE_NAME: &str = "kyros.db";
 
 #[derive(Debug, Clone)]
 pub enum Db {
-    Sqlite(SqlitePool),
+    Sqlite(SqliteDb),
     Postgres(PgPool),
+}
+
+/// The SQLite database: the sqlx pool (writes and most reads) and, for a database file, the
+/// [`sqlite_read::Reader`] of the request path's point reads.
+#[derive(Debug, Clone)]
+pub struct SqliteDb {
+    pub pool: SqlitePool,
+    pub reader: Option<std::sync::Arc<sqlite_read::Reader>>,
+}
+
+impl Db {
+    /// The synchronous reader of the request path's point reads: SQLite files only.
+    pub fn point_reader(&self) -> Option<&sqlite_read::Reader> {
+        match self {
+            Db::Sqlite(db) => db.reader.as_deref(),
+            Db::Postgres(_) => None,
+        }
+    }
 }
 
 /// Runs the same body against whichever pool is configured; the body is compiled once per engine.
@@ -35,7 +54,10 @@ pub enum Db {
 macro_rules! on_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Sqlite(sqlite) => {
+                let $pool = &sqlite.pool;
+                $body
+            }
             $crate::store::Db::Postgres($pool) => $body,
         }
     };
@@ -136,13 +158,15 @@ impl Db {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(5));
+                let reader =
+                    sqlite_read::Reader::new(options.get_filename()).map(std::sync::Arc::new);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(5))
                     .connect_with(options)
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot open the SQLite database: {e}"))?;
-                Ok(Db::Sqlite(pool))
+                Ok(Db::Sqlite(SqliteDb { pool, reader }))
             }
         }
     }
@@ -184,7 +208,7 @@ impl Db {
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Db::Sqlite(pool) => {
+            Db::Sqlite(SqliteDb { pool, .. }) => {
                 sqlx::migrate!("src/store/migrations/sqlite")
                     .run(pool)
                     .await?

@@ -58,6 +58,25 @@ pub async fn create(db: &Db, s: NewSession<'_>) -> StoreResult<()> {
 
 /// A session that has not been revoked (expiry is the caller's business: it owns the clock).
 pub async fn find_by_token_hash(db: &Db, token_hash: &str) -> StoreResult<Option<SessionRow>> {
+    if let Some(reader) = db.point_reader() {
+        return reader.one(
+            select_sessions!("WHERE token_hash = ?1 AND revoked_at IS NULL"),
+            [token_hash],
+            |row| {
+                use super::sqlite_read::{opt_ts, ts, uuid};
+                Ok(SessionRow {
+                    id: uuid(row, 0)?,
+                    user_id: uuid(row, 1)?,
+                    created_at: ts(row, 2)?,
+                    last_seen_at: ts(row, 3)?,
+                    expires_at: ts(row, 4)?,
+                    revoked_at: opt_ts(row, 5)?,
+                    ip: row.get(6)?,
+                    user_agent: row.get(7)?,
+                })
+            },
+        );
+    }
     let row = on_pool!(db, pool => sqlx::query_as(select_sessions!("WHERE token_hash = $1 AND revoked_at IS NULL"))
         .bind(token_hash)
         .fetch_optional(pool)
