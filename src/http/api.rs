@@ -20,8 +20,6 @@
 //! answer (`default` included), 422 where there is input, 429 with `Retry-After`, and the
 //! `RateLimit-*` headers on every answer.
 
-use std::collections::HashSet;
-
 use axum::extract::Request;
 use axum::http::Method;
 use axum::middleware::{Next, from_fn};
@@ -348,7 +346,7 @@ pub fn login_type(mut router: ApiRouter) -> ApiRouter {
 
 /// The login-type operations of a finished document: (method, path), for the limiter.
 pub fn login_routes(doc: &Document) -> LoginRoutes {
-    let mut set = HashSet::new();
+    let mut set: std::collections::HashMap<String, Vec<Method>> = Default::default();
     for (path, item) in &doc.paths.paths {
         for (method, op) in [
             (Method::GET, &item.get),
@@ -363,7 +361,7 @@ pub fn login_routes(doc: &Document) -> LoginRoutes {
                 .and_then(|e| e.get(RATE_LIMIT_POLICY))
                 .is_some_and(|v| v == "login");
             if login {
-                set.insert((method, path.clone()));
+                set.entry(path.clone()).or_default().push(method);
             }
         }
     }

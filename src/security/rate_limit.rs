@@ -25,11 +25,14 @@ const UNCOUNTED: &[&str] = &["/health"];
 /// their routes are declared (`http::api::login_type`) and read from the OpenAPI document; the
 /// router hands the set to this layer as a request extension.
 #[derive(Debug, Clone, Default)]
-pub struct LoginRoutes(pub std::sync::Arc<std::collections::HashSet<(Method, String)>>);
+pub struct LoginRoutes(pub std::sync::Arc<std::collections::HashMap<String, Vec<Method>>>);
 
 impl LoginRoutes {
+    /// Whether `method path` is login-type (no allocation: the request path is borrowed).
     pub fn contains(&self, method: &Method, path: &str) -> bool {
-        self.0.contains(&(method.clone(), path.to_owned()))
+        self.0
+            .get(path)
+            .is_some_and(|methods| methods.contains(method))
     }
 }
 
