@@ -306,9 +306,13 @@ pub fn access(access: Access, mut router: ApiRouter) -> ApiRouter {
         });
         if access != Access::Public {
             op.security = Some(access.requirements(unsafe_method));
-            if access != Access::AdminOutsideLocal {
-                add_response(op, "401", "Not authenticated");
-            }
+            let unauthenticated = match access {
+                Access::AdminOutsideLocal | Access::MetricsToken => {
+                    "Not authenticated (outside ENVIRONMENT=local)"
+                }
+                _ => "Not authenticated",
+            };
+            add_response(op, "401", unauthenticated);
             add_response(op, "403", "Not allowed");
         }
     }

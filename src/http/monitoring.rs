@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 
-use super::api::{Access, ApiRouter, ErrorEnvelope, access};
+use super::api::{Access, ApiRouter, access};
 use super::extract::Query;
 use super::utils::{check_database, redis_status};
 use crate::auth::rbac::AdminOutsideLocal;
@@ -65,7 +65,6 @@ pub struct MonitoringHealth {
     get, path = "/api/v1/monitoring/health", tag = "monitoring",
     responses(
         (status = 200, description = "The health (whatever it is)", body = MonitoringHealth),
-        (status = 401, description = "Not authenticated (outside ENVIRONMENT=local)", body = ErrorEnvelope),
     ),
 )]
 async fn health(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<MonitoringHealth> {
@@ -170,7 +169,6 @@ fn pool_figures(state: &AppState) -> PoolFigures {
     get, path = "/api/v1/monitoring/metrics", tag = "monitoring",
     responses(
         (status = 200, description = "The figures", body = MonitoringMetrics),
-        (status = 401, description = "Not authenticated (outside ENVIRONMENT=local)", body = ErrorEnvelope),
     ),
 )]
 async fn metrics(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<MonitoringMetrics> {
@@ -225,7 +223,6 @@ pub struct DatabaseHealth {
     get, path = "/api/v1/monitoring/database/health", tag = "monitoring",
     responses(
         (status = 200, description = "The database's health", body = DatabaseHealth),
-        (status = 401, description = "Not authenticated (outside ENVIRONMENT=local)", body = ErrorEnvelope),
     ),
 )]
 async fn database_health(
@@ -318,7 +315,6 @@ pub struct RouteFigures {
     get, path = "/api/v1/monitoring/performance", tag = "monitoring",
     responses(
         (status = 200, description = "The figures", body = Performance),
-        (status = 401, description = "Not authenticated (outside ENVIRONMENT=local)", body = ErrorEnvelope),
     ),
 )]
 async fn performance(
@@ -368,7 +364,6 @@ pub struct RedisState {
     get, path = "/api/v1/monitoring/dependencies", tag = "monitoring",
     responses(
         (status = 200, description = "The dependencies", body = DependencyReport),
-        (status = 401, description = "Not authenticated (outside ENVIRONMENT=local)", body = ErrorEnvelope),
     ),
 )]
 async fn dependencies(
@@ -433,7 +428,6 @@ pub struct LogEntry {
     params(LogsQuery),
     responses(
         (status = 200, description = "The newest rows", body = RecentLogs),
-        (status = 401, description = "Not authenticated (outside ENVIRONMENT=local)", body = ErrorEnvelope),
     ),
 )]
 async fn recent_logs(

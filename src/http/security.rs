@@ -427,7 +427,6 @@ pub struct JwtConfig {
     get, path = "/api/v1/security/config", tag = "security",
     responses(
         (status = 200, description = "The security configuration", body = SecurityConfig),
-        (status = 401, description = "Not authenticated (outside ENVIRONMENT=local)", body = ErrorEnvelope),
     ),
 )]
 async fn security_config(

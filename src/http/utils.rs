@@ -12,7 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use super::api::{Access, ApiRouter, ErrorEnvelope, access};
+use super::api::{Access, ApiRouter, access};
 use crate::auth::rbac::AdminOutsideLocal;
 use crate::model::DbCheck;
 use crate::state::AppState;
@@ -113,7 +113,6 @@ pub struct ServiceFeatures {
     get, path = "/api/v1/utils/info", tag = "utils",
     responses(
         (status = 200, description = "The information", body = ServiceInfo),
-        (status = 401, description = "Not authenticated (outside ENVIRONMENT=local)", body = ErrorEnvelope),
     ),
 )]
 async fn info(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<ServiceInfo> {
