@@ -79,13 +79,6 @@ fn api(state: &AppState) -> ApiRouter {
         )
 }
 
-/// The OpenAPI document of the service, as `GET /api/v1/openapi.json` serves it.
-pub fn document(state: &AppState) -> utoipa::openapi::OpenApi {
-    let (_, mut doc) = api(state).split_for_parts();
-    api::finish(&mut doc);
-    doc
-}
-
 pub fn router(state: AppState) -> Router {
     let (routes, mut doc) = api(&state).split_for_parts();
     for operation in api::finish(&mut doc) {
