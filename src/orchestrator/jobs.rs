@@ -327,19 +327,30 @@ pub async fn find_visible(
         .ok_or(JobError::NotFound)
 }
 
-/// The jobs `user` may see, newest first, optionally of one status.
+/// The jobs `user` may see, newest first, optionally of one status; `after` (keyset
+/// pagination) starts after that job, which must be one the user may see
+/// ([`JobError::NotFound`] otherwise).
 pub async fn list(
     state: &crate::state::AppState,
     user: &User,
     status: Option<JobStatus>,
+    after: Option<uuid::Uuid>,
     skip: i64,
     limit: i64,
 ) -> Result<Vec<JobRow>, JobError> {
-    let owner = crate::auth::policy::owner_filter(user);
-    Ok(
-        crate::store::jobs::list(&state.db, status.map(JobStatus::as_str), owner, skip, limit)
-            .await?,
-    )
+    let after = match after {
+        Some(id) => {
+            let job = find_visible(state, user, &id.to_string()).await?;
+            Some((job.created_at, job.id))
+        }
+        None => None,
+    };
+    let filter = crate::store::jobs::ListFilter {
+        status: status.map(JobStatus::as_str),
+        owner: crate::auth::policy::owner_filter(user),
+        after,
+    };
+    Ok(crate::store::jobs::list(&state.db, filter, skip, limit).await?)
 }
 
 /// Submits a job owned by `user`; `job_created` goes on the bus.

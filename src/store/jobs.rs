@@ -102,23 +102,71 @@ pub async fn find(db: &Db, id: Uuid) -> StoreResult<Option<JobRow>> {
     Ok(row)
 }
 
-/// Newest first (ties broken by id, so pages are stable); `owner` restricts to one owner.
+/// Which jobs a list reads: one status, one owner, and (keyset pagination) only those after a
+/// job in the list's order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListFilter<'a> {
+    pub status: Option<&'a str>,
+    pub owner: Option<Uuid>,
+    /// The `(created_at, id)` of the last job of the previous page.
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+}
+
+/// The SQL of [`list`] for `filter`: only the conditions that apply, so that each combination
+/// has an index in the list's order (`jobs_page`, `jobs_owner_page`, `jobs_status_page`) and a
+/// keyset page reads its own rows only. Placeholders in the order [`list`] binds them.
+pub fn list_sql(filter: &ListFilter<'_>) -> String {
+    let mut conditions = Vec::new();
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    if filter.status.is_some() {
+        conditions.push(format!("status = ${}", next()));
+    }
+    if filter.owner.is_some() {
+        conditions.push(format!("owner_id = ${}", next()));
+    }
+    if filter.after.is_some() {
+        let (at, id) = (next(), next());
+        conditions.push(format!("(created_at, id) < (${at}, ${id})"));
+    }
+    let limit = next();
+    let offset = next();
+    let mut sql = String::from(select_jobs!(""));
+    if !conditions.is_empty() {
+        sql.push_str("WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    sql.push_str(&format!(
+        " ORDER BY created_at DESC, id DESC LIMIT ${limit} OFFSET ${offset}"
+    ));
+    sql
+}
+
+/// Newest first (ties broken by id, so pages are stable), `limit` jobs after skipping `skip`.
 pub async fn list(
     db: &Db,
-    status: Option<&str>,
-    owner: Option<Uuid>,
+    filter: ListFilter<'_>,
     skip: i64,
     limit: i64,
 ) -> StoreResult<Vec<JobRow>> {
-    let rows = on_pool!(db, pool => sqlx::query_as(select_jobs!(
-        "WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR owner_id = $2) ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
-    ))
-    .bind(status)
-    .bind(owner)
-    .bind(limit)
-    .bind(skip)
-    .fetch_all(pool)
-    .await)?;
+    let sql = list_sql(&filter);
+    let rows = on_pool!(db, pool => {
+        // Built from this module's own fragments only; every value is bound.
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+        if let Some(status) = filter.status {
+            query = query.bind(status);
+        }
+        if let Some(owner) = filter.owner {
+            query = query.bind(owner);
+        }
+        if let Some((at, id)) = filter.after {
+            query = query.bind(at).bind(id);
+        }
+        query.bind(limit).bind(skip).fetch_all(pool).await
+    })?;
     Ok(rows)
 }
 

@@ -352,7 +352,193 @@ async fn if_match_guards_updates(backend: Backend) {
     assert_eq!(res.status(), 200);
 }
 
+fn next_link(res: &reqwest::Response) -> Option<String> {
+    let link = res.headers().get("link")?.to_str().expect("ascii");
+    let target = link.strip_prefix('<')?.split_once(">; rel=\"next\"")?.0;
+    Some(target.to_owned())
+}
+
+/// Keyset pagination: following `Link: rel="next"` visits every job the caller may see exactly
+/// once, newest first, even when jobs arrive between pages; a cursor the caller may not see,
+/// and `after` with `skip`, are 422s.
+async fn keyset_pages_follow_the_link(backend: Backend) {
+    let Some((app, ann, bob, m)) = setup(backend).await else {
+        return;
+    };
+    for i in 0..7 {
+        create(&app, &ann, json!({"title": format!("ann {i}")})).await;
+    }
+    let bobs = create(&app, &bob, json!({"title": "bob's"})).await;
+    let all = json(
+        req(&app, Method::GET, "/api/v1/jobs?limit=1000", &ann)
+            .send()
+            .await
+            .expect("all"),
+    )
+    .await;
+    let all: Vec<String> = all
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|j| j["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(all.len(), 7);
+
+    let mut seen = Vec::new();
+    let mut next = Some("/api/v1/jobs?limit=3".to_owned());
+    let mut pages = 0;
+    while let Some(path) = next {
+        let res = req(&app, Method::GET, &path, &ann)
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(res.status(), 200, "{path}");
+        next = next_link(&res);
+        let page = json(res).await;
+        seen.extend(
+            page.as_array()
+                .expect("page")
+                .iter()
+                .map(|j| j["id"].as_str().expect("id").to_owned()),
+        );
+        pages += 1;
+        if pages == 1 {
+            // A job created between pages is newer than the cursor: not in the later pages.
+            // (The test clock stands still unless moved; jobs of one instant are ordered by id.)
+            app.clock.advance(chrono::Duration::seconds(1));
+            create(&app, &ann, json!({"title": "late"})).await;
+        }
+        assert!(pages <= 4, "the pages do not end");
+    }
+    assert_eq!(pages, 3, "3 + 3 + 1");
+    assert_eq!(seen, all, "every job once, in the list's order");
+
+    // With a status filter the link keeps it.
+    let res = req(
+        &app,
+        Method::GET,
+        "/api/v1/jobs?limit=2&status=pending",
+        &ann,
+    )
+    .send()
+    .await
+    .expect("status page");
+    let link = next_link(&res).expect("a full page links the next");
+    assert!(link.contains("status=pending"), "{link}");
+
+    // Another user's job is no cursor (the same answer as an unknown id); skip + after is refused.
+    for path in [
+        format!("/api/v1/jobs?after={}", bobs["id"].as_str().expect("id")),
+        format!("/api/v1/jobs?after={}", uuid::Uuid::new_v4()),
+    ] {
+        let res = req(&app, Method::GET, &path, &ann)
+            .send()
+            .await
+            .expect("cursor");
+        assert_eq!(res.status(), 422);
+        assert_eq!(
+            json(res).await["detail"][0]["loc"],
+            json!(["query", "after"])
+        );
+    }
+    let res = req(
+        &app,
+        Method::GET,
+        &format!("/api/v1/jobs?skip=1&after={}", all[0]),
+        &ann,
+    )
+    .send()
+    .await
+    .expect("skip and after");
+    assert_eq!(res.status(), 422);
+    assert_eq!(
+        json(res).await["detail"][0]["loc"],
+        json!(["query", "skip"])
+    );
+    // A moderator sees every job, so bob's job is a cursor for them.
+    let res = req(
+        &app,
+        Method::GET,
+        &format!("/api/v1/jobs?after={}", bobs["id"].as_str().expect("id")),
+        &m,
+    )
+    .send()
+    .await
+    .expect("moderator cursor");
+    assert_eq!(res.status(), 200);
+}
+
+/// On SQLite every form of the list reads an index in the list's order: no table scan and no
+/// sort, so a deep keyset page costs what the first one does.
+#[tokio::test]
+async fn every_list_query_reads_an_index_in_order() {
+    use kyros::store::jobs::{ListFilter, list_sql};
+    let dir = tempfile::tempdir().expect("dir");
+    let mut vars = kyros::config::Vars::new();
+    vars.set("ENVIRONMENT", "local");
+    vars.set("SECRET_KEY", crate::common::random_secret());
+    vars.set("KYROS_DATA_DIR", dir.path().to_string_lossy().to_string());
+    let settings = kyros::config::Settings::from_vars(&vars).expect("settings");
+    let db = kyros::store::Db::connect(&settings).await.expect("db");
+    db.migrate().await.expect("migrate");
+    let kyros::store::Db::Sqlite(sqlite) = &db else {
+        panic!("SQLite expected");
+    };
+    let at = chrono::Utc::now();
+    let id = uuid::Uuid::new_v4();
+    for status in [None, Some("pending")] {
+        for owner in [None, Some(id)] {
+            for after in [None, Some((at, id))] {
+                let filter = ListFilter {
+                    status,
+                    owner,
+                    after,
+                };
+                let sql = format!("EXPLAIN QUERY PLAN {}", list_sql(&filter));
+                let mut query =
+                    sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(sql));
+                if let Some(s) = status {
+                    query = query.bind(s);
+                }
+                if let Some(o) = owner {
+                    query = query.bind(o);
+                }
+                if let Some((a, i)) = after {
+                    query = query.bind(a).bind(i);
+                }
+                let plan: Vec<String> = query
+                    .bind(100_i64)
+                    .bind(0_i64)
+                    .fetch_all(&sqlite.pool)
+                    .await
+                    .expect("plan")
+                    .into_iter()
+                    .map(|r| r.3)
+                    .collect();
+                let plan = plan.join(" | ");
+                assert!(plan.contains("USING INDEX jobs_"), "{filter:?}: {plan}");
+                if after.is_some() {
+                    // The cursor is a range search in the index, not a walk from its start.
+                    assert!(plan.contains("(created_at,id)<(?,?)"), "{filter:?}: {plan}");
+                }
+                if owner.is_some() && status.is_some() {
+                    assert!(
+                        plan.contains("jobs_owner_status_page"),
+                        "{filter:?}: {plan}"
+                    );
+                }
+                assert!(!plan.contains("TEMP B-TREE"), "{filter:?}: sorts: {plan}");
+                assert!(
+                    !plan.starts_with("SCAN jobs |") && plan != "SCAN jobs",
+                    "{filter:?}: {plan}"
+                );
+            }
+        }
+    }
+}
+
 backend_tests!(
+    keyset_pages_follow_the_link,
     the_lifecycle_follows_the_state_machine,
     bad_input_gets_422_not_500,
     users_see_their_own_jobs_and_moderators_all,

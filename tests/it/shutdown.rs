@@ -287,7 +287,7 @@ async fn sigterm_under_load_loses_nothing() {
         .expect("audit");
     let successes = rows.iter().filter(|r| r.outcome == "success").count();
     assert_eq!(successes, logins, "one audit row per answered login");
-    let stored = kyros::store::jobs::list(&db, None, None, 0, 100_000)
+    let stored = kyros::store::jobs::list(&db, Default::default(), 0, 100_000)
         .await
         .expect("jobs")
         .len();
