@@ -102,6 +102,15 @@ pub async fn find(db: &Db, id: Uuid) -> StoreResult<Option<JobRow>> {
     Ok(row)
 }
 
+/// The next job to claim from the shared queue (SQLite form; PostgreSQL adds `FOR UPDATE SKIP
+/// LOCKED`): index `jobs_claim`.
+pub const CLAIM_ANY_SQL: &str =
+    select_jobs!("WHERE status = 'pending' ORDER BY priority DESC, created_at, id LIMIT 1");
+/// The next job of one owner to claim (SQLite form): index `jobs_owner_claim`.
+pub const CLAIM_OWN_SQL: &str = select_jobs!(
+    "WHERE status = 'pending' AND owner_id = $1 ORDER BY priority DESC, created_at, id LIMIT 1"
+);
+
 /// Which jobs a list reads: one status, one owner, and (keyset pagination) only those after a
 /// job in the list's order.
 #[derive(Debug, Clone, Copy, Default)]
@@ -209,11 +218,17 @@ pub async fn claim_next(
     match db {
         Db::Postgres(pool) => {
             let mut tx = pool.begin().await?;
-            let row: Option<JobRow> = sqlx::query_as(select_jobs!(
-                "WHERE status = 'pending' AND ($1::uuid IS NULL OR owner_id = $1) \
-                 ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
-            ))
-            .bind(owner)
+            let row: Option<JobRow> = match owner {
+                Some(owner) => sqlx::query_as(select_jobs!(
+                    "WHERE status = 'pending' AND owner_id = $1 \
+                     ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+                ))
+                .bind(owner),
+                None => sqlx::query_as(select_jobs!(
+                    "WHERE status = 'pending' \
+                     ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+                )),
+            }
             .fetch_optional(&mut *tx)
             .await?;
             let Some(row) = row else {
@@ -233,11 +248,11 @@ pub async fn claim_next(
         }
         Db::Sqlite(super::SqliteDb { pool, .. }) => {
             for _ in 0..16 {
-                let row: Option<JobRow> = sqlx::query_as(select_jobs!(
-                    "WHERE status = 'pending' AND ($1 IS NULL OR owner_id = $1) \
-                     ORDER BY priority DESC, created_at, id LIMIT 1"
-                ))
-                .bind(owner)
+                // One statement per form, each matching its index (jobs_claim, jobs_owner_claim).
+                let row: Option<JobRow> = match owner {
+                    Some(owner) => sqlx::query_as(CLAIM_OWN_SQL).bind(owner),
+                    None => sqlx::query_as(CLAIM_ANY_SQL),
+                }
                 .fetch_optional(pool)
                 .await?;
                 let Some(row) = row else { return Ok(None) };

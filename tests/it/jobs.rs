@@ -468,8 +468,8 @@ async fn keyset_pages_follow_the_link(backend: Backend) {
     assert_eq!(res.status(), 200);
 }
 
-/// On SQLite every form of the list reads an index in the list's order: no table scan and no
-/// sort, so a deep keyset page costs what the first one does.
+/// On SQLite every form of the list and of the claim reads an index in its order: no table scan
+/// and no sort, so a deep keyset page costs what the first one does and a claim one entry.
 #[tokio::test]
 async fn every_list_query_reads_an_index_in_order() {
     use kyros::store::jobs::{ListFilter, list_sql};

@@ -1,0 +1,149 @@
+//! Seeds a database for the scale rows of `bench/scale.sh` with the service's own store code:
+//! owners (users who cannot log in: their password hash is no hash), jobs in mixed states spread
+//! over them and over the last 30 days, and orchestrator events about those jobs.
+//!
+//!   cargo run --release --example scale_seed -- --jobs 1000000 --owners 10000 --events 1000000
+//!
+//! The database is the one `kyros serve` would open (`DATABASE_URL`, else SQLite in
+//! `KYROS_DATA_DIR`); migrations run first. Prints `key=value` lines: counts and seconds.
+
+use std::time::Instant;
+
+use chrono::{Duration, Utc};
+use futures_util::stream::{self, StreamExt};
+use kyros::config::Settings;
+use kyros::model::Role;
+use kyros::store::Db;
+use kyros::store::events::EventRow;
+use kyros::store::jobs::JobRow;
+use kyros::store::users::NewUser;
+use uuid::Uuid;
+
+const STATES: [&str; 5] = ["pending", "running", "completed", "failed", "cancelled"];
+/// Concurrent inserts (PostgreSQL overlaps round trips; SQLite serialises writes anyway).
+const CONCURRENCY: usize = 16;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let jobs = arg("--jobs", 1_000_000);
+    let owners = arg("--owners", 10_000).max(1);
+    let events = arg("--events", 1_000_000);
+    let settings = Settings::load().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let db = Db::connect(&settings).await?;
+    db.migrate().await?;
+    let now = Utc::now();
+    // Owner names unique to this run, so a database can be seeded more than once.
+    let run = Uuid::new_v4().simple().to_string()[..8].to_owned();
+
+    let started = Instant::now();
+    let owner_ids: Vec<Uuid> = stream::iter(0..owners)
+        .map(|i| {
+            let db = db.clone();
+            let run = run.clone();
+            async move {
+                let name = format!("scale-{run}-{i}");
+                kyros::store::users::create(
+                    &db,
+                    NewUser {
+                        username: name.clone(),
+                        username_key: name.clone(),
+                        email: format!("{name}@example.org"),
+                        password_hash: "!".into(),
+                        role: Role::User,
+                        active: true,
+                    },
+                    now,
+                )
+                .await
+                .map(|u| u.id)
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    println!("owners={owners}");
+    println!("owners_secs={:.1}", started.elapsed().as_secs_f64());
+
+    let started = Instant::now();
+    let job_ids: Vec<Uuid> = stream::iter(0..jobs)
+        .map(|i| {
+            let db = db.clone();
+            let owner = owner_ids[i % owner_ids.len()];
+            async move {
+                // Spread over 30 days, oldest first, so that created_at orders like the ids.
+                let at = now - Duration::seconds(30 * 86_400)
+                    + Duration::milliseconds((i as i64) * 2_592_000_000 / jobs.max(1) as i64);
+                let job = JobRow {
+                    id: Uuid::new_v4(),
+                    name: format!("scale job {i}"),
+                    description: None,
+                    status: STATES[i % STATES.len()].into(),
+                    priority: (i % 7) as i32,
+                    metadata: None,
+                    owner_id: Some(owner),
+                    version: 1,
+                    attempts: 0,
+                    created_at: at,
+                    updated_at: at,
+                    started_at: None,
+                    completed_at: None,
+                    lease_owner: None,
+                    lease_expires_at: None,
+                    lease_token: None,
+                    result: None,
+                    error: None,
+                };
+                kyros::store::jobs::insert(&db, &job).await.map(|()| job.id)
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    println!("jobs={jobs}");
+    println!("jobs_secs={:.1}", started.elapsed().as_secs_f64());
+
+    let started = Instant::now();
+    let results: Vec<_> = stream::iter(0..events)
+        .map(|i| {
+            let db = db.clone();
+            let job = job_ids.get(i % job_ids.len().max(1)).copied();
+            let owner = owner_ids[i % owner_ids.len()];
+            async move {
+                let row = EventRow {
+                    id: 0,
+                    at: now,
+                    stream: "orchestrator".into(),
+                    event: "job_created".into(),
+                    actor: None,
+                    target: job.map(|j| j.to_string()),
+                    task_id: job.map(|j| j.to_string()),
+                    run_id: None,
+                    owner_id: Some(owner),
+                    payload: sqlx::types::Json(serde_json::json!({"seq": i})),
+                };
+                kyros::store::events::append(&db, &row).await
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    println!("events={events}");
+    println!("events_secs={:.1}", started.elapsed().as_secs_f64());
+    Ok(())
+}
