@@ -135,12 +135,16 @@ measure() { # engine size
   local token job cursor last
   token=$(curl -fs -X POST "$BASE/auth/login" -H 'Content-Type: application/json' \
     -d "{\"username\":\"bench\",\"password\":\"$PASS\"}" | jq -r .access_token)
-  job=$(sql "$e" "select lower(hex(id)) from jobs order by created_at desc limit 1" | head -n 1)
-  [ "$e" = pg ] && job=$(sql pg "select id from jobs order by created_at desc limit 1")
-  job=$(printf '%s' "$job" | sed -E 's/^(.{8})(.{4})(.{4})(.{4})(.{12})$/\1-\2-\3-\4-\5/')
+  if [ "$e" = pg ]; then
+    job=$(sql pg "select id from jobs order by created_at desc limit 1")
+  else
+    job=$(sql sqlite "select lower(hex(id)) from jobs order by created_at desc limit 1" |
+      sed -E 's/^(.{8})(.{4})(.{4})(.{4})(.{12})$/\1-\2-\3-\4-\5/')
+  fi
   local n
   n=$(sql "$e" "select count(*) from jobs")
-  local deep=$(( DEEP < n ? DEEP : n - 1 ))
+  # A full page after the cursor on either size: position DEEP, or 100 before the end.
+  local deep=$(( DEEP < n - 100 ? DEEP : n - 100 ))
   if [ "$e" = pg ]; then
     cursor=$(sql pg "select id from jobs order by created_at desc, id desc offset $deep limit 1")
   else

@@ -111,6 +111,14 @@ pub const CLAIM_OWN_SQL: &str = select_jobs!(
     "WHERE status = 'pending' AND owner_id = $1 ORDER BY priority DESC, created_at, id LIMIT 1"
 );
 
+/// Leases that ended before `$1` (at most 500 at a time): index `jobs_lease_expiry`.
+pub const EXPIRED_LEASES_SQL: &str = select_jobs!(
+    "WHERE lease_owner IS NOT NULL AND lease_expires_at < $1 AND status = 'running' LIMIT 500"
+);
+/// The running jobs an agent holds: index `jobs_lease_owner`.
+pub const LEASED_BY_SQL: &str =
+    select_jobs!("WHERE lease_owner = $1 AND lease_owner IS NOT NULL AND status = 'running'");
+
 /// Which jobs a list reads: one status, one owner, and (keyset pagination) only those after a
 /// job in the list's order.
 #[derive(Debug, Clone, Copy, Default)]
@@ -305,9 +313,7 @@ where
 
 /// Running jobs whose lease ran out.
 pub async fn expired_leases(db: &Db, now: DateTime<Utc>) -> StoreResult<Vec<JobRow>> {
-    let rows = on_pool!(db, pool => sqlx::query_as(select_jobs!(
-        "WHERE status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at < $1 LIMIT 500"
-    ))
+    let rows = on_pool!(db, pool => sqlx::query_as(EXPIRED_LEASES_SQL)
     .bind(now)
     .fetch_all(pool)
     .await)?;
@@ -316,7 +322,7 @@ pub async fn expired_leases(db: &Db, now: DateTime<Utc>) -> StoreResult<Vec<JobR
 
 /// Running jobs held by an agent.
 pub async fn leased_by(db: &Db, agent: Uuid) -> StoreResult<Vec<JobRow>> {
-    let rows = on_pool!(db, pool => sqlx::query_as(select_jobs!("WHERE status = 'running' AND lease_owner = $1"))
+    let rows = on_pool!(db, pool => sqlx::query_as(LEASED_BY_SQL)
         .bind(agent)
         .fetch_all(pool)
         .await)?;

@@ -39,6 +39,23 @@ pub struct SqliteDb {
     pub reader: Option<std::sync::Arc<sqlite_read::Reader>>,
 }
 
+/// After a bulk load (the scale benchmark's seeding): SQLite folds its write-ahead log into the
+/// database file (`wal_checkpoint(TRUNCATE)`), PostgreSQL refreshes the planner's statistics
+/// (`ANALYZE`) — what a service that grew its data over time would already have.
+pub async fn maintain_after_bulk_load(db: &Db) -> StoreResult<()> {
+    match db {
+        Db::Sqlite(sqlite) => {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&sqlite.pool)
+                .await?;
+        }
+        Db::Postgres(pool) => {
+            sqlx::query("ANALYZE").execute(pool).await?;
+        }
+    }
+    Ok(())
+}
+
 impl Db {
     /// The synchronous reader of the request path's point reads: SQLite files only.
     pub fn point_reader(&self) -> Option<&sqlite_read::Reader> {
