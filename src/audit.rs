@@ -87,7 +87,7 @@ impl AuditEvent {
     pub fn context(mut self, ctx: Option<&RequestContext>) -> Self {
         if let Some(ctx) = ctx {
             self.client_ip = Some(ctx.client_ip.to_string());
-            self.request_id = Some(ctx.request_id.clone());
+            self.request_id = Some(ctx.request_id.to_string());
         }
         self
     }

@@ -12,5 +12,6 @@ pub struct RequestContext {
     pub peer: IpAddr,
     /// Whether the client's connection is HTTPS (this socket, or a trusted proxy says so).
     pub https: bool,
-    pub request_id: String,
+    /// Shared, so the layers and the audit log copy a pointer, not the text.
+    pub request_id: std::sync::Arc<str>,
 }

@@ -9,7 +9,6 @@ use std::borrow::Cow;
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -166,10 +165,13 @@ impl IntoResponse for ApiError {
 }
 
 /// Middleware: turns an `ApiError` left in a response by a handler or extractor into its body.
-pub async fn render_errors(request: Request, next: Next) -> Response {
+pub async fn render_errors(
+    request: Request,
+    next: impl AsyncFnOnce(Request) -> Response,
+) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
+    let response = next(request).await;
     match response.extensions().get::<ApiError>() {
         Some(error) => {
             let mut rendered = error.render(&method, &path);

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
-use metrics::{Counter, Gauge, Key, KeyName, Label, Level, Metadata, Recorder, Unit};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use serde_json::{Value, json};
 
@@ -72,7 +72,19 @@ struct Perf {
     buckets: [u64; LATENCY_BUCKETS.len() + 1],
     sum_secs: f64,
     max_secs: f64,
-    routes: HashMap<(&'static str, String), RouteStats>,
+    /// Per route template, then per method (a handful each): the figures and the Prometheus
+    /// handles of that pair, registered on its first request so that later requests touch
+    /// atomics only (no label vector, no registry lookup, no allocation).
+    routes: HashMap<String, Vec<(&'static str, RouteSeries)>>,
+}
+
+#[derive(Debug)]
+struct RouteSeries {
+    stats: RouteStats,
+    /// `kyros_http_requests_total{method,route,status_class}`, by [`class_index`].
+    requests: [Option<Counter>; 5],
+    /// `kyros_http_request_duration_seconds{method,route}`.
+    duration: Histogram,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -247,32 +259,7 @@ impl Telemetry {
     /// One finished request. `route` is the matched route template or [`UNMATCHED`].
     pub fn observe(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
-        let class = status_class(status);
-        self.recorder
-            .register_counter(
-                &Key::from_parts(
-                    HTTP_REQUESTS,
-                    vec![
-                        Label::new("method", method),
-                        Label::new("route", route.to_owned()),
-                        Label::new("status_class", class),
-                    ],
-                ),
-                &METADATA,
-            )
-            .increment(1);
-        self.recorder
-            .register_histogram(
-                &Key::from_parts(
-                    HTTP_DURATION,
-                    vec![
-                        Label::new("method", method),
-                        Label::new("route", route.to_owned()),
-                    ],
-                ),
-                &METADATA,
-            )
-            .record(secs);
+        let class = class_index(status);
         match status {
             429 => self.rate_limited.increment(1),
             401 => self.auth_failures.increment(1),
@@ -281,7 +268,7 @@ impl Telemetry {
 
         let mut perf = self.perf.lock().unwrap_or_else(PoisonError::into_inner);
         perf.requests += 1;
-        perf.by_class[class_index(status)] += 1;
+        perf.by_class[class] += 1;
         let bucket = LATENCY_BUCKETS
             .iter()
             .position(|le| secs <= *le)
@@ -289,10 +276,54 @@ impl Telemetry {
         perf.buckets[bucket] += 1;
         perf.sum_secs += secs;
         perf.max_secs = perf.max_secs.max(secs);
-        let stats = match perf.routes.get_mut(&(method, route.to_owned())) {
-            Some(stats) => stats,
-            None => perf.routes.entry((method, route.to_owned())).or_default(),
+        if !perf.routes.contains_key(route) {
+            perf.routes.insert(route.to_owned(), Vec::new());
+        }
+        let Some(methods) = perf.routes.get_mut(route) else {
+            return;
         };
+        let at = match methods.iter().position(|(m, _)| *m == method) {
+            Some(at) => at,
+            None => {
+                let duration = self.recorder.register_histogram(
+                    &Key::from_parts(
+                        HTTP_DURATION,
+                        vec![
+                            Label::new("method", method),
+                            Label::new("route", route.to_owned()),
+                        ],
+                    ),
+                    &METADATA,
+                );
+                methods.push((
+                    method,
+                    RouteSeries {
+                        stats: RouteStats::default(),
+                        requests: Default::default(),
+                        duration,
+                    },
+                ));
+                methods.len() - 1
+            }
+        };
+        let series = &mut methods[at].1;
+        series.requests[class]
+            .get_or_insert_with(|| {
+                self.recorder.register_counter(
+                    &Key::from_parts(
+                        HTTP_REQUESTS,
+                        vec![
+                            Label::new("method", method),
+                            Label::new("route", route.to_owned()),
+                            Label::new("status_class", status_class(status)),
+                        ],
+                    ),
+                    &METADATA,
+                )
+            })
+            .increment(1);
+        series.duration.record(secs);
+        let stats = &mut series.stats;
         stats.count += 1;
         match status {
             400..=499 => stats.client_errors += 1,
@@ -333,8 +364,16 @@ impl Telemetry {
         buckets.push(json!({"le": "+Inf", "count": perf.requests}));
         let ms = |secs: f64| (secs * 1_000_000.0).round() / 1000.0;
         let mean = |sum: f64, n: u64| if n == 0 { 0.0 } else { ms(sum / n as f64) };
-        let mut routes: Vec<(&(&'static str, String), &RouteStats)> = perf.routes.iter().collect();
-        routes.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(b.0)));
+        let mut routes: Vec<((&'static str, &str), &RouteStats)> = perf
+            .routes
+            .iter()
+            .flat_map(|(route, methods)| {
+                methods
+                    .iter()
+                    .map(move |(method, series)| ((*method, route.as_str()), &series.stats))
+            })
+            .collect();
+        routes.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
         let routes: Vec<Value> = routes
             .into_iter()
             .map(|((method, route), s)| {

@@ -3,10 +3,9 @@
 //! cookie — so the rate limiter, CSRF and the handlers all
 //! see the same answer; the `CurrentUser` extractor reads it or refuses with 401.
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use uuid::Uuid;
@@ -107,12 +106,12 @@ pub async fn user_from_token(
 
 /// Middleware: resolves the caller once per request.
 pub async fn authenticate(
-    State(state): State<AppState>,
+    state: &AppState,
     mut request: Request,
-    next: Next,
+    next: impl AsyncFnOnce(Request) -> Response,
 ) -> Response {
     let key = match super::api_keys::resolve(
-        &state,
+        state,
         request.headers(),
         request.extensions().get::<RequestContext>(),
         request.uri().path(),
@@ -128,7 +127,7 @@ pub async fn authenticate(
     } else if matches!(key, super::api_keys::Outcome::Rejected) {
         None
     } else if let Some(token) = bearer_token(request.headers()) {
-        match user_from_token(&state, token).await {
+        match user_from_token(state, token).await {
             Ok(Ok(current)) => Some(current),
             Ok(Err(failure)) => {
                 let ctx = request.extensions().get::<RequestContext>();
@@ -144,7 +143,7 @@ pub async fn authenticate(
             Err(e) => return ApiError::from(e).into_response(),
         }
     } else if let Some(cookie) = cookies::get(request.headers(), SESSION_COOKIE) {
-        match sessions::authenticate(&state, &cookie).await {
+        match sessions::authenticate(state, &cookie).await {
             Ok(live) => live.map(|live| CurrentUser {
                 method: AuthMethod::Session(live.session.id),
                 user: live.user,
@@ -158,7 +157,7 @@ pub async fn authenticate(
     if let Some(current) = resolved {
         request.extensions_mut().insert(current);
     }
-    next.run(request).await
+    next(request).await
 }
 
 impl FromRequestParts<AppState> for CurrentUser {

@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use uuid::Uuid;
 
 use crate::config::Settings;
@@ -17,6 +18,10 @@ use crate::model::{Role, User};
 
 /// Clock skew tolerated on exp, nbf and iat.
 pub const LEEWAY_SECS: i64 = 30;
+
+/// At most this many verified tokens are remembered (S3-FIFO eviction beyond it): ~300 bytes
+/// each, so the cache stays under ~20 MiB however many tokens are presented.
+pub const VERIFIED_CACHE_ENTRIES: usize = 65_536;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AccessClaims {
@@ -70,6 +75,13 @@ pub struct TokenService {
     issuer: String,
     audience: String,
     lifetime: Duration,
+    /// Tokens whose signature and claims checked out, keyed by the SHA-256 of the token (the
+    /// token itself is never kept). Holds only the outcome of [`TokenService::verify`]'s
+    /// signature and claim checks, which depend on nothing but the token and this service's
+    /// keys: the time checks run on every call, and revocation and the user's state are
+    /// checked by the caller on every request, so a hit answers exactly as a fresh verification.
+    /// The cache belongs to this key set: a service built with other keys starts empty.
+    verified: quick_cache::sync::Cache<[u8; 32], AccessClaims>,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -121,6 +133,7 @@ impl TokenService {
             issuer: settings.jwt_issuer.clone(),
             audience: settings.jwt_audience.clone(),
             lifetime: Duration::minutes(settings.access_token_expire_minutes),
+            verified: quick_cache::sync::Cache::new(VERIFIED_CACHE_ENTRIES),
         }
     }
 
@@ -157,7 +170,26 @@ impl TokenService {
     }
 
     /// Verifies signature, algorithm, issuer, audience, required claims and time.
+    /// The claims of an access token whose signature (HS512, a key of this service) and claims
+    /// (`iss`, `aud`, `sub`, `jti`, role) are valid and which is within its time bounds at `now`
+    /// (`exp`, `nbf`, `iat`, each with [`LEEWAY_SECS`]; RFC 7519 §4.1). A token verified before
+    /// skips the signature check (see `verified`); a refused token is never remembered, so every
+    /// forgery pays for its own check.
+    ///
+    /// Errors: [`TokenError`], the reason (never shown to the client).
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, TokenError> {
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.verified.get(&digest) {
+            return check_time(claims, now);
+        }
+        let claims = self.verify_signature(token)?;
+        let claims = check_time(claims, now)?;
+        self.verified.insert(digest, claims.clone());
+        Ok(claims)
+    }
+
+    /// The signature and claim checks of [`TokenService::verify`], without the time checks.
+    fn verify_signature(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::HS512 {
             return Err(TokenError::Signature);
@@ -182,7 +214,7 @@ impl TokenService {
         let mut last = TokenError::Signature;
         for candidate in candidates {
             match jsonwebtoken::decode::<AccessClaims>(token, &candidate.key, &self.validation) {
-                Ok(data) => return check_time(data.claims, now),
+                Ok(data) => return check_claims(data.claims),
                 Err(e) => {
                     use jsonwebtoken::errors::ErrorKind;
                     last = match e.kind() {
@@ -204,11 +236,22 @@ impl TokenService {
     }
 }
 
-fn check_time(claims: AccessClaims, now: DateTime<Utc>) -> Result<AccessClaims, TokenError> {
-    let now = now.timestamp();
+/// Claims every access token must carry whatever the time: a `jti` and a `sub`, and a known role.
+fn check_claims(claims: AccessClaims) -> Result<AccessClaims, TokenError> {
     if claims.jti.trim().is_empty() || claims.sub.trim().is_empty() {
         return Err(TokenError::Claims);
     }
+    if let Some(role) = &claims.role
+        && role.parse::<Role>().is_err()
+    {
+        return Err(TokenError::Claims);
+    }
+    Ok(claims)
+}
+
+/// RFC 7519 §4.1.4–4.1.6 at `now`, with [`LEEWAY_SECS`] of clock skew either way.
+fn check_time(claims: AccessClaims, now: DateTime<Utc>) -> Result<AccessClaims, TokenError> {
+    let now = now.timestamp();
     if claims.exp + LEEWAY_SECS <= now {
         return Err(TokenError::Expired);
     }
@@ -219,11 +262,6 @@ fn check_time(claims: AccessClaims, now: DateTime<Utc>) -> Result<AccessClaims, 
     }
     if claims.iat > now + LEEWAY_SECS {
         return Err(TokenError::IssuedInFuture);
-    }
-    if let Some(role) = &claims.role
-        && role.parse::<Role>().is_err()
-    {
-        return Err(TokenError::Claims);
     }
     Ok(claims)
 }

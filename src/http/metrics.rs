@@ -11,7 +11,6 @@ use std::time::Instant;
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
@@ -52,23 +51,27 @@ fn is_scrape_token(state: &AppState, presented: &str) -> bool {
 /// Middleware: counts the response by method, matched route template (`unmatched` otherwise)
 /// and status class, and its latency. Placed just inside the request span, so every response —
 /// 404s, 429s, timeouts and caught panics included — is seen.
-pub async fn track(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn track(
+    state: &AppState,
+    mut request: Request,
+    next: impl AsyncFnOnce(Request) -> Response,
+) -> Response {
     let start = Instant::now();
     let method = method_label(request.method());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| UNMATCHED.to_owned(), |p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     if request.uri().path() == METRICS_PATH
-        && bearer_token(request.headers()).is_some_and(|t| is_scrape_token(&state, t))
+        && bearer_token(request.headers()).is_some_and(|t| is_scrape_token(state, t))
     {
         request.headers_mut().remove(header::AUTHORIZATION);
         request.extensions_mut().insert(ScrapeToken);
     }
-    let response = next.run(request).await;
-    state
-        .telemetry
-        .observe(method, &route, response.status().as_u16(), start.elapsed());
+    let response = next(request).await;
+    state.telemetry.observe(
+        method,
+        route.as_ref().map_or(UNMATCHED, MatchedPath::as_str),
+        response.status().as_u16(),
+        start.elapsed(),
+    );
     response
 }
 

@@ -30,14 +30,14 @@ use axum::{Extension, Router};
 use utoipa::OpenApi;
 
 use self::api::{ApiDoc, ApiRouter};
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::TraceLayer;
+use tracing::Instrument;
 
 use crate::auth::principal::authenticate;
 use crate::error::{self, ApiError};
@@ -103,39 +103,85 @@ pub fn router(state: AppState) -> Router {
                 ]))
                 .layer(Extension(spec))
                 .layer(Extension(login_routes))
-                .layer(from_fn_with_state(state.clone(), request_context))
-                .layer(TraceLayer::new_for_http().make_span_with(request_span))
-                // Inside the span, outside everything that can answer: sees every response.
-                .layer(from_fn_with_state(state.clone(), self::metrics::track))
-                .layer(from_fn(error::render_errors))
+                .layer(from_fn_with_state(state.clone(), outer_stages))
                 .layer(cors::layer(&state.settings))
-                .layer(from_fn_with_state(state.clone(), headers::security_headers))
                 .layer(CatchPanicLayer::custom(panic_response))
-                .layer(from_fn_with_state(state.clone(), https::enforce_https))
-                .layer(from_fn_with_state(state.clone(), authenticate))
-                .layer(from_fn_with_state(state.clone(), rate_limit::rate_limit))
-                .layer(from_fn_with_state(state.clone(), limits::request_limits))
+                .layer(from_fn_with_state(state.clone(), admission_stages))
                 .layer(DefaultBodyLimit::max(state.settings.max_body_bytes)),
         )
         .with_state(state)
 }
 
+/// The stages outside CORS, outermost first: the request context (client address, scheme,
+/// request id), the request span, metrics (inside the span, outside everything that can
+/// answer: every response is counted), security headers (on every response, CORS preflights
+/// and rendered errors included) and error rendering. One middleware calling plain stage
+/// functions: each `from_fn` layer costs a boxed future and a clone of the stack inside it on
+/// every request.
+async fn outer_stages(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let state = &state;
+    request_context(state, request, async move |request| {
+        let span = request_span(&request);
+        let started = std::time::Instant::now();
+        let response = self::metrics::track(state, request, async move |request| {
+            headers::security_headers(state, request, async move |request| {
+                error::render_errors(request, async move |request| next.run(request).await).await
+            })
+            .await
+        })
+        .instrument(span.clone())
+        .await;
+        let status = response.status().as_u16();
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        span.in_scope(|| {
+            if status >= 500 {
+                tracing::error!(status, latency_ms, "request failed");
+            } else {
+                tracing::debug!(status, latency_ms, "request finished");
+            }
+        });
+        response
+    })
+    .await
+}
+
+/// The stages inside CORS and the panic guard, outermost first: HTTPS enforcement, the caller
+/// (credentials resolved once), the rate limiter (which needs the caller) and the request
+/// limits (header and body size, timeout). See [`outer_stages`] for why they are one layer.
+async fn admission_stages(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let state = &state;
+    https::enforce_https(state, request, async move |request| {
+        authenticate(state, request, async move |request| {
+            rate_limit::rate_limit(state, request, async move |request| {
+                limits::request_limits(state, request, async move |request| next.run(request).await)
+                    .await
+            })
+            .await
+        })
+        .await
+    })
+    .await
+}
+
 /// The span of one request: method, path without the query string (it can carry a token),
 /// request id and client address.
 fn request_span(request: &Request) -> tracing::Span {
-    let (id, client) = request
-        .extensions()
-        .get::<RequestContext>()
-        .map_or(("-".to_owned(), "-".to_owned()), |c| {
-            (c.request_id.clone(), c.client_ip.to_string())
-        });
-    tracing::info_span!(
-        "request",
-        method = %request.method(),
-        path = %request.uri().path(),
-        request_id = %id,
-        client_ip = %client,
-    )
+    match request.extensions().get::<RequestContext>() {
+        Some(c) => tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = %request.uri().path(),
+            request_id = %c.request_id,
+            client_ip = %c.client_ip,
+        ),
+        None => tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = %request.uri().path(),
+            request_id = "-",
+            client_ip = "-",
+        ),
+    }
 }
 
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {

@@ -8,11 +8,11 @@
 //! keyed by — neither inside the chain nor with the other family's header.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::connect_info::MockConnectInfo;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 use ipnet::IpNet;
 
@@ -175,20 +175,29 @@ pub fn resolve(
     (client, https)
 }
 
-fn valid_request_id(value: &HeaderValue) -> Option<String> {
+fn valid_request_id(value: &HeaderValue) -> Option<Arc<str>> {
     let s = value.to_str().ok()?;
     let ok = !s.is_empty()
         && s.len() <= 128
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    ok.then(|| s.to_owned())
+    ok.then(|| s.into())
+}
+
+/// A fresh request id: a UUID v4 (RFC 9562 §5.4) from the thread's CSPRNG, which `rand` seeds
+/// from the OS once, rather than `getrandom` (a system call) on every request.
+fn new_request_id() -> Arc<str> {
+    let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    uuid.hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .into()
 }
 
 /// Middleware: builds the `RequestContext` and echoes the request id on the response.
 pub async fn request_context(
-    State(state): State<AppState>,
+    state: &AppState,
     mut request: Request,
-    next: Next,
+    next: impl AsyncFnOnce(Request) -> Response,
 ) -> Response {
     let extensions = request.extensions();
     let peer = extensions
@@ -215,7 +224,7 @@ pub async fn request_context(
         .get(REQUEST_ID)
         .filter(|_| is_trusted(peer, trusted))
         .and_then(valid_request_id)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(new_request_id);
     let header =
         HeaderValue::from_str(&request_id).unwrap_or_else(|_| HeaderValue::from_static("-"));
     request.headers_mut().insert(REQUEST_ID, header.clone());
@@ -225,7 +234,7 @@ pub async fn request_context(
         https,
         request_id,
     });
-    let mut response = next.run(request).await;
+    let mut response = next(request).await;
     response.headers_mut().insert(REQUEST_ID, header);
     response
 }

@@ -1,8 +1,7 @@
 //! Security headers on every response — the security layers' own 400/403/429 and 500s included.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::config::Settings;
@@ -82,12 +81,14 @@ impl SecurityHeaders {
     }
 }
 
+/// Stage of the request path: the configured security headers on every response (RFC 6797 HSTS,
+/// CSP, OWASP Secure Headers), `Server` and `X-Powered-By` removed.
 pub async fn security_headers(
-    State(state): State<AppState>,
+    state: &AppState,
     request: Request,
-    next: Next,
+    next: impl AsyncFnOnce(Request) -> Response,
 ) -> Response {
-    let mut response = next.run(request).await;
+    let mut response = next(request).await;
     let headers = response.headers_mut();
     for (name, value) in &state.security_headers.0 {
         headers.insert(name.clone(), value.clone());

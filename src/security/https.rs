@@ -1,9 +1,8 @@
 //! HTTPS enforcement (staging and production). The scheme comes from the socket or from a
 //! trusted proxy only (see `client_ip`); WebSocket upgrades pass through here too.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -27,10 +26,12 @@ fn redirect_target(request: &Request) -> Option<String> {
     Some(format!("https://{host}{path}"))
 }
 
+/// Stage of the request path (DESIGN.md §5): refuses plain HTTP outside the exempt paths (400,
+/// or a 308 to the `https://` URL for GET/HEAD with `HTTPS_REDIRECT`), with an audit row.
 pub async fn enforce_https(
-    State(state): State<AppState>,
+    state: &AppState,
     request: Request,
-    next: Next,
+    next: impl AsyncFnOnce(Request) -> Response,
 ) -> Response {
     let settings = &state.settings;
     let ctx = request.extensions().get::<RequestContext>().cloned();
@@ -42,7 +43,7 @@ pub async fn enforce_https(
             .iter()
             .any(|p| p == request.uri().path())
     {
-        return next.run(request).await;
+        return next(request).await;
     }
     state.audit.record(
         AuditEvent::new("https.rejected", "denied")

@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -28,10 +27,12 @@ fn refuse(
     ApiError::new(status, message).into_response()
 }
 
+/// Stage of the request path: header size (431), declared body size (413) and the request
+/// timeout (408), each refusal with an audit row.
 pub async fn request_limits(
-    State(state): State<AppState>,
+    state: &AppState,
     request: Request,
-    next: Next,
+    next: impl AsyncFnOnce(Request) -> Response,
 ) -> Response {
     let settings = &state.settings;
     let ctx = request.extensions().get::<RequestContext>().cloned();
@@ -46,7 +47,7 @@ pub async fn request_limits(
     if header_bytes > settings.max_header_bytes {
         let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
         return refuse(
-            &state,
+            state,
             ctx.as_ref(),
             at,
             status,
@@ -60,7 +61,7 @@ pub async fn request_limits(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > settings.max_body_bytes as u64) {
         return refuse(
-            &state,
+            state,
             ctx.as_ref(),
             at,
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -69,13 +70,13 @@ pub async fn request_limits(
     }
     match tokio::time::timeout(
         Duration::from_secs(settings.request_timeout_secs),
-        next.run(request),
+        next(request),
     )
     .await
     {
         Ok(response) => response,
         Err(_) => refuse(
-            &state,
+            state,
             ctx.as_ref(),
             at,
             StatusCode::REQUEST_TIMEOUT,

@@ -5,9 +5,8 @@
 
 use std::net::IpAddr;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -131,10 +130,14 @@ pub async fn record_strike(state: &AppState, ctx: Option<&RequestContext>, key: 
     newly
 }
 
-pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn rate_limit(
+    state: &AppState,
+    request: Request,
+    next: impl AsyncFnOnce(Request) -> Response,
+) -> Response {
     let path = request.uri().path().to_owned();
     if !state.limiter.enabled() || UNCOUNTED.contains(&path.as_str()) {
-        return next.run(request).await;
+        return next(request).await;
     }
     let ctx = request.extensions().get::<RequestContext>().cloned();
     let (policy, key, ip) = client_key(&request);
@@ -157,10 +160,10 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
         .iter()
         .find(|(_, _, v)| matches!(v, Verdict::Limited(_)))
     {
-        audit_limited(&state, ctx.as_ref(), *p, k, &path);
+        audit_limited(state, ctx.as_ref(), *p, k, &path);
         // A penalty that starts with this refusal prices the request that follows it: the
         // Retry-After told must be long enough at that price.
-        let newly_penalized = record_strike(&state, ctx.as_ref(), &key).await;
+        let newly_penalized = record_strike(state, ctx.as_ref(), &key).await;
         let q = if newly_penalized && k == &key && q.cost() == 1 {
             q.at_cost(state.limiter.penalty_factor())
         } else {
@@ -176,11 +179,11 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
             _ => None,
         })
         .min_by_key(|q| q.remaining);
-    let mut response = next.run(request).await;
+    let mut response = next(request).await;
     if response.status() == StatusCode::UNAUTHORIZED
         || response.status() == StatusCode::TOO_MANY_REQUESTS
     {
-        let _ = record_strike(&state, ctx.as_ref(), &key).await;
+        let _ = record_strike(state, ctx.as_ref(), &key).await;
     }
     if let Some(q) = shown {
         let limited = response.status() == StatusCode::TOO_MANY_REQUESTS;

@@ -109,6 +109,15 @@ async fn every_response_carries_the_headers_in_every_environment(backend: Backen
             .expect("422");
         assert_eq!(res.status(), 422);
         assert_security_headers(&res, env, "422");
+        // A preflight is answered by the CORS layer, before any route: the headers still apply.
+        let res = https(Method::OPTIONS, "/api/v1/jobs")
+            .header("origin", "https://console.example")
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .expect("preflight");
+        assert!(res.status().is_success(), "preflight: {}", res.status());
+        assert_security_headers(&res, env, "CORS preflight");
 
         let login = https(Method::POST, "/auth/session")
             .json(&serde_json::json!({"username": "hal", "password": PW}))

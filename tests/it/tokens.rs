@@ -177,6 +177,73 @@ async fn other_algorithms_and_tampering_are_rejected(backend: Backend) {
     );
 }
 
+/// Verified tokens are remembered (by a hash of the token) to skip the signature check on the
+/// next request: what was accepted once must still be checked as strictly — a copy with another
+/// payload or signature, the time bounds, a logout.
+async fn a_token_accepted_before_is_checked_as_strictly(backend: Backend) {
+    let Some((app, user)) = setup(backend).await else {
+        return;
+    };
+    let claims = valid_claims(&app, &user);
+    let good = sign(&app, &claims);
+    assert_eq!(status(&app, &good).await, 200, "first use");
+    assert_eq!(status(&app, &good).await, 200, "second use");
+
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut admin = claims.clone();
+    admin["role"] = json!("admin");
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(admin.to_string()),
+        parts[2]
+    );
+    assert_eq!(
+        status(&app, &forged).await,
+        401,
+        "payload of an accepted token changed"
+    );
+    let mut sig = URL_SAFE_NO_PAD.decode(parts[2]).expect("base64");
+    let last = sig.len() - 1;
+    sig[last] ^= 1;
+    let tampered = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(&sig));
+    assert_eq!(
+        status(&app, &tampered).await,
+        401,
+        "signature of an accepted token changed"
+    );
+
+    // Refused while not yet valid, accepted once it is: a refusal is not remembered.
+    let mut early = valid_claims(&app, &user);
+    early["nbf"] = json!(app.clock.now().timestamp() + 120);
+    let early = sign(&app, &early);
+    assert_eq!(status(&app, &early).await, 401, "not yet valid");
+    app.clock.advance(Duration::minutes(3));
+    assert_eq!(status(&app, &early).await, 200, "valid now");
+
+    // Accepted a moment ago, expired now (exp is 10 minutes after issue).
+    assert_eq!(status(&app, &good).await, 200, "still valid");
+    app.clock.advance(Duration::minutes(8));
+    assert_eq!(status(&app, &good).await, 401, "expired since its last use");
+
+    // A logout refuses the token on its next request.
+    let issued = app.token("tess", PASSWORD).await;
+    assert_eq!(status(&app, &issued).await, 200, "fresh login");
+    let out = app
+        .client
+        .post(app.url("/auth/logout"))
+        .bearer_auth(&issued)
+        .send()
+        .await
+        .expect("logout");
+    assert!(
+        out.status().is_success(),
+        "logout answered {}",
+        out.status()
+    );
+    assert_eq!(status(&app, &issued).await, 401, "revoked at once");
+}
+
 /// A token signed over an arbitrary protected header (JSON text), HS512 with the app's secret.
 fn sign_raw_header(app: &TestApp, header: &Value, claims: &Value) -> String {
     use hmac::{KeyInit, Mac};
@@ -310,6 +377,7 @@ backend_tests!(
     wrong_audience_or_issuer_is_rejected,
     expiry_and_not_before_follow_the_service_clock,
     other_algorithms_and_tampering_are_rejected,
+    a_token_accepted_before_is_checked_as_strictly,
     previous_keys_verify_and_unknown_kids_are_rejected,
     issued_tokens_carry_the_documented_claims,
 );
