@@ -43,6 +43,8 @@ pub struct Inner {
     pub shutdown: Shutdown,
     /// Users of recent requests (one second).
     pub user_cache: UserCache,
+    /// API key and session rows of recent requests (one second; see its bounds).
+    pub credentials: crate::auth::credential_cache::CredentialCache,
 }
 
 /// The stop signal for WebSockets and event streams, which a graceful HTTP shutdown would
@@ -136,6 +138,7 @@ impl AppState {
             telemetry: Telemetry::start(),
             shutdown: Shutdown::default(),
             user_cache: UserCache::default(),
+            credentials: Default::default(),
         }));
         crate::orchestrator::leases::spawn_sweeper(state.downgrade());
         Ok(state)

@@ -290,6 +290,7 @@ pub async fn revoke_everything(state: &AppState, user: &User) -> Result<(), Acco
         .await?;
     crate::store::tokens::revoke_user_families(&state.db, user.id, now).await?;
     crate::store::sessions::revoke_all_for_user(&state.db, user.id, now).await?;
+    state.credentials.forget_sessions_of(user.id);
     Ok(())
 }
 

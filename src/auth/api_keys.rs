@@ -341,7 +341,9 @@ pub async fn find(state: &AppState, id: Uuid) -> StoreResult<Option<ApiKey>> {
 /// naming the actor. False when it was revoked already (nothing is written then).
 pub async fn revoke(state: &AppState, key: &ApiKey, actor: Actor<'_>) -> StoreResult<bool> {
     let now = state.clock.now();
-    if !store::revoke(&state.db, key.id, now).await? {
+    let revoked = store::revoke(&state.db, key.id, now).await?;
+    state.credentials.forget_key(key.id);
+    if !revoked {
         return Ok(false);
     }
     // Kept as long as the key could still have been used; a key without expiry for a long while.
@@ -416,8 +418,20 @@ pub async fn verify(state: &AppState, value: &str) -> StoreResult<Result<(ApiKey
     let Some(lookup_id) = hasher.lookup_id(value) else {
         return Ok(Err(refused(Rejection::Malformed)));
     };
-    let Some(row) = store::find_by_lookup_id(&state.db, &lookup_id).await? else {
-        return Ok(Err(refused(Rejection::Unknown)));
+    // A row accepted less than a second ago, unless the deny-list knows of its revocation
+    // (`auth::credential_cache` states the bounds); otherwise the stored row.
+    let cached = state.credentials.key(&lookup_id).filter(|row| {
+        !state
+            .revocations
+            .is_denied(&super::liveness::api_key_handle(row.id))
+    });
+    let from_store = cached.is_none();
+    let row = match cached {
+        Some(row) => row,
+        None => match store::find_by_lookup_id(&state.db, &lookup_id).await? {
+            Some(row) => row,
+            None => return Ok(Err(refused(Rejection::Unknown))),
+        },
     };
     if !hasher.matches(value, &row.secret_hash) {
         return Ok(Err(refused(Rejection::BadSecret)));
@@ -435,7 +449,12 @@ pub async fn verify(state: &AppState, value: &str) -> StoreResult<Result<(ApiKey
         None
     };
     match (rejection, owner) {
-        (None, Some(owner)) => Ok(Ok((key, owner))),
+        (None, Some(owner)) => {
+            if from_store {
+                state.credentials.put_key(&lookup_id, row);
+            }
+            Ok(Ok((key, owner)))
+        }
         (rejection, owner) => Ok(Err(Refused {
             rejection: rejection.unwrap_or(Rejection::OwnerInactive),
             key: Some(key),
@@ -532,7 +551,9 @@ async fn record_use(
     let now = state.clock.now();
     match key.last_used_at {
         None => {
-            if store::mark_first_use(&state.db, key.id, now).await? {
+            let first = store::mark_first_use(&state.db, key.id, now).await?;
+            state.credentials.key_used(&key.lookup_id, now);
+            if first {
                 state.audit.record(
                     AuditEvent::new("apikey.first_used", "success")
                         .context(ctx)
@@ -545,6 +566,7 @@ async fn record_use(
         }
         Some(last) if (now - last).num_seconds() >= TOUCH_EVERY_SECS => {
             store::touch(&state.db, key.id, now).await?;
+            state.credentials.key_used(&key.lookup_id, now);
         }
         Some(_) => {}
     }

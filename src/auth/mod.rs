@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod credential_cache;
 pub mod liveness;
 pub mod login;
 pub mod mfa;

@@ -6,6 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
+use super::credential_cache::CachedSession;
 use crate::config::Settings;
 use crate::crypto::token_hash;
 use crate::crypto::{derive_key, random_bytes};
@@ -59,6 +60,7 @@ impl SessionPolicy {
 pub async fn revoke(state: &AppState, id: Uuid) -> StoreResult<bool> {
     let now = state.clock.now();
     let revoked = sessions::revoke(&state.db, id, now).await?;
+    state.credentials.forget_session(id);
     state
         .revocations
         .deny(
@@ -139,10 +141,13 @@ pub async fn authenticate(state: &AppState, token: &str) -> StoreResult<Option<L
         return Ok(None);
     }
     let hash = state.session_policy.hash(token);
+    let now = state.clock.now();
+    if let Some(live) = recently_accepted(state, &hash, now).await? {
+        return Ok(Some(live));
+    }
     let Some(mut session) = sessions::find_by_token_hash(&state.db, &hash).await? else {
         return Ok(None);
     };
-    let now = state.clock.now();
     if now >= state.session_policy.valid_until(&session) {
         return Ok(None);
     }
@@ -156,5 +161,49 @@ pub async fn authenticate(state: &AppState, token: &str) -> StoreResult<Option<L
         sessions::touch(&state.db, session.id, now).await?;
         session.last_seen_at = now;
     }
+    state.credentials.put_session(
+        &hash,
+        CachedSession {
+            row: session.clone(),
+            generation: user.token_generation,
+        },
+    );
     Ok(Some(LiveSession { session, user }))
+}
+
+/// The session of `hash` from the credential cache when nothing has changed that the stored row
+/// would have to judge (`auth::credential_cache`): not denied by the deny-list (the session, or
+/// the user's token generation it was read under), the user active and still in that
+/// generation, the idle limit not reached and no `last_seen_at` write due. `None` sends the
+/// caller to the stored row.
+async fn recently_accepted(
+    state: &AppState,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<LiveSession>> {
+    let Some(cached) = state.credentials.session(hash) else {
+        return Ok(None);
+    };
+    let session = cached.row;
+    let denied = state
+        .revocations
+        .is_denied(&super::liveness::session_handle(session.id))
+        || state
+            .revocations
+            .is_denied(&super::liveness::generation_handle(
+                session.user_id,
+                cached.generation,
+            ));
+    if denied
+        || now >= state.session_policy.valid_until(&session)
+        || (now - session.last_seen_at).num_seconds() >= TOUCH_EVERY_SECS
+    {
+        return Ok(None);
+    }
+    match state.user_cache.get(&state.db, session.user_id).await? {
+        Some(user) if user.active && user.token_generation == cached.generation => {
+            Ok(Some(LiveSession { session, user }))
+        }
+        _ => Ok(None),
+    }
 }

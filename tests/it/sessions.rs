@@ -345,6 +345,34 @@ async fn login_rotates_the_session_and_disabling_ends_it(backend: Backend) {
     assert_eq!(res.status(), 401);
 }
 
+/// A session accepted a moment ago (its row is then kept for a second, `auth::credential_cache`)
+/// ends at once when its user is logged out everywhere — a password or role change does that —
+/// and the other credentials of the user with it.
+async fn a_session_in_use_ends_at_once_when_its_user_is_logged_out_everywhere(backend: Backend) {
+    let Some(app) = app_with_users(backend).await else {
+        return;
+    };
+    let s = app.session("sam", PW).await;
+    for _ in 0..3 {
+        let res = app
+            .with_session(Method::GET, "/auth/user", &s)
+            .send()
+            .await
+            .expect("in use");
+        assert_eq!(res.status(), 200);
+    }
+    let sam = app.state_user("sam").await;
+    kyros::auth::accounts::revoke_everything(&app.state, &sam)
+        .await
+        .expect("log out everywhere");
+    let res = app
+        .with_session(Method::GET, "/auth/user", &s)
+        .send()
+        .await
+        .expect("after");
+    assert_eq!(res.status(), 401);
+}
+
 async fn production_cookies_are_secure(backend: Backend) {
     let Some(app) = TestApp::builder(backend)
         .var("ENVIRONMENT", "production")
@@ -383,5 +411,6 @@ backend_tests!(
     admins_list_and_revoke_anyones_sessions,
     idle_and_absolute_timeouts_follow_the_clock,
     login_rotates_the_session_and_disabling_ends_it,
+    a_session_in_use_ends_at_once_when_its_user_is_logged_out_everywhere,
     production_cookies_are_secure,
 );
