@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 /// `json.dumps(value, sort_keys=True)`.
 pub fn python_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(512);
     write_value(&mut out, value);
     out
 }
@@ -61,7 +61,17 @@ fn write_value(out: &mut String, value: &Value) {
 
 fn write_string(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
+    // Runs of printable ASCII other than `"` and `\\` are copied as they are (most of any text);
+    // everything else is escaped one character at a time, as `json.dumps` does.
+    let plain = |b: u8| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\';
+    let mut rest = s;
+    while !rest.is_empty() {
+        let run = rest.bytes().position(|b| !plain(b)).unwrap_or(rest.len());
+        out.push_str(&rest[..run]);
+        rest = &rest[run..];
+        let Some(c) = rest.chars().next() else {
+            break;
+        };
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -70,14 +80,14 @@ fn write_string(out: &mut String, s: &str) {
             '\t' => out.push_str("\\t"),
             '\u{08}' => out.push_str("\\b"),
             '\u{0c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+            c => {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
                     let _ = write!(out, "\\u{unit:04x}");
                 }
             }
-            c => out.push(c),
         }
+        rest = &rest[c.len_utf8()..];
     }
     out.push('"');
 }
