@@ -58,18 +58,87 @@ pub struct EventFilter {
     pub after_id: i64,
 }
 
+/// Which way [`events_sql`] reads the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Events after `after_id`, oldest first (a resume, a live tail).
+    After,
+    /// The newest events, newest first.
+    Latest,
+}
+
+/// The SQL of a read of the event log with only the conditions `f` sets, so each filter is an
+/// index range in id order: `events_stream (stream, id)`, `events_task (task_id, id)`,
+/// `events_run (run_id, id)`, `events_owner (owner_id, id)`, or the primary key. (A generic
+/// `($n IS NULL OR column = $n)` would leave the planner the primary key only, which walks every
+/// event after the cursor to find the few of one owner.) Parameters, in order: `after_id` (for
+/// [`Direction::After`]), then those of the conditions present in the order stream, task, run,
+/// owner, then the limit.
+pub fn events_sql(f: &EventFilter, direction: Direction) -> String {
+    let mut conditions: Vec<String> = Vec::new();
+    let mut n = 0;
+    let mut param = || {
+        n += 1;
+        format!("${n}")
+    };
+    if direction == Direction::After {
+        conditions.push(format!("id > {}", param()));
+    }
+    for (column, present) in [
+        ("stream", f.stream.is_some()),
+        ("task_id", f.task_id.is_some()),
+        ("run_id", f.run_id.is_some()),
+        ("owner_id", f.owner_id.is_some()),
+    ] {
+        if present {
+            conditions.push(format!("{column} = {}", param()));
+        }
+    }
+    let mut sql = select_events!("").to_owned();
+    if !conditions.is_empty() {
+        sql.push_str("WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    sql.push_str(match direction {
+        Direction::After => " ORDER BY id LIMIT ",
+        Direction::Latest => " ORDER BY id DESC LIMIT ",
+    });
+    sql.push_str(&param());
+    sql
+}
+
+/// Binds the parameters of [`events_sql`] in its order.
+macro_rules! bind_events {
+    ($query:expr, $f:expr, $direction:expr, $limit:expr) => {{
+        let mut q = $query;
+        if $direction == Direction::After {
+            q = q.bind($f.after_id);
+        }
+        if let Some(v) = &$f.stream {
+            q = q.bind(v);
+        }
+        if let Some(v) = &$f.task_id {
+            q = q.bind(v);
+        }
+        if let Some(v) = &$f.run_id {
+            q = q.bind(v);
+        }
+        if let Some(v) = $f.owner_id {
+            q = q.bind(v);
+        }
+        q.bind($limit)
+    }};
+}
+
 /// Events after `after_id`, oldest first.
 pub async fn after(db: &Db, f: &EventFilter, limit: i64) -> StoreResult<Vec<EventRow>> {
-    let rows = on_pool!(db, pool => sqlx::query_as(select_events!(
-        "WHERE id > $1 AND ($2 IS NULL OR stream = $2) AND ($3 IS NULL OR task_id = $3) AND ($4 IS NULL OR run_id = $4) \
-         AND ($5 IS NULL OR owner_id = $5) ORDER BY id LIMIT $6"
-    ))
-    .bind(f.after_id)
-    .bind(&f.stream)
-    .bind(&f.task_id)
-    .bind(&f.run_id)
-    .bind(f.owner_id)
-    .bind(limit)
+    let sql = events_sql(f, Direction::After);
+    let rows = on_pool!(db, pool => bind_events!(
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())),
+        f,
+        Direction::After,
+        limit
+    )
     .fetch_all(pool)
     .await)?;
     Ok(rows)
@@ -77,15 +146,13 @@ pub async fn after(db: &Db, f: &EventFilter, limit: i64) -> StoreResult<Vec<Even
 
 /// The newest `limit` events matching, returned oldest first.
 pub async fn latest(db: &Db, f: &EventFilter, limit: i64) -> StoreResult<Vec<EventRow>> {
-    let mut rows: Vec<EventRow> = on_pool!(db, pool => sqlx::query_as(select_events!(
-        "WHERE ($1 IS NULL OR stream = $1) AND ($2 IS NULL OR task_id = $2) AND ($3 IS NULL OR run_id = $3) \
-         AND ($4 IS NULL OR owner_id = $4) ORDER BY id DESC LIMIT $5"
-    ))
-    .bind(&f.stream)
-    .bind(&f.task_id)
-    .bind(&f.run_id)
-    .bind(f.owner_id)
-    .bind(limit)
+    let sql = events_sql(f, Direction::Latest);
+    let mut rows: Vec<EventRow> = on_pool!(db, pool => bind_events!(
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())),
+        f,
+        Direction::Latest,
+        limit
+    )
     .fetch_all(pool)
     .await)?;
     rows.reverse();
