@@ -115,9 +115,22 @@ pub const CLAIM_OWN_SQL: &str = select_jobs!(
 pub const EXPIRED_LEASES_SQL: &str = select_jobs!(
     "WHERE lease_owner IS NOT NULL AND lease_expires_at < $1 AND status = 'running' LIMIT 500"
 );
+/// [`EXPIRED_LEASES_SQL`] on SQLite, which names its index: without statistics SQLite's planner
+/// prefers the equality on `status` (`jobs_claim`) and walked every running job — over a second
+/// per sweep and per claim with 200 000 running jobs (`bench/scale.sh`). `INDEXED BY` fails the
+/// statement rather than plan without the index.
+pub const EXPIRED_LEASES_SQLITE: &str = select_jobs!(
+    "INDEXED BY jobs_lease_expiry \
+     WHERE lease_owner IS NOT NULL AND lease_expires_at < $1 AND status = 'running' LIMIT 500"
+);
 /// The running jobs an agent holds: index `jobs_lease_owner`.
 pub const LEASED_BY_SQL: &str =
     select_jobs!("WHERE lease_owner = $1 AND lease_owner IS NOT NULL AND status = 'running'");
+/// [`LEASED_BY_SQL`] on SQLite, naming its index for the same reason.
+pub const LEASED_BY_SQLITE: &str = select_jobs!(
+    "INDEXED BY jobs_lease_owner \
+     WHERE lease_owner = $1 AND lease_owner IS NOT NULL AND status = 'running'"
+);
 
 /// Which jobs a list reads: one status, one owner, and (keyset pagination) only those after a
 /// job in the list's order.
@@ -313,19 +326,39 @@ where
 
 /// Running jobs whose lease ran out.
 pub async fn expired_leases(db: &Db, now: DateTime<Utc>) -> StoreResult<Vec<JobRow>> {
-    let rows = on_pool!(db, pool => sqlx::query_as(EXPIRED_LEASES_SQL)
-    .bind(now)
-    .fetch_all(pool)
-    .await)?;
+    let rows = match db {
+        Db::Sqlite(sqlite) => {
+            sqlx::query_as(EXPIRED_LEASES_SQLITE)
+                .bind(now)
+                .fetch_all(&sqlite.pool)
+                .await?
+        }
+        Db::Postgres(pool) => {
+            sqlx::query_as(EXPIRED_LEASES_SQL)
+                .bind(now)
+                .fetch_all(pool)
+                .await?
+        }
+    };
     Ok(rows)
 }
 
 /// Running jobs held by an agent.
 pub async fn leased_by(db: &Db, agent: Uuid) -> StoreResult<Vec<JobRow>> {
-    let rows = on_pool!(db, pool => sqlx::query_as(LEASED_BY_SQL)
-        .bind(agent)
-        .fetch_all(pool)
-        .await)?;
+    let rows = match db {
+        Db::Sqlite(sqlite) => {
+            sqlx::query_as(LEASED_BY_SQLITE)
+                .bind(agent)
+                .fetch_all(&sqlite.pool)
+                .await?
+        }
+        Db::Postgres(pool) => {
+            sqlx::query_as(LEASED_BY_SQL)
+                .bind(agent)
+                .fetch_all(pool)
+                .await?
+        }
+    };
     Ok(rows)
 }
 

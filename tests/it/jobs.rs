@@ -536,6 +536,40 @@ async fn every_list_query_reads_an_index_in_order() {
         }
     }
 
+    // Claims and leases, each on the index made for it (a claim reads one entry, in order).
+    use kyros::store::jobs::{
+        CLAIM_ANY_SQL, CLAIM_OWN_SQL, EXPIRED_LEASES_SQLITE, LEASED_BY_SQLITE,
+    };
+    for (sql, index, bind_id, bind_at) in [
+        (CLAIM_ANY_SQL, "jobs_claim", false, false),
+        (CLAIM_OWN_SQL, "jobs_owner_claim", true, false),
+        (EXPIRED_LEASES_SQLITE, "jobs_lease_expiry", false, true),
+        (LEASED_BY_SQLITE, "jobs_lease_owner", true, false),
+    ] {
+        let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {sql}"
+        )));
+        if bind_id {
+            query = query.bind(id);
+        }
+        if bind_at {
+            query = query.bind(at);
+        }
+        let plan: Vec<String> = query
+            .fetch_all(&sqlite.pool)
+            .await
+            .expect("plan")
+            .into_iter()
+            .map(|r| r.3)
+            .collect();
+        let plan = plan.join(" | ");
+        assert!(
+            plan.contains(&format!("USING INDEX {index} ")),
+            "{index}: {plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "{index}: sorts: {plan}");
+    }
+
     // The event log: each filter an index range in id order (a resume, a live tail, the latest).
     use kyros::store::events::{Direction, EventFilter, events_sql};
     for direction in [Direction::After, Direction::Latest] {
