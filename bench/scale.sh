@@ -90,7 +90,13 @@ sql() { # engine query -> rows
 PORT=$((20000 + $$ % 20000))
 start() {
   PORT=$((PORT + 1))
-  run_in "$1" "$KYROS" serve --bind "127.0.0.1:$PORT" >"$WORK/server-$1-$2.log" 2>&1 &
+  local vars=()
+  mapfile -t vars < <(engine_env "$1")
+  # `exec` all the way down, so that $! is the server itself and `stop` ends it (a subshell in
+  # between kept the server of the previous rows running, and answering, while the next were
+  # measured).
+  (cd "$WORK" && exec env -u DATABASE_URL -u REDIS_URL "${vars[@]}" "$KYROS" serve \
+    --bind "127.0.0.1:$PORT") >"$WORK/server-$1-$2.log" 2>&1 &
   SERVER_PID=$!
   BASE=http://127.0.0.1:$PORT
   for _ in $(seq 1 300); do curl -fs -o /dev/null "$BASE/health" && return; sleep 0.2; done
