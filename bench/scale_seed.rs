@@ -3,6 +3,9 @@
 //! over them and over the last 30 days, and orchestrator events about those jobs.
 //!
 //!   cargo run --release --example scale_seed -- --jobs 1000000 --owners 10000 --events 1000000
+//!   cargo run --release --example scale_seed -- --jobs 40000 --owners 1 --events 0 --status pending
+//!
+//! `--status S` gives every job that status (default: the five states in turn).
 //!
 //! The database is the one `kyros serve` would open (`DATABASE_URL`, else SQLite in
 //! `KYROS_DATA_DIR`); migrations run first. Prints `key=value` lines: counts and seconds.
@@ -41,6 +44,18 @@ async fn main() -> anyhow::Result<()> {
     let jobs = arg("--jobs", 1_000_000);
     let owners = arg("--owners", 10_000).max(1);
     let events = arg("--events", 1_000_000);
+    let args: Vec<String> = std::env::args().collect();
+    let status: Option<&'static str> =
+        match args.iter().position(|a| a == "--status") {
+            None => None,
+            Some(i) => {
+                let wanted = args.get(i + 1).map(String::as_str).unwrap_or_default();
+                let known = STATES.iter().copied().find(|s| *s == wanted);
+                Some(known.ok_or_else(|| {
+                    anyhow::anyhow!("--status must be one of {}", STATES.join(", "))
+                })?)
+            }
+        };
     let settings = Settings::load().map_err(|e| anyhow::anyhow!("{e}"))?;
     let db = Db::connect(&settings).await?;
     db.migrate().await?;
@@ -94,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
                         id: Uuid::new_v4(),
                         name: format!("scale job {i}"),
                         description: None,
-                        status: STATES[i % STATES.len()].into(),
+                        status: status.unwrap_or(STATES[i % STATES.len()]).into(),
                         priority: (i % 7) as i32,
                         metadata: None,
                         owner_id: Some(owner),

@@ -141,6 +141,7 @@ impl AppState {
             credentials: Default::default(),
         }));
         crate::orchestrator::leases::spawn_sweeper(state.downgrade());
+        spawn_wal_checkpoints(state.downgrade());
         Ok(state)
     }
 
@@ -158,6 +159,29 @@ impl WeakState {
     pub fn upgrade(&self) -> Option<AppState> {
         self.0.upgrade().map(AppState)
     }
+}
+
+/// Runs [`crate::store::checkpoint_wal`] every [`crate::store::WAL_CHECKPOINT_EVERY`] on
+/// SQLite (nothing on PostgreSQL), until the state is dropped: the write-ahead log stays bounded
+/// under a constant stream of writes.
+fn spawn_wal_checkpoints(state: WeakState) {
+    if state.upgrade().is_none_or(|s| s.db.engine() != "sqlite") {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::store::WAL_CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else { return };
+            match crate::store::checkpoint_wal(&state.db).await {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!("write-ahead log busy; checkpoint again later"),
+                Err(e) => tracing::warn!(error = %e, "write-ahead log checkpoint failed"),
+            }
+        }
+    });
 }
 
 /// Hourly clean-up: events and audit rows past retention, expired refresh tokens and deny-list entries.
