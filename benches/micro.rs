@@ -108,7 +108,9 @@ fn jwt(c: &mut Criterion) {
 }
 
 fn csrf(c: &mut Criterion) {
-    let keys = CsrfKeys::new(&settings());
+    let settings = settings();
+    let ring = kyros::crypto::KeyRing::new(&settings.secret_key, &settings.previous_secret_keys);
+    let keys = CsrfKeys::new(&settings, ring.all(kyros::crypto::Purpose::Csrf));
     let session = Uuid::new_v4();
     let mut g = c.benchmark_group("csrf");
     g.bench_function("issue", |b| b.iter(|| keys.issue(session, Utc::now())));

@@ -12,6 +12,11 @@ use base64::Engine;
 use ipnet::IpNet;
 use secrecy::SecretString;
 
+pub mod options;
+pub mod sources;
+
+pub use sources::{Resolved, Source};
+
 /// Bytes a password may have. Longer ones are refused (422), never truncated.
 pub const PASSWORD_MAX_BYTES: usize = 1024;
 /// Characters a new password must have at least.
@@ -240,8 +245,22 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
     pub request_timeout_secs: u64,
+    /// Reload when a watched file changes (`KYROS_RELOAD_ON_FILE_CHANGE`, default true).
+    pub reload_on_file_change: bool,
+    /// The Content-Security-Policy header (`KYROS_CONTENT_SECURITY_POLICY`); `None`: the
+    /// built-in policy of the environment.
+    pub content_security_policy: Option<String>,
     /// Things worth telling the operator once logging is up (never secret values).
     pub warnings: Vec<String>,
+    /// Every setting's value as its source gave it.
+    pub effective: Effective,
+    /// Where each setting came from.
+    pub sources: BTreeMap<&'static str, Source>,
+    /// The configuration file and the secret files read (what a reload watches).
+    pub files: Vec<PathBuf>,
+    /// The environment the settings were read from (a reload reads the files again, not the
+    /// environment: a process's environment does not change).
+    pub base: Vars,
 }
 
 /// A configuration problem: one line, naming the variable, never its value.
@@ -261,8 +280,35 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
 }
 
 /// Variables by upper-cased name; empty values count as unset (as in the original service).
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone, PartialEq, Eq)]
 pub struct Vars(BTreeMap<String, String>);
+
+/// Names only: the values include secrets.
+impl fmt::Debug for Vars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// The names [`Vars`] reads besides [`options::OPTIONS`]: the configuration file's path.
+const META_VARS: &[&str] = &["KYROS_CONFIG"];
+
+/// The settings' values as the sources left them, by environment name (what a reload compares,
+/// and what `kyros config show` prints for non-secrets). Debug prints the names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Effective(BTreeMap<&'static str, String>);
+
+impl Effective {
+    pub fn get(&self, env: &str) -> Option<&str> {
+        self.0.get(env).map(String::as_str)
+    }
+}
+
+impl fmt::Debug for Effective {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
 
 impl Vars {
     pub fn new() -> Self {
@@ -307,6 +353,15 @@ impl Vars {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
+        debug_assert!(
+            options::by_env(name).is_some()
+                || META_VARS.contains(&name)
+                || name
+                    .strip_suffix("_FILE")
+                    .and_then(options::by_env)
+                    .is_some_and(|o| o.secret),
+            "{name} is read but not listed in config::options::OPTIONS"
+        );
         self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
@@ -344,13 +399,37 @@ impl Vars {
 }
 
 impl Settings {
-    /// Reads `.env` and the process environment.
+    /// Reads `.env`, the process environment, the configuration file (`KYROS_CONFIG`) and the
+    /// secret files (`NAME_FILE`).
     pub fn load() -> Result<Settings, ConfigError> {
         Settings::from_vars(&Vars::from_process()?)
     }
 
+    /// The settings from these environment variables, with the configuration file and the
+    /// secret files they name (see [`sources`]).
     pub fn from_vars(vars: &Vars) -> Result<Settings, ConfigError> {
-        let mut warnings = Vec::new();
+        let mut resolved = sources::resolve(vars)?;
+        resolved.base = vars.clone();
+        Settings::from_resolved(resolved)
+    }
+
+    /// The settings from resolved sources: every value checked, the first problem refused
+    /// with the variable's name (never its value).
+    pub fn from_resolved(resolved: Resolved) -> Result<Settings, ConfigError> {
+        let Resolved {
+            ref vars,
+            sources,
+            files,
+            warnings: source_warnings,
+            base,
+        } = resolved;
+        let mut warnings = source_warnings;
+        let effective = Effective(
+            options::OPTIONS
+                .iter()
+                .filter_map(|o| vars.get(o.env).map(|v| (o.env, v.to_owned())))
+                .collect(),
+        );
         let environment = match vars.get("ENVIRONMENT") {
             None => Environment::Local,
             Some(v) => v.parse().map_err(|_| {
@@ -608,6 +687,20 @@ impl Settings {
             );
         }
 
+        let content_security_policy = match vars.get("KYROS_CONTENT_SECURITY_POLICY") {
+            None => None,
+            Some(csp) => {
+                let valid = axum::http::HeaderValue::from_str(csp).is_ok()
+                    && csp.to_ascii_lowercase().contains("default-src");
+                if !valid {
+                    return err(
+                        "KYROS_CONTENT_SECURITY_POLICY must be one line of visible ASCII with a default-src directive",
+                    );
+                }
+                Some(csp.to_owned())
+            }
+        };
+
         let log_level = vars.get("LOG_LEVEL").unwrap_or("INFO").to_owned();
         if log_filter(&log_level).is_none() {
             return err(
@@ -666,7 +759,13 @@ impl Settings {
             max_body_bytes: vars.positive("KYROS_MAX_BODY_BYTES", 1024 * 1024)?,
             max_header_bytes: vars.positive("KYROS_MAX_HEADER_BYTES", 16 * 1024)?,
             request_timeout_secs: vars.positive("KYROS_REQUEST_TIMEOUT_SECS", 30)?,
+            reload_on_file_change: vars.flag("KYROS_RELOAD_ON_FILE_CHANGE", true)?,
+            content_security_policy,
             warnings,
+            effective,
+            sources,
+            files,
+            base,
         })
     }
 

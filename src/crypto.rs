@@ -10,6 +10,150 @@ use subtle::ConstantTimeEq;
 
 const SALT: &[u8] = b"kyros-orchestrator/v1";
 
+/// What a derived key is for: each purpose has its own key, derived with HKDF-SHA256 from the
+/// signing secret. The labels are those of the first release, so stored hashes and ciphertexts
+/// stay readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Keyed hash of browser session tokens (lookup).
+    SessionToken,
+    /// Keyed hash of refresh tokens (lookup).
+    RefreshToken,
+    /// XChaCha20-Poly1305 key of stored TOTP secrets.
+    TotpSecret,
+    /// Keyed hash of MFA recovery codes (lookup).
+    RecoveryCode,
+    /// Keyed hash of MFA login challenges (lookup).
+    MfaChallenge,
+    /// Keyed hash of WebSocket tickets (lookup).
+    WsTicket,
+    /// Keyed hash of API keys (verification after the lookup id).
+    ApiKeyHash,
+    /// Lookup id of the original service's plaintext keys (`API_KEYS`).
+    ApiKeyLegacyLookup,
+    /// HMAC of CSRF tokens.
+    Csrf,
+}
+
+impl Purpose {
+    const ALL: [Purpose; 9] = [
+        Purpose::SessionToken,
+        Purpose::RefreshToken,
+        Purpose::TotpSecret,
+        Purpose::RecoveryCode,
+        Purpose::MfaChallenge,
+        Purpose::WsTicket,
+        Purpose::ApiKeyHash,
+        Purpose::ApiKeyLegacyLookup,
+        Purpose::Csrf,
+    ];
+
+    /// The HKDF `info` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Purpose::SessionToken => "session-token-hash",
+            Purpose::RefreshToken => "refresh-token-hash",
+            Purpose::TotpSecret => "totp-secret",
+            Purpose::RecoveryCode => "recovery-code",
+            Purpose::MfaChallenge => "mfa-challenge",
+            Purpose::WsTicket => "ws-ticket",
+            Purpose::ApiKeyHash => "api-key-hash",
+            Purpose::ApiKeyLegacyLookup => "api-key-legacy-lookup",
+            Purpose::Csrf => "csrf",
+        }
+    }
+}
+
+/// The derived keys of every signing secret in effect, per [`Purpose`], the current secret's
+/// first.
+///
+/// The rule of key rotation: what is new is signed, hashed and encrypted under the current
+/// secret only; what exists is accepted under any secret of the ring — `SECRET_KEY`, the
+/// secrets of `PREVIOUS_SECRET_KEYS`, and a `SECRET_KEY` replaced by a live reload (kept until
+/// the process restarts). Stored data found under a retired secret is rewritten under the
+/// current one when it is next used (sessions, API keys, TOTP secrets); refresh tokens, tickets
+/// and challenges are replaced on use anyway. Access tokens follow their own rule (see
+/// `auth::tokens`). A secret can leave `PREVIOUS_SECRET_KEYS` once everything derived from it
+/// has been used or has expired.
+#[derive(Clone)]
+pub struct KeyRing {
+    /// `derived[p]`: the keys of purpose `Purpose::ALL[p]`, current first.
+    derived: Vec<Vec<[u8; 32]>>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("secrets", &self.derived.first().map_or(0, Vec::len))
+            .finish()
+    }
+}
+
+impl KeyRing {
+    /// The ring of `current` and `retired` (duplicates of `current` dropped).
+    pub fn new<'a>(
+        current: &SecretString,
+        retired: impl IntoIterator<Item = &'a SecretString>,
+    ) -> KeyRing {
+        let mut secrets = vec![current];
+        for r in retired {
+            if !secrets
+                .iter()
+                .any(|s| ct_eq(s.expose_secret().as_bytes(), r.expose_secret().as_bytes()))
+            {
+                secrets.push(r);
+            }
+        }
+        KeyRing {
+            derived: Purpose::ALL
+                .iter()
+                .map(|p| secrets.iter().map(|s| derive_key(s, p.label())).collect())
+                .collect(),
+        }
+    }
+
+    fn index(purpose: Purpose) -> usize {
+        Purpose::ALL
+            .iter()
+            .position(|p| *p == purpose)
+            .unwrap_or_else(|| unreachable!("ALL lists every purpose"))
+    }
+
+    /// The key new data of `purpose` is made with.
+    pub fn current(&self, purpose: Purpose) -> &[u8; 32] {
+        &self.derived[Self::index(purpose)][0]
+    }
+
+    /// Every key of `purpose` that existing data is accepted under, the current one first.
+    pub fn all(&self, purpose: Purpose) -> &[[u8; 32]] {
+        &self.derived[Self::index(purpose)]
+    }
+
+    /// [`token_hash`] of `token` under every key of `purpose`, the current one first.
+    pub fn token_hashes(&self, purpose: Purpose, token: &str) -> Vec<String> {
+        self.all(purpose)
+            .iter()
+            .map(|k| token_hash(k, token))
+            .collect()
+    }
+}
+
+/// A `SECRET_KEY` replaced by a live reload: it stays in the [`KeyRing`] until the process
+/// restarts, and verifies access tokens until `retired_at` plus one access-token lifetime.
+#[derive(Clone)]
+pub struct RetiredSecret {
+    pub secret: SecretString,
+    pub retired_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl std::fmt::Debug for RetiredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetiredSecret")
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A 256-bit key for one purpose (e.g. "csrf", "token-hash"), derived from the secret.
 pub fn derive_key(secret: &SecretString, purpose: &str) -> [u8; 32] {
     let hk = Hkdf::<Sha256>::new(Some(SALT), secret.expose_secret().as_bytes());

@@ -14,6 +14,7 @@ pub mod http;
 pub mod limiter;
 pub mod model;
 pub mod orchestrator;
+pub mod reload;
 pub mod security;
 pub mod server;
 pub mod state;
@@ -29,7 +30,10 @@ pub use http::router;
 pub use state::AppState;
 
 /// Builds the state, creates the first admin if configured, and serves until SIGINT/SIGTERM.
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+pub async fn serve(
+    settings: Settings,
+    log_filter: Option<state::LogFilterReload>,
+) -> anyhow::Result<()> {
     install_crypto_provider();
     let tls = match (&settings.tls_cert_file, &settings.tls_key_file) {
         (Some(cert), Some(key)) => {
@@ -43,14 +47,17 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         _ => None,
     };
     let state = AppState::build(settings).await?;
+    if let Some(log_filter) = log_filter {
+        let _ = state.log_filter.set(log_filter);
+    }
     auth::accounts::bootstrap_first_superuser(&state).await?;
     auth::api_keys::bootstrap_legacy_api_keys(&state).await?;
-    let listener = std::net::TcpListener::bind(state.settings.bind)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {}", state.settings.bind, e.kind()))?;
+    let listener = std::net::TcpListener::bind(state.settings().bind)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {}", state.settings().bind, e.kind()))?;
     tracing::info!(
         address = %listener.local_addr()?,
         tls = tls.is_some(),
-        environment = %state.settings.environment,
+        environment = %state.settings().environment,
         database = state.db.engine(),
         "kyros is listening"
     );
@@ -67,13 +74,19 @@ pub fn install_crypto_provider() {
 
 /// Serves the router on an already bound listener (over TLS when `tls` is given) until
 /// `shutdown` completes; every connection accepted by then still gets its first request answered,
-/// within the grace period (see [`server`]).
+/// within the grace period (see [`server`]). Settings reload on `SIGHUP` and when their files
+/// change (see [`reload`]); a reload loads the certificate of `tls` again.
 pub async fn serve_on(
     state: AppState,
     listener: std::net::TcpListener,
     tls: Option<RustlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Some(tls) = &tls {
+        let _ = state.tls.set(tls.clone());
+    }
+    reload::spawn_signal_listener(state.downgrade());
+    reload::spawn_watcher(state.downgrade());
     server::serve(state, listener, tls, shutdown).await
 }
 

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kyros::auth::accounts::{self, AccountError, CreateUser};
 use kyros::config::{ConfigError, Environment, Settings};
 use kyros::model::Role;
-use kyros::state::AppState;
+use kyros::state::{AppState, LogFilterReload};
 use kyros::store::users::{self};
 use secrecy::SecretString;
 
@@ -43,6 +43,21 @@ enum Command {
     /// Manage API keys of agents and services.
     #[command(subcommand)]
     Apikey(ApiKeyCommand),
+    /// Check or print the configuration (environment, `KYROS_CONFIG` file, `_FILE` secrets).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration without starting: exit 0 when the service would start with
+    /// it, 2 (with the variable named) when it would refuse.
+    Check,
+    /// Print the effective settings: name, value (secrets never: only whether they are set),
+    /// source (default, file, env, _FILE) and whether a change applies on reload or restart.
+    Show,
+    /// Print the annotated example configuration file (every setting with its default).
+    Example,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -182,36 +197,58 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(settings: &Settings) {
+/// Starts logging to stderr; the returned function changes the filter (a settings reload of
+/// `LOG_LEVEL`).
+fn init_logging(settings: &Settings) -> LogFilterReload {
+    fn reloader<S: 'static>(
+        handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>,
+    ) -> LogFilterReload {
+        Box::new(move |filter: &str| {
+            let filter =
+                tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        })
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(settings.log_filter())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     // Text for people at a terminal in local; JSON lines for log pipelines elsewhere.
-    if settings.environment == Environment::Local {
+    let reload = if settings.environment == Environment::Local {
+        let builder = builder.with_filter_reloading();
+        let reload = reloader(builder.reload_handle());
         builder.init();
+        reload
     } else {
-        builder
+        let builder = builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .init();
-    }
+            .with_filter_reloading();
+        let reload = reloader(builder.reload_handle());
+        builder.init();
+        reload
+    };
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
+    reload
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::Config(cmd) = &cli.command {
+        return config_command(cmd);
+    }
     let mut settings = Settings::load()?;
-    init_logging(&settings);
+    let log_filter = init_logging(&settings);
     match cli.command {
+        Command::Config(_) => unreachable!("answered above"),
         Command::Serve { bind } => {
             if let Some(bind) = bind {
                 settings.bind = bind;
             }
-            kyros::serve(settings).await?;
+            kyros::serve(settings, Some(log_filter)).await?;
         }
         Command::Migrate => {
             let state = AppState::build(settings).await?;
@@ -230,6 +267,76 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             // The CLI's audit rows are written before the process ends.
             state.audit.flush().await;
             result?
+        }
+    }
+    Ok(())
+}
+
+/// `kyros config …`: nothing is started, nothing is logged; output on stdout, problems on
+/// stderr with exit status 2.
+fn config_command(cmd: &ConfigCommand) -> Result<(), Failure> {
+    use kyros::config::options;
+    match cmd {
+        ConfigCommand::Example => {
+            print!("{}", options::example_file());
+        }
+        ConfigCommand::Check => {
+            let settings = Settings::load()?;
+            check_tls_files(&settings)?;
+            for warning in &settings.warnings {
+                eprintln!("kyros: warning: {warning}");
+            }
+            println!(
+                "configuration OK (ENVIRONMENT={}, {} settings from the file, {} from the environment, {} from secret files)",
+                settings.environment,
+                count(&settings, |s| *s == kyros::config::Source::File),
+                count(&settings, |s| *s == kyros::config::Source::Env),
+                count(&settings, |s| matches!(
+                    s,
+                    kyros::config::Source::SecretFile(_)
+                )),
+            );
+        }
+        ConfigCommand::Show => {
+            let settings = Settings::load()?;
+            println!("{:<32} {:<40} {:<8} SOURCE", "NAME", "VALUE", "APPLIES");
+            for view in kyros::reload::views(&settings) {
+                let value = match (&view.value, view.secret, view.set) {
+                    (_, true, true) => "(secret, set)".to_owned(),
+                    (_, true, false) | (None, false, _) => "(unset)".to_owned(),
+                    (Some(v), false, _) => v.clone(),
+                };
+                println!(
+                    "{:<32} {:<40} {:<8} {}",
+                    view.name, value, view.applies_on, view.source
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn count(settings: &Settings, pred: impl Fn(&kyros::config::Source) -> bool) -> usize {
+    settings.sources.values().filter(|s| pred(s)).count()
+}
+
+/// The TLS files must be readable PEM, as `serve` would need them.
+fn check_tls_files(settings: &Settings) -> Result<(), Failure> {
+    if let (Some(cert), Some(key)) = (&settings.tls_cert_file, &settings.tls_key_file) {
+        for (name, path) in [("TLS_CERT_FILE", cert), ("TLS_KEY_FILE", key)] {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Failure::Config(format!(
+                    "{name}: {} could not be read ({})",
+                    path.display(),
+                    e.kind()
+                ))
+            })?;
+            if !text.contains("-----BEGIN ") {
+                return Err(Failure::Config(format!(
+                    "{name}: {} is not a PEM file",
+                    path.display()
+                )));
+            }
         }
     }
     Ok(())

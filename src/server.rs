@@ -69,8 +69,8 @@ pub async fn serve(
     // A client gets this long to send its first request and every later request's headers (an
     // idle keep-alive connection as much to start the next one): slow or silent clients cannot
     // hold connections forever.
-    let header_timeout = Duration::from_secs(state.settings.header_read_timeout_secs);
-    let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
+    let header_timeout = Duration::from_secs(state.settings().header_read_timeout_secs);
+    let grace = Duration::from_secs(state.settings().shutdown_grace_secs);
     let mut http = Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())

@@ -1,4 +1,5 @@
-//! Everything a request needs, built once at start-up.
+//! Everything a request needs: built once at start-up, except the [`Live`] settings, which a
+//! reload replaces in one step (see [`crate::reload`]).
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use crate::auth::tokens::TokenService;
 use crate::auth::user_cache::UserCache;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
+use crate::crypto::{KeyRing, Purpose, RetiredSecret};
 use crate::orchestrator::events::EventBus;
 use crate::security::csrf::CsrfKeys;
 use crate::security::headers::SecurityHeaders;
@@ -22,17 +24,77 @@ use crate::telemetry::Telemetry;
 #[derive(Debug, Clone)]
 pub struct AppState(Arc<Inner>);
 
+/// The settings in effect and what is derived from them. A reload builds a new one and swaps it
+/// in; a request that loaded the previous one finishes with it.
 #[derive(Debug)]
-pub struct Inner {
+pub struct Live {
     pub settings: Settings,
-    pub db: Db,
-    pub clock: SharedClock,
-    pub hasher: PasswordHasher,
+    /// 1 at start-up, +1 per applied reload.
+    pub generation: u64,
+    /// The derived keys of every signing secret in effect (see [`KeyRing`] for the rule).
+    pub keys: KeyRing,
+    /// `SECRET_KEY`s replaced by live reloads since the process started.
+    pub retired: Vec<RetiredSecret>,
     pub tokens: TokenService,
-    pub audit: Audit,
     pub session_policy: SessionPolicy,
     pub csrf: CsrfKeys,
     pub security_headers: SecurityHeaders,
+    /// What the configuration, secret and TLS files held when these settings were read: the
+    /// file watcher reloads only when that changes.
+    pub files_seen: crate::reload::Fingerprint,
+}
+
+impl Live {
+    /// Derives the key material and headers of `settings`; fails on settings the headers
+    /// cannot carry.
+    pub fn new(
+        settings: Settings,
+        generation: u64,
+        retired: Vec<RetiredSecret>,
+    ) -> anyhow::Result<Live> {
+        let keys = KeyRing::new(
+            &settings.secret_key,
+            settings
+                .previous_secret_keys
+                .iter()
+                .chain(retired.iter().map(|r| &r.secret)),
+        );
+        Ok(Live {
+            tokens: TokenService::with_retired(&settings, &retired),
+            session_policy: SessionPolicy::new(&settings),
+            csrf: CsrfKeys::new(&settings, keys.all(Purpose::Csrf)),
+            keys,
+            retired,
+            security_headers: SecurityHeaders::new(&settings)?,
+            files_seen: crate::reload::fingerprint(&crate::reload::watched_files(&settings)),
+            settings,
+            generation,
+        })
+    }
+}
+
+impl Deref for Live {
+    type Target = Settings;
+    fn deref(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+/// Applies a new log filter (`LOG_LEVEL`) to the process's subscriber.
+pub type LogFilterReload = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+pub struct Inner {
+    live: arc_swap::ArcSwap<Live>,
+    /// One reload at a time.
+    pub reload_lock: tokio::sync::Mutex<()>,
+    /// The TLS configuration a reload loads the certificate into (set by `serve`).
+    pub tls: std::sync::OnceLock<axum_server::tls_rustls::RustlsConfig>,
+    /// The log filter a reload changes (set by the binary).
+    pub log_filter: std::sync::OnceLock<LogFilterReload>,
+    pub db: Db,
+    pub clock: SharedClock,
+    pub hasher: PasswordHasher,
+    pub audit: Audit,
     pub redis: Option<Redis>,
     pub limiter: Arc<Limiter>,
     pub revocations: Arc<Revocations>,
@@ -45,6 +107,15 @@ pub struct Inner {
     pub user_cache: UserCache,
     /// API key and session rows of recent requests (one second; see its bounds).
     pub credentials: crate::auth::credential_cache::CredentialCache,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("live", &self.live.load())
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The stop signal for WebSockets and event streams, which a graceful HTTP shutdown would
@@ -83,6 +154,29 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    /// The settings in effect (and what is derived from them): loaded once per use, so a
+    /// caller that needs several values consistently keeps the returned `Arc`.
+    pub fn live(&self) -> Arc<Live> {
+        self.0.live.load_full()
+    }
+
+    /// The settings in effect ([`AppState::live`]; `Live` derefs to [`Settings`]).
+    pub fn settings(&self) -> Arc<Live> {
+        self.0.live.load_full()
+    }
+
+    /// Puts `next` in effect as `generation` (a reload that passed validation): the live
+    /// settings are swapped and the limiter and log filter follow. Returns what it replaced.
+    pub fn apply(&self, next: Live) -> Arc<Live> {
+        self.limiter.reconfigure(&next.settings);
+        if let Some(reload) = self.log_filter.get()
+            && let Err(e) = reload(&next.settings.log_filter())
+        {
+            tracing::warn!(error = %e, "the log filter could not be changed");
+        }
+        self.0.live.swap(Arc::new(next))
+    }
+
     /// Connects and migrates the database and prepares the key material.
     pub async fn build(settings: Settings) -> anyhow::Result<AppState> {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
@@ -96,7 +190,6 @@ impl AppState {
         db.migrate().await?;
         crate::auth::accounts::backfill_username_keys(&db).await?;
         let hasher = PasswordHasher::new(settings.password_hash)?;
-        let tokens = TokenService::new(&settings);
         let audit = Audit::start(db.clone(), clock.clone());
         let redis = match &settings.redis_url {
             Some(url) => {
@@ -122,14 +215,13 @@ impl AppState {
         );
         let events = EventBus::start(redis.clone());
         let state = AppState(Arc::new(Inner {
-            session_policy: SessionPolicy::new(&settings),
-            csrf: CsrfKeys::new(&settings),
-            security_headers: SecurityHeaders::new(&settings)?,
-            settings,
+            live: arc_swap::ArcSwap::from_pointee(Live::new(settings, 1, Vec::new())?),
+            reload_lock: tokio::sync::Mutex::new(()),
+            tls: std::sync::OnceLock::new(),
+            log_filter: std::sync::OnceLock::new(),
             db,
             clock,
             hasher,
-            tokens,
             audit,
             redis,
             limiter,
@@ -142,6 +234,7 @@ impl AppState {
         }));
         crate::orchestrator::leases::spawn_sweeper(state.downgrade());
         spawn_wal_checkpoints(state.downgrade());
+        crate::reload::spawn_peer_listener(state.downgrade());
         Ok(state)
     }
 

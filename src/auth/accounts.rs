@@ -465,7 +465,7 @@ pub struct FactorAttempt {
 /// Admits one attempt at a factor of `user` unless the account is locked (one conditional
 /// UPDATE on both engines: the decision is atomic with the count).
 pub async fn admit(state: &AppState, user: &User) -> Result<Gate, StoreError> {
-    let policy = state.settings.lockout;
+    let policy = state.settings().lockout;
     let now = crate::clock::at_storage_precision(state.clock.now());
     // Held while the attempt that reaches the threshold is being checked; settled after.
     let provisional_until = now + chrono::Duration::seconds(policy.max_secs as i64);
@@ -486,7 +486,7 @@ impl FactorAttempt {
     /// The factor was wrong. At the threshold and beyond, the account is locked for a backoff
     /// that doubles with every further failure (up to the configured maximum). Audited.
     pub async fn failed(self, state: &AppState, user: &User) -> Result<(), StoreError> {
-        let policy = state.settings.lockout;
+        let policy = state.settings().lockout;
         let threshold = i64::from(policy.threshold);
         if self.failures < threshold {
             return Ok(());
@@ -529,7 +529,7 @@ pub async fn unlock(state: &AppState, user: &User, actor: Actor<'_>) -> Result<(
 
 /// Creates the FIRST_SUPERUSER admin on start-up when it does not exist yet.
 pub async fn bootstrap_first_superuser(state: &AppState) -> Result<(), AccountError> {
-    let settings = &state.settings;
+    let settings = &state.settings();
     let (Some(name), Some(password)) = (
         &settings.first_superuser,
         &settings.first_superuser_password,

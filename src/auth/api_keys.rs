@@ -25,9 +25,8 @@ use uuid::Uuid;
 use super::principal::{AuthMethod, CurrentUser, bearer_token};
 
 use crate::audit::{Actor, AuditEvent};
-use crate::config::Settings;
 use crate::context::RequestContext;
-use crate::crypto::{ct_eq, derive_key, random_bytes};
+use crate::crypto::{KeyRing, Purpose, ct_eq, random_bytes};
 use crate::model::User;
 pub use crate::model::key_format::{
     KEY_LEN, KEY_PREFIX, LOOKUP_ID_LEN, MAX_PRESENTED_BYTES, ParsedKey, SECRET_LEN,
@@ -71,11 +70,16 @@ pub fn generate_key() -> GeneratedKey {
     GeneratedKey { lookup_id, key }
 }
 
-/// The keys (derived from `SECRET_KEY`) that hash keys and derive legacy lookup ids.
+/// The keys (derived from the signing secrets of the [`KeyRing`]) that hash keys and derive
+/// legacy lookup ids: new keys are hashed under the current secret; a presented key is checked
+/// under every secret of the ring and, when it matched a retired one, filed again under the
+/// current one.
 #[derive(Clone)]
 pub struct KeyHasher {
-    hash_key: [u8; 32],
-    lookup_key: [u8; 32],
+    /// Current first.
+    hash_keys: Vec<[u8; 32]>,
+    /// Current first.
+    lookup_keys: Vec<[u8; 32]>,
 }
 
 impl fmt::Debug for KeyHasher {
@@ -89,34 +93,54 @@ fn hmac(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
 }
 
 impl KeyHasher {
-    pub fn new(settings: &Settings) -> KeyHasher {
+    pub fn new(keys: &KeyRing) -> KeyHasher {
         KeyHasher {
-            hash_key: derive_key(&settings.secret_key, "api-key-hash"),
-            lookup_key: derive_key(&settings.secret_key, "api-key-legacy-lookup"),
+            hash_keys: keys.all(Purpose::ApiKeyHash).to_vec(),
+            lookup_keys: keys.all(Purpose::ApiKeyLegacyLookup).to_vec(),
         }
     }
 
-    /// Hex HMAC-SHA256 of the whole presented key.
+    /// Hex HMAC-SHA256 of the whole presented key, under the current secret.
     pub fn hash(&self, key: &str) -> String {
-        hex::encode(hmac(&self.hash_key, key.as_bytes()))
+        hex::encode(hmac(&self.hash_keys[0], key.as_bytes()))
     }
 
     /// The lookup id a presented value is filed under: the one inside a `kyr_` key, or for a
-    /// legacy value one derived from its keyed hash. `None` for values that cannot be keys.
+    /// legacy value one derived from its keyed hash (under the current secret). `None` for
+    /// values that cannot be keys.
     pub fn lookup_id(&self, value: &str) -> Option<String> {
-        if value.starts_with(KEY_PREFIX) {
-            return parse_key(value).map(|p| p.lookup_id.to_owned());
-        }
-        if legacy_value_problem(value).is_some() {
-            return None;
-        }
-        let digest = hmac(&self.lookup_key, value.as_bytes());
-        Some(hex::encode(&digest[..LOOKUP_ID_LEN / 2]))
+        self.lookup_ids(value).into_iter().next()
     }
 
-    /// Constant-time check of a presented value against a stored hash.
+    /// [`KeyHasher::lookup_id`] under every secret of the ring, the current one first (one
+    /// id for a `kyr_` key, which carries its own).
+    pub fn lookup_ids(&self, value: &str) -> Vec<String> {
+        if value.starts_with(KEY_PREFIX) {
+            return parse_key(value)
+                .map(|p| vec![p.lookup_id.to_owned()])
+                .unwrap_or_default();
+        }
+        if legacy_value_problem(value).is_some() {
+            return Vec::new();
+        }
+        self.lookup_keys
+            .iter()
+            .map(|k| hex::encode(&hmac(k, value.as_bytes())[..LOOKUP_ID_LEN / 2]))
+            .collect()
+    }
+
+    /// Constant-time check of a presented value against a stored hash, under every secret of
+    /// the ring: `None` when it matches none, `Some(true)` when it matched a retired one.
+    pub fn check(&self, value: &str, stored_hash: &str) -> Option<bool> {
+        self.hash_keys.iter().enumerate().find_map(|(i, k)| {
+            let hash = hex::encode(hmac(k, value.as_bytes()));
+            ct_eq(hash.as_bytes(), stored_hash.as_bytes()).then_some(i > 0)
+        })
+    }
+
+    /// Whether a presented value matches a stored hash (under any secret of the ring).
     pub fn matches(&self, value: &str, stored_hash: &str) -> bool {
-        ct_eq(self.hash(value).as_bytes(), stored_hash.as_bytes())
+        self.check(value, stored_hash).is_some()
     }
 }
 
@@ -271,7 +295,7 @@ pub async fn create(
     if live >= MAX_LIVE_KEYS_PER_OWNER {
         return Err(ApiKeyError::TooMany);
     }
-    let hasher = KeyHasher::new(&state.settings);
+    let hasher = KeyHasher::new(&state.live().keys);
     // A lookup id collision (64 random bits) is next to impossible; retry anyway.
     let mut attempt = 0;
     loop {
@@ -414,12 +438,14 @@ pub async fn verify(state: &AppState, value: &str) -> StoreResult<Result<(ApiKey
     if value.len() > MAX_PRESENTED_BYTES {
         return Ok(Err(refused(Rejection::Malformed)));
     }
-    let hasher = KeyHasher::new(&state.settings);
-    let Some(lookup_id) = hasher.lookup_id(value) else {
+    let hasher = KeyHasher::new(&state.live().keys);
+    let lookup_ids = hasher.lookup_ids(value);
+    let Some(lookup_id) = lookup_ids.first().cloned() else {
         return Ok(Err(refused(Rejection::Malformed)));
     };
     // A row accepted less than a second ago, unless the deny-list knows of its revocation
-    // (`auth::credential_cache` states the bounds); otherwise the stored row.
+    // (`auth::credential_cache` states the bounds); otherwise the stored row — for a legacy
+    // key, under the lookup id of any secret of the ring.
     let cached = state.credentials.key(&lookup_id).filter(|row| {
         !state
             .revocations
@@ -428,13 +454,30 @@ pub async fn verify(state: &AppState, value: &str) -> StoreResult<Result<(ApiKey
     let from_store = cached.is_none();
     let row = match cached {
         Some(row) => row,
-        None => match store::find_by_lookup_id(&state.db, &lookup_id).await? {
-            Some(row) => row,
-            None => return Ok(Err(refused(Rejection::Unknown))),
-        },
+        None => {
+            let mut found = None;
+            for id in &lookup_ids {
+                if let Some(row) = store::find_by_lookup_id(&state.db, id).await? {
+                    found = Some(row);
+                    break;
+                }
+            }
+            match found {
+                Some(row) => row,
+                None => return Ok(Err(refused(Rejection::Unknown))),
+            }
+        }
     };
-    if !hasher.matches(value, &row.secret_hash) {
+    let Some(under_retired_secret) = hasher.check(value, &row.secret_hash) else {
         return Ok(Err(refused(Rejection::BadSecret)));
+    };
+    let mut row = row;
+    if under_retired_secret || row.lookup_id != lookup_id {
+        // Key rotation: filed again under the current secret.
+        let hash = hasher.hash(value);
+        store::refile(&state.db, row.id, &lookup_id, &hash).await?;
+        row.lookup_id = lookup_id.clone();
+        row.secret_hash = hash;
     }
     let key = ApiKey::from(&row);
     let owner = state.user_cache.get(&state.db, key.owner_id).await?;
@@ -580,7 +623,7 @@ async fn record_use(
 /// keys of `API_KEYS_OWNER` (default `FIRST_SUPERUSER`) with the scopes of `API_KEYS_SCOPES`.
 /// Only their keyed hash is stored. Returns how many were imported now.
 pub async fn bootstrap_legacy_api_keys(state: &AppState) -> StoreResult<usize> {
-    let settings = &state.settings;
+    let settings = &state.settings();
     if settings.api_keys.is_empty() {
         return Ok(0);
     }
@@ -611,7 +654,7 @@ pub async fn bootstrap_legacy_api_keys(state: &AppState) -> StoreResult<usize> {
             "API_KEYS_SCOPES grants a scope the owner's role does not allow; it will have no effect"
         );
     }
-    let hasher = KeyHasher::new(settings);
+    let hasher = KeyHasher::new(&state.live().keys);
     let now = state.clock.now();
     let mut imported = 0;
     for (i, value) in settings.api_keys.iter().enumerate() {
@@ -624,7 +667,15 @@ pub async fn bootstrap_legacy_api_keys(state: &AppState) -> StoreResult<usize> {
             );
             continue;
         };
-        if let Some(existing) = store::find_by_lookup_id(&state.db, &lookup_id).await? {
+        // Imported before, perhaps under a secret since rotated.
+        let mut existing = None;
+        for id in hasher.lookup_ids(value) {
+            if let Some(row) = store::find_by_lookup_id(&state.db, &id).await? {
+                existing = Some(row);
+                break;
+            }
+        }
+        if let Some(existing) = existing {
             if !hasher.matches(value, &existing.secret_hash) {
                 tracing::warn!(
                     entry = i + 1,
@@ -676,8 +727,8 @@ mod tests {
 
     fn hasher() -> KeyHasher {
         KeyHasher {
-            hash_key: [7; 32],
-            lookup_key: [9; 32],
+            hash_keys: vec![[7; 32]],
+            lookup_keys: vec![[9; 32]],
         }
     }
 
@@ -772,12 +823,27 @@ mod tests {
         let tampered = String::from_utf8(tampered).expect("ascii");
         assert!(!h.matches(&tampered, &stored));
         let other = KeyHasher {
-            hash_key: [8; 32],
-            lookup_key: [9; 32],
+            hash_keys: vec![[8; 32]],
+            lookup_keys: vec![[9; 32]],
         };
         assert!(
             !other.matches(&g.key, &stored),
             "another SECRET_KEY, another hash"
+        );
+        let rotated = KeyHasher {
+            hash_keys: vec![[8; 32], [7; 32]],
+            lookup_keys: vec![[10; 32], [9; 32]],
+        };
+        assert_eq!(
+            rotated.check(&g.key, &stored),
+            Some(true),
+            "under the retired secret"
+        );
+        assert_eq!(rotated.check(&g.key, &rotated.hash(&g.key)), Some(false));
+        assert_eq!(
+            rotated.lookup_ids("ci-key")[1],
+            h.lookup_id("ci-key").expect("legacy"),
+            "a legacy key is looked up under the retired secret too"
         );
     }
 

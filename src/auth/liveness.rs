@@ -176,7 +176,8 @@ pub async fn check(state: &AppState, channel: &mut Channel) -> Liveness {
         Credential::Session { id } if channel.checks.is_multiple_of(SESSION_REREAD_EVERY) => {
             match crate::store::sessions::find_by_id(&state.db, *id).await {
                 Ok(Some(s))
-                    if s.revoked_at.is_none() && now < state.session_policy.valid_until(&s) => {}
+                    if s.revoked_at.is_none()
+                        && now < state.live().session_policy.valid_until(&s) => {}
                 Ok(_) => return Liveness::Ended("Session ended"),
                 Err(_) => {}
             }

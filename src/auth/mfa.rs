@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use totp_rs::{Algorithm, Builder, Totp};
 use uuid::Uuid;
 
-use crate::crypto::{ct_eq, derive_key, random_bytes};
+use crate::crypto::{Purpose, ct_eq, random_bytes};
 use crate::model::User;
 use crate::state::AppState;
 use crate::store::{StoreError, StoreResult, mfa};
@@ -44,13 +44,13 @@ pub enum MfaError {
 
 use crate::crypto::hmac_sha256 as hmac;
 
-fn cipher(state: &AppState) -> XChaCha20Poly1305 {
-    XChaCha20Poly1305::new(&derive_key(&state.settings.secret_key, "totp-secret").into())
+fn cipher(key: &[u8; 32]) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(&(*key).into())
 }
 
 fn encrypt(state: &AppState, user_id: Uuid, secret: &[u8]) -> Result<String, MfaError> {
     let nonce = random_bytes::<24>();
-    let sealed = cipher(state)
+    let sealed = cipher(state.live().keys.current(Purpose::TotpSecret))
         .encrypt(
             &XNonce::from(nonce),
             Payload {
@@ -64,22 +64,29 @@ fn encrypt(state: &AppState, user_id: Uuid, secret: &[u8]) -> Result<String, Mfa
     Ok(STANDARD.encode(out))
 }
 
-fn decrypt(state: &AppState, user_id: Uuid, stored: &str) -> Result<Vec<u8>, MfaError> {
+/// The TOTP secret in `stored`, and whether it was encrypted under a retired key (then the
+/// caller encrypts it again under the current one). The AEAD tag tells the key: a wrong key
+/// fails authentication, it never yields a wrong secret.
+fn decrypt(state: &AppState, user_id: Uuid, stored: &str) -> Result<(Vec<u8>, bool), MfaError> {
     let raw = STANDARD.decode(stored).map_err(|_| MfaError::Corrupt)?;
     if raw.len() < 24 + 16 {
         return Err(MfaError::Corrupt);
     }
     let (nonce, sealed) = raw.split_at(24);
     let nonce: [u8; 24] = nonce.try_into().map_err(|_| MfaError::Corrupt)?;
-    cipher(state)
-        .decrypt(
+    let live = state.live();
+    for (i, key) in live.keys.all(Purpose::TotpSecret).iter().enumerate() {
+        if let Ok(secret) = cipher(key).decrypt(
             &XNonce::from(nonce),
             Payload {
                 msg: sealed,
                 aad: user_id.as_bytes(),
             },
-        )
-        .map_err(|_| MfaError::Corrupt)
+        ) {
+            return Ok((secret, i > 0));
+        }
+    }
+    Err(MfaError::Corrupt)
 }
 
 fn totp(secret: Vec<u8>, account: &str) -> Result<Totp, MfaError> {
@@ -172,7 +179,13 @@ pub async fn verify_code(state: &AppState, user: &User, code: &str) -> Result<bo
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(false);
     }
-    let t = totp(decrypt(state, user.id, &stored)?, &user.username)?;
+    let (secret, under_retired_key) = decrypt(state, user.id, &stored)?;
+    if under_retired_key {
+        // Key rotation: filed again under the current key.
+        let again = encrypt(state, user.id, &secret)?;
+        mfa::replace_secret(&state.db, user.id, &again).await?;
+    }
+    let t = totp(secret, &user.username)?;
     let now_step = state.clock.now().timestamp().div_euclid(STEP_SECS);
     for step in [now_step - 1, now_step, now_step + 1] {
         let expected = t.generate((step * STEP_SECS).max(0) as u64).to_string();
@@ -183,16 +196,20 @@ pub async fn verify_code(state: &AppState, user: &User, code: &str) -> Result<bo
     Ok(false)
 }
 
-fn recovery_hash(state: &AppState, code: &str) -> String {
+/// The keyed hashes of a recovery code under every key of the ring, the current one first.
+fn recovery_hashes(state: &AppState, code: &str) -> Vec<String> {
     let normalized: String = code
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .collect::<String>()
         .to_ascii_lowercase();
-    hex::encode(hmac(
-        &derive_key(&state.settings.secret_key, "recovery-code"),
-        &[normalized.as_bytes()],
-    ))
+    state
+        .live()
+        .keys
+        .all(Purpose::RecoveryCode)
+        .iter()
+        .map(|key| hex::encode(hmac(key, &[normalized.as_bytes()])))
+        .collect()
 }
 
 /// Enables MFA with a first valid code; returns the recovery codes (shown once).
@@ -214,7 +231,10 @@ pub async fn confirm(
             format!("{}-{}", &raw[..5], &raw[5..])
         })
         .collect();
-    let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(state, c)).collect();
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|c| recovery_hashes(state, c).swap_remove(0))
+        .collect();
     mfa::replace_recovery_codes(&state.db, user.id, &hashes).await?;
     mfa::enable(&state.db, user.id).await?;
     Ok(Some(codes))
@@ -228,13 +248,13 @@ pub async fn use_recovery_code(
     if code.len() > 64 {
         return Ok(false);
     }
-    Ok(mfa::use_recovery_code(
-        &state.db,
-        user.id,
-        &recovery_hash(state, code),
-        state.clock.now(),
-    )
-    .await?)
+    // Under the current key, else under a retired one (key rotation).
+    for hash in recovery_hashes(state, code) {
+        if mfa::use_recovery_code(&state.db, user.id, &hash, state.clock.now()).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether MFA is on, and how many recovery codes are left (0 while it is off).
@@ -277,10 +297,7 @@ impl Challenge {
 }
 
 fn challenge_hash(state: &AppState, token: &str) -> String {
-    crate::crypto::token_hash(
-        &derive_key(&state.settings.secret_key, "mfa-challenge"),
-        token,
-    )
+    crate::crypto::token_hash(state.live().keys.current(Purpose::MfaChallenge), token)
 }
 
 /// A new challenge for `user`, whose password was just proved: an opaque token (only its keyed
@@ -303,8 +320,15 @@ pub async fn open_challenge(state: &AppState, token: &str) -> StoreResult<Option
     if token.is_empty() || token.len() > 200 {
         return Ok(None);
     }
-    let hash = challenge_hash(state, token);
-    let Some(row) = mfa::pending_challenge(&state.db, &hash, state.clock.now()).await? else {
+    // Under the current key, else a retired one: a challenge issued just before a rotation.
+    let mut found = None;
+    for hash in state.live().keys.token_hashes(Purpose::MfaChallenge, token) {
+        if let Some(row) = mfa::pending_challenge(&state.db, &hash, state.clock.now()).await? {
+            found = Some(row);
+            break;
+        }
+    }
+    let Some(row) = found else {
         return Ok(None);
     };
     let kind = match row.kind {

@@ -67,7 +67,7 @@ pub async fn user_from_token(
     state: &AppState,
     token: &str,
 ) -> Result<Result<CurrentUser, AuthFailure>, StoreError> {
-    let claims = match state.tokens.verify(token, state.clock.now()) {
+    let claims = match state.live().tokens.verify(token, state.clock.now()) {
         Ok(c) => c,
         Err(e) => return Ok(Err(e.into())),
     };

@@ -78,7 +78,7 @@ impl FromRequestParts<AppState> for AdminOutsideLocal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if state.settings.environment.is_local() {
+        if state.settings().environment.is_local() {
             return Ok(AdminOutsideLocal(None));
         }
         let Admin(current) = Admin::from_request_parts(parts, state).await?;

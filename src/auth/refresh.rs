@@ -10,8 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
-use crate::crypto::token_hash;
-use crate::crypto::{derive_key, random_bytes};
+use crate::crypto::{Purpose, random_bytes, token_hash};
 use crate::model::User;
 use crate::state::AppState;
 use crate::store::StoreResult;
@@ -21,11 +20,19 @@ use crate::store::users::{self};
 /// How long a rotated token may be presented again by the same client.
 pub const GRACE_SECS: i64 = 10;
 
+/// The keyed hash a new refresh token is stored under (the current key).
 pub fn hash(state: &AppState, token: &str) -> String {
-    token_hash(
-        &derive_key(&state.settings.secret_key, "refresh-token-hash"),
-        token,
-    )
+    token_hash(state.live().keys.current(Purpose::RefreshToken), token)
+}
+
+/// The stored row of a presented refresh token, under any key of the ring (key rotation).
+async fn find(state: &AppState, token: &str) -> StoreResult<Option<tokens::RefreshRow>> {
+    for candidate in state.live().keys.token_hashes(Purpose::RefreshToken, token) {
+        if let Some(row) = tokens::find_refresh(&state.db, &candidate).await? {
+            return Ok(Some(row));
+        }
+    }
+    Ok(None)
 }
 
 #[derive(Debug, Clone)]
@@ -44,7 +51,7 @@ pub async fn issue(
     let now = state.clock.now();
     let token = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
     let family_id = family.unwrap_or_else(Uuid::new_v4);
-    let expires_at = now + Duration::minutes(state.settings.refresh_token_expire_minutes);
+    let expires_at = now + Duration::minutes(state.settings().refresh_token_expire_minutes);
     tokens::insert_refresh(
         &state.db,
         NewRefresh {
@@ -88,7 +95,7 @@ pub async fn rotate(
     if token.is_empty() || token.len() > 256 {
         return Ok(Rotation::Invalid);
     }
-    let Some(row) = tokens::find_refresh(&state.db, &hash(state, token)).await? else {
+    let Some(row) = find(state, token).await? else {
         return Ok(Rotation::Invalid);
     };
     let now = state.clock.now();
@@ -101,7 +108,7 @@ pub async fn rotate(
     if !tokens::mark_used(&state.db, row.id, now, client_ip).await? {
         // Already used. The same client within the grace period gets a sibling; anyone else,
         // or later, has replayed a stolen token.
-        let fresh = tokens::find_refresh(&state.db, &hash(state, token)).await?;
+        let fresh = find(state, token).await?;
         let in_grace = fresh.as_ref().is_some_and(|r| {
             r.revoked_at.is_none()
                 && r.used_at
@@ -133,7 +140,7 @@ pub async fn rotate(
 
 /// Revokes the family of `token` if it belongs to `user`; true when something was revoked.
 pub async fn revoke_own(state: &AppState, user: &User, token: &str) -> StoreResult<bool> {
-    let Some(row) = tokens::find_refresh(&state.db, &hash(state, token)).await? else {
+    let Some(row) = find(state, token).await? else {
         return Ok(false);
     };
     if row.user_id != user.id {

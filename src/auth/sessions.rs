@@ -8,8 +8,7 @@ use uuid::Uuid;
 
 use super::credential_cache::CachedSession;
 use crate::config::Settings;
-use crate::crypto::token_hash;
-use crate::crypto::{derive_key, random_bytes};
+use crate::crypto::{Purpose, random_bytes, token_hash};
 use crate::model::User;
 use crate::state::AppState;
 use crate::store::StoreResult;
@@ -22,7 +21,6 @@ const TOUCH_EVERY_SECS: i64 = 60;
 
 #[derive(Clone)]
 pub struct SessionPolicy {
-    key: [u8; 32],
     pub idle: Duration,
     pub absolute: Duration,
 }
@@ -39,14 +37,9 @@ impl std::fmt::Debug for SessionPolicy {
 impl SessionPolicy {
     pub fn new(settings: &Settings) -> Self {
         SessionPolicy {
-            key: derive_key(&settings.secret_key, "session-token-hash"),
             idle: Duration::minutes(settings.session_idle_minutes),
             absolute: Duration::hours(settings.session_absolute_hours),
         }
-    }
-
-    pub fn hash(&self, token: &str) -> String {
-        token_hash(&self.key, token)
     }
 
     /// When this session stops being valid: the earlier of idle and absolute expiry.
@@ -66,7 +59,7 @@ pub async fn revoke(state: &AppState, id: Uuid) -> StoreResult<bool> {
         .deny(
             &super::liveness::session_handle(id),
             None,
-            now + state.session_policy.absolute,
+            now + state.live().session_policy.absolute,
         )
         .await?;
     Ok(revoked)
@@ -103,9 +96,9 @@ pub async fn create(
 ) -> StoreResult<Created> {
     let now = state.clock.now();
     let token = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
-    let hash = state.session_policy.hash(&token);
+    let hash = token_hash(state.live().keys.current(Purpose::SessionToken), &token);
     let id = Uuid::new_v4();
-    let expires_at = now + state.session_policy.absolute;
+    let expires_at = now + state.live().session_policy.absolute;
     let user_agent = user_agent.map(|ua| ua.chars().take(512).collect::<String>());
     sessions::create(
         &state.db,
@@ -140,15 +133,28 @@ pub async fn authenticate(state: &AppState, token: &str) -> StoreResult<Option<L
     if token.is_empty() || token.len() > 128 {
         return Ok(None);
     }
-    let hash = state.session_policy.hash(token);
+    let hashes = state.live().keys.token_hashes(Purpose::SessionToken, token);
+    let hash = hashes[0].clone();
     let now = state.clock.now();
     if let Some(live) = recently_accepted(state, &hash, now).await? {
         return Ok(Some(live));
     }
-    let Some(mut session) = sessions::find_by_token_hash(&state.db, &hash).await? else {
+    // Under the current key; else under a retired one (key rotation), and then filed again
+    // under the current key.
+    let mut found = None;
+    for (i, candidate) in hashes.iter().enumerate() {
+        if let Some(session) = sessions::find_by_token_hash(&state.db, candidate).await? {
+            if i > 0 {
+                sessions::set_token_hash(&state.db, session.id, &hash).await?;
+            }
+            found = Some(session);
+            break;
+        }
+    }
+    let Some(mut session) = found else {
         return Ok(None);
     };
-    if now >= state.session_policy.valid_until(&session) {
+    if now >= state.live().session_policy.valid_until(&session) {
         return Ok(None);
     }
     let Some(user) = state.user_cache.get(&state.db, session.user_id).await? else {
@@ -195,7 +201,7 @@ async fn recently_accepted(
                 cached.generation,
             ));
     if denied
-        || now >= state.session_policy.valid_until(&session)
+        || now >= state.live().session_policy.valid_until(&session)
         || (now - session.last_seen_at).num_seconds() >= TOUCH_EVERY_SECS
     {
         return Ok(None);

@@ -9,7 +9,7 @@ use chrono::Duration;
 
 use super::liveness::{Channel, Credential};
 use super::principal::CurrentUser;
-use crate::crypto::{derive_key, random_bytes, token_hash};
+use crate::crypto::{Purpose, random_bytes, token_hash};
 use crate::model::User;
 use crate::state::AppState;
 use crate::store::StoreResult;
@@ -19,7 +19,7 @@ use crate::store::tokens::{self, WsTicket};
 pub const TICKET_SECS: i64 = 60;
 
 fn hash(state: &AppState, ticket: &str) -> String {
-    token_hash(&derive_key(&state.settings.secret_key, "ws-ticket"), ticket)
+    token_hash(state.live().keys.current(Purpose::WsTicket), ticket)
 }
 
 /// A new ticket for `current`, bound to the credential of the request and the user's token
@@ -40,7 +40,15 @@ pub async fn mint(state: &AppState, current: &CurrentUser) -> StoreResult<String
 /// expired ticket, or one whose user was disabled or logged out everywhere since.
 pub async fn redeem(state: &AppState, ticket: &str) -> StoreResult<Option<(User, Channel)>> {
     let now = state.clock.now();
-    let Some(origin) = tokens::use_ws_ticket(&state.db, &hash(state, ticket), now).await? else {
+    // Under the current key, else a retired one: a ticket minted just before a key rotation.
+    let mut found = None;
+    for candidate in state.live().keys.token_hashes(Purpose::WsTicket, ticket) {
+        if let Some(origin) = tokens::use_ws_ticket(&state.db, &candidate, now).await? {
+            found = Some(origin);
+            break;
+        }
+    }
+    let Some(origin) = found else {
         return Ok(None);
     };
     let user = super::accounts::user_by_id(state, origin.user_id)

@@ -65,6 +65,9 @@ pub enum TokenError {
 struct VerifyKey {
     kid: String,
     key: DecodingKey,
+    /// For a secret replaced by a live reload: the end of its last token's lifetime (Unix
+    /// seconds); after it the key verifies nothing.
+    until: Option<i64>,
 }
 
 pub struct TokenService {
@@ -81,7 +84,8 @@ pub struct TokenService {
     /// keys: the time checks run on every call, and revocation and the user's state are
     /// checked by the caller on every request, so a hit answers exactly as a fresh verification.
     /// The cache belongs to this key set: a service built with other keys starts empty.
-    verified: quick_cache::sync::Cache<[u8; 32], AccessClaims>,
+    /// Each entry also holds the end of its key's service (`VerifyKey::until`), checked on a hit.
+    verified: quick_cache::sync::Cache<[u8; 32], (AccessClaims, Option<i64>)>,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -104,16 +108,40 @@ pub struct IssuedToken {
 }
 
 impl TokenService {
+    /// Signs with `SECRET_KEY`; verifies with it and with `PREVIOUS_SECRET_KEYS`.
     pub fn new(settings: &Settings) -> Self {
+        Self::with_retired(settings, &[])
+    }
+
+    /// [`TokenService::new`], also verifying with secrets a live reload replaced, each until
+    /// one access-token lifetime after it was replaced: every token it signed has expired by
+    /// then, and a secret rotated because it leaked stops verifying anything it could forge.
+    pub fn with_retired(settings: &Settings, retired: &[crate::crypto::RetiredSecret]) -> Self {
         let current = &settings.secret_key;
+        let lifetime = settings.access_token_expire_minutes * 60;
         let mut verify_keys = vec![VerifyKey {
             kid: key_id(current),
             key: DecodingKey::from_secret(current.expose_secret().as_bytes()),
+            until: None,
         }];
-        for previous in &settings.previous_secret_keys {
+        let keys = settings
+            .previous_secret_keys
+            .iter()
+            .map(|k| (k, None))
+            .chain(
+                retired
+                    .iter()
+                    .map(|r| (&r.secret, Some(r.retired_at.timestamp() + lifetime))),
+            );
+        for (previous, until) in keys {
+            let kid = key_id(previous);
+            if verify_keys.iter().any(|k| k.kid == kid) {
+                continue;
+            }
             verify_keys.push(VerifyKey {
-                kid: key_id(previous),
+                kid,
                 key: DecodingKey::from_secret(previous.expose_secret().as_bytes()),
+                until,
             });
         }
         let mut validation = Validation::new(Algorithm::HS512);
@@ -179,17 +207,25 @@ impl TokenService {
     /// Errors: [`TokenError`], the reason (never shown to the client).
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, TokenError> {
         let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
-        if let Some(claims) = self.verified.get(&digest) {
+        if let Some((claims, until)) = self.verified.get(&digest) {
+            if until.is_some_and(|until| now.timestamp() >= until) {
+                return Err(TokenError::UnknownKey);
+            }
             return check_time(claims, now);
         }
-        let claims = self.verify_signature(token)?;
+        let (claims, until) = self.verify_signature(token, now.timestamp())?;
         let claims = check_time(claims, now)?;
-        self.verified.insert(digest, claims.clone());
+        self.verified.insert(digest, (claims.clone(), until));
         Ok(claims)
     }
 
     /// The signature and claim checks of [`TokenService::verify`], without the time checks.
-    fn verify_signature(&self, token: &str) -> Result<AccessClaims, TokenError> {
+    /// The claims and the end of service of the key that verified them.
+    fn verify_signature(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(AccessClaims, Option<i64>), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::HS512 {
             return Err(TokenError::Signature);
@@ -199,22 +235,25 @@ impl TokenService {
         if header.crit.is_some() {
             return Err(TokenError::Malformed);
         }
+        let usable = self
+            .verify_keys
+            .iter()
+            .filter(|k| k.until.is_none_or(|until| now < until));
         let candidates: Vec<&VerifyKey> = match header.kid.as_deref() {
             Some(kid) => {
-                let key = self
-                    .verify_keys
-                    .iter()
+                let key = usable
+                    .clone()
                     .find(|k| k.kid == kid)
                     .ok_or(TokenError::UnknownKey)?;
                 vec![key]
             }
             // Tokens minted by other services of the platform with SECRET_KEY carry no kid.
-            None => self.verify_keys.iter().collect(),
+            None => usable.collect(),
         };
         let mut last = TokenError::Signature;
         for candidate in candidates {
             match jsonwebtoken::decode::<AccessClaims>(token, &candidate.key, &self.validation) {
-                Ok(data) => return check_claims(data.claims),
+                Ok(data) => return check_claims(data.claims).map(|c| (c, candidate.until)),
                 Err(e) => {
                     use jsonwebtoken::errors::ErrorKind;
                     last = match e.kind() {

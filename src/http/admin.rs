@@ -37,8 +37,57 @@ pub fn routes() -> ApiRouter {
             .routes(routes!(unlock))
             .routes(routes!(reset_mfa))
             .routes(routes!(revoke_tokens))
-            .routes(routes!(audit_log)),
+            .routes(routes!(audit_log))
+            .routes(routes!(settings))
+            .routes(routes!(reload_settings)),
     )
+}
+
+/// The settings in effect on this instance.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettingsView {
+    /// 1 at start-up, +1 per applied reload.
+    pub generation: u64,
+    /// Every setting: its value unless it is a secret (secrets show only whether they are set),
+    /// where it came from, and whether a change applies on reload or only on restart.
+    pub settings: Vec<crate::reload::SettingView>,
+}
+
+/// The effective settings of this instance (secrets are never shown).
+#[utoipa::path(
+    get, path = "/api/v1/admin/settings", tag = "admin",
+    responses((status = 200, description = "The settings in effect", body = SettingsView)),
+)]
+async fn settings(
+    State(state): State<AppState>,
+    Admin(_admin): Admin,
+) -> JsonResponse<SettingsView> {
+    let live = state.live();
+    JsonResponse(SettingsView {
+        generation: live.generation,
+        settings: crate::reload::views(&live.settings),
+    })
+}
+
+/// Read the configuration file and the secret files again and apply what changed, on this
+/// instance and (over the event bus) on every other one. Audited as `settings.reload`.
+#[utoipa::path(
+    post, path = "/api/v1/admin/settings/reload", tag = "admin",
+    responses(
+        (status = 200, description = "Applied: the new generation, what changed, what needs a restart", body = crate::reload::ReloadReport),
+        (status = 422, description = "The new settings are invalid; nothing changed", body = ErrorEnvelope),
+    ),
+)]
+async fn reload_settings(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    ctx: Option<Extension<RequestContext>>,
+) -> Result<JsonResponse<crate::reload::ReloadReport>, ApiError> {
+    let actor = Actor::User(&admin.user, ctx.as_ref().map(|Extension(c)| c));
+    crate::reload::reload_everywhere(&state, actor)
+        .await
+        .map(JsonResponse)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.0))
 }
 
 /// A user account as administrators see it (never the password hash).

@@ -237,6 +237,7 @@ pub async fn token_response(
     family: Option<Uuid>,
 ) -> Result<Response, ApiError> {
     let issued = state
+        .live()
         .tokens
         .issue(user, state.clock.now())
         .map_err(ApiError::internal)?;

@@ -40,7 +40,7 @@ struct ScrapeToken;
 
 /// Compares digests, so neither the content nor the length of the token leaks through timing.
 fn is_scrape_token(state: &AppState, presented: &str) -> bool {
-    let Some(expected) = &state.settings.metrics_token else {
+    let Some(expected) = &state.settings().metrics_token else {
         return false;
     };
     let a = Sha256::digest(presented.as_bytes());

@@ -104,10 +104,10 @@ pub fn router(state: AppState) -> Router {
                 .layer(Extension(spec))
                 .layer(Extension(login_routes))
                 .layer(from_fn_with_state(state.clone(), outer_stages))
-                .layer(cors::layer(&state.settings))
+                .layer(cors::layer(state.clone()))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(from_fn_with_state(state.clone(), admission_stages))
-                .layer(DefaultBodyLimit::max(state.settings.max_body_bytes)),
+                .layer(DefaultBodyLimit::max(state.settings().max_body_bytes)),
         )
         .with_state(state)
 }

@@ -84,9 +84,9 @@ async fn health(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<Mon
     Json(MonitoringHealth {
         status: status.into(),
         timestamp: timestamp(&state),
-        service: state.settings.project_name.clone(),
+        service: state.settings().project_name.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
-        environment: state.settings.environment.as_str().into(),
+        environment: state.settings().environment.as_str().into(),
         database: db.status().into(),
         memory: memory.into(),
     })

@@ -381,9 +381,9 @@ async fn security_health(State(state): State<AppState>) -> JsonResponse<Security
         security: SecurityFlags {
             csp_enabled: true,
             csrf_enabled: true,
-            rate_limiting: state.settings.rate_limit.enabled,
+            rate_limiting: state.settings().rate_limit.enabled,
             jwt_enabled: true,
-            https_enforced: state.settings.enforce_https,
+            https_enforced: state.settings().enforce_https,
             redis_shared_state: redis_shared_state(&state),
         },
     })
@@ -433,7 +433,7 @@ async fn security_config(
     State(state): State<AppState>,
     _: AdminOutsideLocal,
 ) -> JsonResponse<SecurityConfig> {
-    let s = &state.settings;
+    let s = &state.settings();
     JsonResponse(SecurityConfig {
         environment: s.environment.as_str().into(),
         features: SecurityFeatures {

@@ -75,7 +75,7 @@ fn session_view(state: &AppState, s: &SessionRow, current: Option<Uuid>) -> Sess
         user_id: s.user_id,
         created_at: s.created_at,
         last_seen_at: s.last_seen_at,
-        expires_at: state.session_policy.valid_until(s),
+        expires_at: state.live().session_policy.valid_until(s),
         absolute_expires_at: s.expires_at,
         ip: s.ip.clone(),
         user_agent: s.user_agent.clone(),
@@ -197,8 +197,8 @@ pub async fn session_response(
             .user(user)
             .details(json!({"session_id": created.session.id})),
     );
-    let secure = state.settings.enforce_https;
-    let csrf = state.csrf.issue(created.session.id, now);
+    let secure = state.settings().enforce_https;
+    let csrf = state.live().csrf.issue(created.session.id, now);
     let mut response = no_store(
         axum::Json(SessionLogin {
             user: SessionUser {
@@ -209,18 +209,23 @@ pub async fn session_response(
             },
             session_id: created.session.id,
             csrf_token: csrf.clone(),
-            expires_at: state.session_policy.valid_until(&created.session),
+            expires_at: state.live().session_policy.valid_until(&created.session),
             absolute_expires_at: created.session.expires_at,
-            idle_timeout_seconds: state.session_policy.idle.num_seconds(),
+            idle_timeout_seconds: state.live().session_policy.idle.num_seconds(),
         })
         .into_response(),
     );
-    let lifetime = state.session_policy.absolute.num_seconds();
+    let lifetime = state.live().session_policy.absolute.num_seconds();
     cookies::set(
         &mut response,
         &cookies::session(SESSION_COOKIE, &created.token, secure, lifetime),
     );
-    attach_token(&mut response, &csrf, secure, state.csrf.max_age_secs());
+    attach_token(
+        &mut response,
+        &csrf,
+        secure,
+        state.live().csrf.max_age_secs(),
+    );
     Ok(response)
 }
 
@@ -251,7 +256,7 @@ async fn logout(
             .details(json!({"session_id": id, "reason": "logout"})),
     );
     let mut response = StatusCode::NO_CONTENT.into_response();
-    clear_cookies(&mut response, state.settings.enforce_https);
+    clear_cookies(&mut response, state.settings().enforce_https);
     Ok(response)
 }
 
@@ -266,7 +271,7 @@ pub struct ListQuery {
 }
 
 fn is_live(state: &AppState, s: &SessionRow, now: DateTime<Utc>) -> bool {
-    now < state.session_policy.valid_until(s)
+    now < state.live().session_policy.valid_until(s)
 }
 
 /// The live sessions.
@@ -360,7 +365,7 @@ async fn revoke(
     );
     let mut response = StatusCode::NO_CONTENT.into_response();
     if current.method == AuthMethod::Session(id) {
-        clear_cookies(&mut response, state.settings.enforce_https);
+        clear_cookies(&mut response, state.settings().enforce_https);
     }
     Ok(response)
 }
@@ -392,7 +397,7 @@ async fn csrf_token(
     let AuthMethod::Session(id) = current.method else {
         return Err(not_a_session());
     };
-    let token = state.csrf.issue(id, state.clock.now());
+    let token = state.live().csrf.issue(id, state.clock.now());
     let mut response = no_store(
         axum::Json(CsrfToken {
             csrf_token: token.clone(),
@@ -402,8 +407,8 @@ async fn csrf_token(
     attach_token(
         &mut response,
         &token,
-        state.settings.enforce_https,
-        state.csrf.max_age_secs(),
+        state.settings().enforce_https,
+        state.live().csrf.max_age_secs(),
     );
     Ok(response)
 }

@@ -79,7 +79,7 @@ async fn health_check(State(state): State<AppState>) -> Json<HealthCheck> {
         status: status.into(),
         service: "orchestrator".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        environment: state.settings.environment.as_str().into(),
+        environment: state.settings().environment.as_str().into(),
         database: db.status().into(),
         redis: redis.into(),
     })
@@ -116,7 +116,7 @@ pub struct ServiceFeatures {
     ),
 )]
 async fn info(State(state): State<AppState>, _: AdminOutsideLocal) -> Json<ServiceInfo> {
-    let s = &state.settings;
+    let s = &state.settings();
     Json(ServiceInfo {
         service: "orchestrator".into(),
         version: env!("CARGO_PKG_VERSION").into(),

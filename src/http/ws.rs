@@ -125,7 +125,7 @@ async fn upgrade(
     // Cross-site WebSocket hijacking: a browser page of a foreign origin is refused, whatever it carries.
     let https = ctx.is_some_and(|Extension(c)| c.https);
     if headers.contains_key(header::ORIGIN)
-        && is_cross_site(&headers, https, &state.settings.cors_origins)
+        && is_cross_site(&headers, https, &state.settings().cors_origins)
     {
         return Err(ApiError::forbidden("Origin not allowed"));
     }

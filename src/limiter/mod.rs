@@ -64,8 +64,13 @@ pub enum Verdict {
     Unavailable,
 }
 
+/// The budgets in effect: replaced as a whole by a reload ([`Limiter::reconfigure`]). The state
+/// of each client (its GCRA theoretical arrival time) is kept, so a new budget applies from
+/// the next request without forgetting what a client has used.
 #[derive(Debug, Clone)]
 struct Policies {
+    enabled: bool,
+    fail_mode: RateLimitFailMode,
     general: Gcra,
     anonymous: Gcra,
     auth: Gcra,
@@ -75,9 +80,7 @@ struct Policies {
 }
 
 pub struct Limiter {
-    enabled: bool,
-    fail_mode: RateLimitFailMode,
-    policies: Policies,
+    policies: arc_swap::ArcSwap<Policies>,
     memory: Arc<MemoryStore>,
     redis: Option<RedisStore>,
     clock: SharedClock,
@@ -87,7 +90,7 @@ pub struct Limiter {
 impl std::fmt::Debug for Limiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Limiter")
-            .field("enabled", &self.enabled)
+            .field("enabled", &self.enabled())
             .field("redis", &self.redis)
             .finish_non_exhaustive()
     }
@@ -104,9 +107,8 @@ pub fn address_key(ip: IpAddr) -> String {
     }
 }
 
-impl Limiter {
-    /// Builds the limiter and starts its idle-key eviction task.
-    pub fn start(settings: &Settings, redis: Option<Redis>, clock: SharedClock) -> Arc<Limiter> {
+impl Policies {
+    fn of(settings: &Settings) -> Policies {
         let rl = &settings.rate_limit;
         let production = settings.environment == crate::config::Environment::Production;
         let general = if production {
@@ -122,18 +124,31 @@ impl Limiter {
             Some((requests, window, burst)) => Gcra::new(requests, window, burst),
             None => general,
         };
-        let limiter = Arc::new(Limiter {
+        Policies {
             enabled: rl.enabled,
             fail_mode: rl.fail_mode,
-            policies: Policies {
-                general,
-                anonymous,
-                auth: Gcra::new(rl.auth_requests, rl.auth_window_secs, 0),
-                strikes: Gcra::new(rl.strikes, rl.strike_window_secs, 0),
-                penalty_factor: i64::from(rl.penalty_factor),
-                cooling_us: rl.penalty_cooling_secs as i64 * 1_000_000,
-            },
-            memory: Arc::new(MemoryStore::new(rl.max_local_keys)),
+            general,
+            anonymous,
+            auth: Gcra::new(rl.auth_requests, rl.auth_window_secs, 0),
+            strikes: Gcra::new(rl.strikes, rl.strike_window_secs, 0),
+            penalty_factor: i64::from(rl.penalty_factor),
+            cooling_us: rl.penalty_cooling_secs as i64 * 1_000_000,
+        }
+    }
+}
+
+impl Limiter {
+    /// Puts the budgets of `settings` in effect from the next decision (a settings reload).
+    /// `KYROS_RATE_LIMIT_MAX_KEYS` applies at start-up only.
+    pub fn reconfigure(&self, settings: &Settings) {
+        self.policies.store(Arc::new(Policies::of(settings)));
+    }
+
+    /// Builds the limiter and starts its idle-key eviction task.
+    pub fn start(settings: &Settings, redis: Option<Redis>, clock: SharedClock) -> Arc<Limiter> {
+        let limiter = Arc::new(Limiter {
+            policies: arc_swap::ArcSwap::from_pointee(Policies::of(settings)),
+            memory: Arc::new(MemoryStore::new(settings.rate_limit.max_local_keys)),
             redis: redis.map(RedisStore::new),
             clock,
             local_decisions: AtomicU64::new(0),
@@ -151,7 +166,7 @@ impl Limiter {
     }
 
     pub fn enabled(&self) -> bool {
-        self.enabled
+        self.policies.load().enabled
     }
 
     pub fn memory(&self) -> &MemoryStore {
@@ -167,27 +182,26 @@ impl Limiter {
         self.redis.as_ref().map(|r| r.redis().is_healthy())
     }
 
-    fn gcra(&self, policy: Policy) -> &Gcra {
-        match policy {
-            Policy::General | Policy::WebSocket => &self.policies.general,
-            Policy::Anonymous => &self.policies.anonymous,
-            Policy::Auth | Policy::AuthAccount => &self.policies.auth,
-        }
-    }
-
     /// One decision for `client` (e.g. `user:…`, `ip:…`) under `policy`.
     pub async fn check(&self, policy: Policy, client: &str) -> Verdict {
-        let g = *self.gcra(policy);
+        let (g, factor, fail_mode) = {
+            let p = self.policies.load();
+            let g = match policy {
+                Policy::General | Policy::WebSocket => p.general,
+                Policy::Anonymous => p.anonymous,
+                Policy::Auth | Policy::AuthAccount => p.auth,
+            };
+            (g, p.penalty_factor, p.fail_mode)
+        };
         let now = self.clock.now().timestamp_micros();
         let bucket = format!("{}:{client}", policy.name());
-        let factor = self.policies.penalty_factor;
         if let Some(store) = &self.redis {
             match store.run(&bucket, client, &g, now, 1, factor, None).await {
                 Ok(r) => return verdict(&g, r.step, now),
                 Err(_) => {
                     self.local_decisions.fetch_add(1, Ordering::Relaxed);
                     let login_type = matches!(policy, Policy::Auth | Policy::AuthAccount);
-                    if self.fail_mode == RateLimitFailMode::Closed && !login_type {
+                    if fail_mode == RateLimitFailMode::Closed && !login_type {
                         return Verdict::Unavailable;
                     }
                 }
@@ -202,19 +216,22 @@ impl Limiter {
 
     /// The cooling period of a penalty, in seconds.
     pub fn cooling_secs(&self) -> i64 {
-        self.policies.cooling_us / 1_000_000
+        self.policies.load().cooling_us / 1_000_000
     }
 
     /// The cost of a request while penalized.
     pub fn penalty_factor(&self) -> i64 {
-        self.policies.penalty_factor
+        self.policies.load().penalty_factor
     }
 
     /// Counts a strike against `client`; true when this strike starts a penalty.
     pub async fn strike(&self, client: &str) -> bool {
-        let g = self.policies.strikes;
+        let (g, cooling_us) = {
+            let p = self.policies.load();
+            (p.strikes, p.cooling_us)
+        };
         let now = self.clock.now().timestamp_micros();
-        let until = now + self.policies.cooling_us;
+        let until = now + cooling_us;
         let bucket = format!("strike:{client}");
         if let Some(store) = &self.redis {
             match store.run(&bucket, client, &g, now, 1, 1, Some(until)).await {

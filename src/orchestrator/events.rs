@@ -21,6 +21,8 @@ use crate::store::redis::Redis;
 use crate::store::{Db, StoreResult};
 
 const CHANNEL: &str = "events";
+/// The Redis channel of [`Control`] messages.
+const CONTROL_CHANNEL: &str = "control";
 const LIVE_BUFFER: usize = 4096;
 
 pub use crate::model::{COLLAB, ORCHESTRATOR};
@@ -64,6 +66,7 @@ impl std::ops::Deref for LiveEvent {
 
 pub struct EventBus {
     tx: broadcast::Sender<Arc<LiveEvent>>,
+    control: broadcast::Sender<Control>,
     redis: Option<Redis>,
     instance: Uuid,
 }
@@ -74,6 +77,21 @@ impl std::fmt::Debug for EventBus {
             .field("instance", &self.instance)
             .finish_non_exhaustive()
     }
+}
+
+/// A message from one instance to the others that is not an event of the log: nothing is
+/// stored, and an instance that misses it (Redis down) does not get it later. Today one kind:
+/// [`Control::RELOAD_SETTINGS`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Control {
+    /// The sending instance ([`EventBus::instance`]).
+    pub origin: Uuid,
+    pub kind: String,
+}
+
+impl Control {
+    /// "Read your settings again": an administrator reloaded them through the API.
+    pub const RELOAD_SETTINGS: &str = "reload_settings";
 }
 
 /// A new event, before the log gives it an id.
@@ -92,8 +110,10 @@ pub struct NewEvent {
 impl EventBus {
     pub fn start(redis: Option<Redis>) -> Arc<EventBus> {
         let (tx, _) = broadcast::channel(LIVE_BUFFER);
+        let (control, _) = broadcast::channel(16);
         let bus = Arc::new(EventBus {
             tx,
+            control,
             redis,
             instance: Uuid::new_v4(),
         });
@@ -102,6 +122,31 @@ impl EventBus {
             tokio::spawn(async move { sub.subscribe_loop().await });
         }
         bus
+    }
+
+    /// This process's id on the bus (other instances' events carry theirs).
+    pub fn instance(&self) -> Uuid {
+        self.instance
+    }
+
+    /// [`Control`] messages of other instances.
+    pub fn control(&self) -> broadcast::Receiver<Control> {
+        self.control.subscribe()
+    }
+
+    /// Sends a [`Control`] message to every other instance (nothing without Redis: there are
+    /// no others). Best effort: an error is logged.
+    pub async fn announce(&self, kind: &str) {
+        let Some(redis) = &self.redis else { return };
+        let message = Control {
+            origin: self.instance,
+            kind: kind.to_owned(),
+        };
+        if let Ok(text) = serde_json::to_string(&message)
+            && let Err(e) = redis.publish(CONTROL_CHANNEL, &text).await
+        {
+            tracing::warn!(error = %e, kind, "a message to the other instances was not sent");
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
@@ -144,18 +189,28 @@ impl EventBus {
             return;
         };
         let channel = redis.key(CHANNEL);
+        let control_channel = redis.key(CONTROL_CHANNEL);
         loop {
             let connected =
                 tokio::time::timeout(Duration::from_secs(2), redis.client().get_async_pubsub())
                     .await;
             if let Ok(Ok(mut pubsub)) = connected
                 && pubsub.subscribe(&channel).await.is_ok()
+                && pubsub.subscribe(&control_channel).await.is_ok()
             {
                 let mut messages = pubsub.into_on_message();
                 while let Some(msg) = messages.next().await {
                     let Ok(text) = msg.get_payload::<String>() else {
                         continue;
                     };
+                    if msg.get_channel_name() == control_channel {
+                        if let Ok(control) = serde_json::from_str::<Control>(&text)
+                            && control.origin != self.instance
+                        {
+                            let _ = self.control.send(control);
+                        }
+                        continue;
+                    }
                     if let Ok(env) = serde_json::from_str::<Envelope>(&text)
                         && env.origin != self.instance
                     {

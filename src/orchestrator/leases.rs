@@ -81,7 +81,7 @@ pub fn leased_json(job: &JobRow) -> Value {
 pub async fn requeue_expired(state: &AppState) -> Result<(), StoreError> {
     let now = at_storage_precision(state.clock.now());
     for job in store::expired_leases(&state.db, now).await? {
-        let next = jobs::expire_lease(&job, now, state.settings.job_max_attempts);
+        let next = jobs::expire_lease(&job, now, state.settings().job_max_attempts);
         // Losing this race means another instance or request already handled the job.
         if store::update_status(&state.db, &next, job.version).await? {
             let name = if next.status == JobStatus::Pending.as_str() {
@@ -136,7 +136,7 @@ pub async fn claim(state: &AppState, agent: Agent<'_>) -> Result<Option<JobRow>,
     requeue_expired(state).await?;
     touch(state, agent).await?;
     let now = at_storage_precision(state.clock.now());
-    let lease = now + Duration::seconds(state.settings.job_lease_secs);
+    let lease = now + Duration::seconds(state.settings().job_lease_secs);
     let lease_token = URL_SAFE_NO_PAD.encode(random_bytes::<18>());
     let owner = crate::auth::policy::claimable_owner(agent.owner);
     // The store picks and locks the next job; the state machine starts it.
@@ -213,7 +213,7 @@ pub async fn heartbeat(
     let now = at_storage_precision(state.clock.now());
     let mut next = job.clone();
     next.updated_at = now;
-    next.lease_expires_at = Some(now + Duration::seconds(state.settings.job_lease_secs));
+    next.lease_expires_at = Some(now + Duration::seconds(state.settings().job_lease_secs));
     save(state, next, job.version, None).await
 }
 

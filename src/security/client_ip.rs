@@ -210,13 +210,13 @@ pub async fn request_context(
         })
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let socket_https = request.extensions().get::<TlsTransport>().is_some();
-    let trusted = &state.settings.trusted_proxies;
+    let trusted = &state.settings().trusted_proxies;
     let (client_ip, https) = resolve(
         peer,
         socket_https,
         request.headers(),
         trusted,
-        state.settings.proxy_headers,
+        state.settings().proxy_headers,
     );
     // A request id is kept only from a trusted proxy; anyone else could use it to forge log lines.
     let request_id = request

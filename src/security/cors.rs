@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::config::Settings;
+use crate::state::AppState;
 
 pub const EXPOSED_HEADERS: [&str; 12] = [
     "x-csrf-token",
@@ -25,14 +25,18 @@ pub const EXPOSED_HEADERS: [&str; 12] = [
     "www-authenticate",
 ];
 
-pub fn layer(settings: &Settings) -> CorsLayer {
-    let origins: Vec<HeaderValue> = settings
-        .cors_origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
+/// The CORS layer. The allowed origins are read from the settings in effect on every request
+/// (`state.settings().cors_origins`, exact match), so an origin added by a reload is allowed
+/// from the next preflight on.
+pub fn layer(state: AppState) -> CorsLayer {
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            state
+                .settings()
+                .cors_origins
+                .iter()
+                .any(|allowed| allowed.as_bytes() == origin.as_bytes())
+        }))
         .allow_credentials(true)
         .allow_methods([
             Method::GET,

@@ -28,7 +28,7 @@ use crate::config::Settings;
 use crate::context::RequestContext;
 use crate::cookies;
 use crate::crypto::hmac_sha256;
-use crate::crypto::{ct_eq, derive_key, random_bytes};
+use crate::crypto::{ct_eq, random_bytes};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -62,7 +62,8 @@ pub enum CsrfError {
 
 #[derive(Clone)]
 pub struct CsrfKeys {
-    key: [u8; 32],
+    /// The keys of every signing secret of the ring, the current one (which issues) first.
+    keys: Vec<[u8; 32]>,
     max_age_secs: i64,
 }
 
@@ -75,9 +76,11 @@ impl std::fmt::Debug for CsrfKeys {
 }
 
 impl CsrfKeys {
-    pub fn new(settings: &Settings) -> Self {
+    /// `keys`: the CSRF keys of the [`crate::crypto::KeyRing`], current first. Tokens are
+    /// issued under the first and accepted under any (key rotation).
+    pub fn new(settings: &Settings, keys: &[[u8; 32]]) -> Self {
         CsrfKeys {
-            key: derive_key(&settings.secret_key, "csrf"),
+            keys: keys.to_vec(),
             max_age_secs: settings.csrf_max_age_secs,
         }
     }
@@ -86,8 +89,8 @@ impl CsrfKeys {
         self.max_age_secs
     }
 
-    fn mac(&self, fields: &[u8], session: Uuid) -> [u8; 32] {
-        hmac_sha256(&self.key, &[DOMAIN, fields, session.as_bytes()])
+    fn mac(key: &[u8; 32], fields: &[u8], session: Uuid) -> [u8; 32] {
+        hmac_sha256(key, &[DOMAIN, fields, session.as_bytes()])
     }
 
     /// A token bound to `session`, issued at `now`.
@@ -100,7 +103,7 @@ impl CsrfKeys {
         raw.push(VERSION);
         raw.extend_from_slice(&issued_at.to_be_bytes());
         raw.extend_from_slice(&random_bytes::<16>());
-        let mac = self.mac(&raw, session);
+        let mac = Self::mac(&self.keys[0], &raw, session);
         raw.extend_from_slice(&mac);
         URL_SAFE_NO_PAD.encode(raw)
     }
@@ -117,7 +120,11 @@ impl CsrfKeys {
             return Err(CsrfError::Malformed);
         }
         let (fields, mac) = raw.split_at(TOKEN_BYTES - 32);
-        if !ct_eq(&self.mac(fields, session), mac) {
+        if !self
+            .keys
+            .iter()
+            .any(|key| ct_eq(&Self::mac(key, fields, session), mac))
+        {
             return Err(CsrfError::BadSignature);
         }
         let mut ts = [0u8; 8];
@@ -218,11 +225,12 @@ async fn guard(state: AppState, request: Request, next: Next, exempt: bool) -> R
         });
     let ctx = request.extensions().get::<RequestContext>().cloned();
     let now = state.clock.now();
-    let keys = &state.csrf;
+    let keys = &state.live().csrf;
 
     if is_state_changing(&method) && (session.is_some() || exempt) {
         let https = ctx.as_ref().is_some_and(|c| c.https);
-        let mut verdict = if is_cross_site(request.headers(), https, &state.settings.cors_origins) {
+        let mut verdict = if is_cross_site(request.headers(), https, &state.settings().cors_origins)
+        {
             Err(CsrfError::CrossSite)
         } else {
             Ok(())
@@ -260,7 +268,7 @@ async fn guard(state: AppState, request: Request, next: Next, exempt: bool) -> R
         attach_token(
             &mut response,
             &token,
-            state.settings.enforce_https,
+            state.settings().enforce_https,
             keys.max_age_secs(),
         );
     }
@@ -270,12 +278,13 @@ async fn guard(state: AppState, request: Request, next: Next, exempt: bool) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::derive_key;
     use chrono::Duration;
     use secrecy::SecretString;
 
     fn keys() -> CsrfKeys {
         CsrfKeys {
-            key: derive_key(&SecretString::from("k".repeat(40)), "csrf"),
+            keys: vec![derive_key(&SecretString::from("k".repeat(40)), "csrf")],
             max_age_secs: 3600,
         }
     }

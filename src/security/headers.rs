@@ -11,9 +11,13 @@ pub const CSP_REPORT_PATH: &str = "/api/v1/security/csp-report";
 pub const PERMISSIONS_POLICY: &str = "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()";
 pub const HSTS: &str = "max-age=31536000; includeSubDomains";
 
-/// The CSP for an environment. Staging and production are strict; local allows what
-/// development tooling needs. Both report violations to the CSP report endpoint.
+/// The CSP: `KYROS_CONTENT_SECURITY_POLICY` when set, else the policy of the environment.
+/// Staging and production are strict; local allows what development tooling needs. Both
+/// report violations to the CSP report endpoint.
 pub fn content_security_policy(settings: &Settings) -> String {
+    if let Some(csp) = &settings.content_security_policy {
+        return csp.clone();
+    }
     let report = format!("report-uri {CSP_REPORT_PATH}; report-to csp-endpoint");
     if settings.environment.is_local() {
         format!(
@@ -30,7 +34,7 @@ pub fn content_security_policy(settings: &Settings) -> String {
     }
 }
 
-/// The fixed set of headers, computed once at start-up.
+/// The fixed set of headers, computed when the settings are (at start-up and on a reload).
 #[derive(Debug, Clone)]
 pub struct SecurityHeaders(Vec<(HeaderName, HeaderValue)>);
 
@@ -90,7 +94,7 @@ pub async fn security_headers(
 ) -> Response {
     let mut response = next(request).await;
     let headers = response.headers_mut();
-    for (name, value) in &state.security_headers.0 {
+    for (name, value) in &state.live().security_headers.0 {
         headers.insert(name.clone(), value.clone());
     }
     headers.remove(header::SERVER);

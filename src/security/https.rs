@@ -33,7 +33,7 @@ pub async fn enforce_https(
     request: Request,
     next: impl AsyncFnOnce(Request) -> Response,
 ) -> Response {
-    let settings = &state.settings;
+    let settings = &state.settings();
     let ctx = request.extensions().get::<RequestContext>().cloned();
     let https = ctx.as_ref().is_some_and(|c| c.https);
     if !settings.enforce_https

@@ -34,7 +34,7 @@ pub async fn request_limits(
     request: Request,
     next: impl AsyncFnOnce(Request) -> Response,
 ) -> Response {
-    let settings = &state.settings;
+    let settings = &state.settings();
     let ctx = request.extensions().get::<RequestContext>().cloned();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();

@@ -99,6 +99,19 @@ pub async fn find_by_lookup_id(db: &Db, lookup_id: &str) -> StoreResult<Option<A
     Ok(row)
 }
 
+/// Files a key again under the current key of the ring (a key rotation): its hash, and for a
+/// legacy key its lookup id, which is derived from the same secret.
+pub async fn refile(db: &Db, id: Uuid, lookup_id: &str, secret_hash: &str) -> StoreResult<()> {
+    on_pool!(db, pool => sqlx::query("UPDATE api_keys SET lookup_id = $1, secret_hash = $2 WHERE id = $3")
+        .bind(lookup_id)
+        .bind(secret_hash)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
 pub async fn find_by_id(db: &Db, id: Uuid) -> StoreResult<Option<ApiKeyRow>> {
     let row = on_pool!(db, pool => sqlx::query_as(select_api_keys!("WHERE id = $1"))
         .bind(id)

@@ -48,6 +48,18 @@ pub async fn enable(db: &Db, user_id: Uuid) -> StoreResult<()> {
     Ok(())
 }
 
+/// Replaces the stored (encrypted) secret with the same secret encrypted under another key (a
+/// key rotation); the MFA state is unchanged.
+pub async fn replace_secret(db: &Db, user_id: Uuid, encrypted: &str) -> StoreResult<()> {
+    on_pool!(db, pool => sqlx::query("UPDATE users SET mfa_secret = $1 WHERE id = $2 AND mfa_secret IS NOT NULL")
+        .bind(encrypted)
+        .bind(user_id)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
 /// Turns MFA off and forgets the secret and the recovery codes.
 pub async fn disable(db: &Db, user_id: Uuid) -> StoreResult<()> {
     on_pool!(db, pool => {

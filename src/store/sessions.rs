@@ -102,6 +102,18 @@ pub async fn touch(db: &Db, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
     Ok(())
 }
 
+/// Files a session under another token hash (the same token under the current key, after a
+/// key rotation).
+pub async fn set_token_hash(db: &Db, id: Uuid, token_hash: &str) -> StoreResult<()> {
+    on_pool!(db, pool => sqlx::query("UPDATE sessions SET token_hash = $1 WHERE id = $2")
+        .bind(token_hash)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
 /// Revokes one session; false when it was already revoked or does not exist.
 pub async fn revoke(db: &Db, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
     let n = on_pool!(db, pool => sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")

@@ -216,7 +216,7 @@ async fn tokens_survive_a_restart_with_the_generated_local_key(backend: Backend)
         return;
     };
     assert!(matches!(
-        first.state.settings.secret_source,
+        first.state.settings().secret_source,
         SecretSource::GeneratedFile(_)
     ));
     first
@@ -231,7 +231,7 @@ async fn tokens_survive_a_restart_with_the_generated_local_key(backend: Backend)
         .expect("second start");
     first.stop().await;
     assert!(matches!(
-        second.state.settings.secret_source,
+        second.state.settings().secret_source,
         SecretSource::StoredFile(_)
     ));
     assert_eq!(

@@ -44,7 +44,7 @@ async fn page_and_hashed_assets(backend: Backend) {
     let Some(app) = production_app(backend).await else {
         return;
     };
-    let csp = kyros::security::headers::content_security_policy(&app.state.settings);
+    let csp = kyros::security::headers::content_security_policy(&app.state.settings());
     assert!(
         !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
         "{csp}"

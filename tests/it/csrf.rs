@@ -83,6 +83,7 @@ async fn forged_or_missing_tokens_are_refused_in_every_environment(backend: Back
         .await;
         let fresh = app
             .state
+            .live()
             .csrf
             .issue(me.id.parse().expect("uuid"), app.clock.now());
         expect_403(
@@ -109,7 +110,7 @@ async fn forged_or_missing_tokens_are_refused_in_every_environment(backend: Back
             "tampered token",
         )
         .await;
-        let future = app.state.csrf.issue(
+        let future = app.state.live().csrf.issue(
             me.id.parse().expect("uuid"),
             app.clock.now() + Duration::hours(1),
         );

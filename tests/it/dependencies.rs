@@ -27,7 +27,7 @@ fn layer(module: &str) -> Option<u8> {
         "store" => 1,
         "audit" | "telemetry" | "limiter" => 2,
         "auth" => 3,
-        "security" | "orchestrator" => 4,
+        "security" | "orchestrator" | "reload" => 4,
         "http" | "web" | "server" | "lib" | "main" => 5,
         "state" => 4,
         _ => return None,

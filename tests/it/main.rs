@@ -22,6 +22,7 @@ mod faults;
 mod http_basics;
 mod job_states;
 mod jobs;
+mod live_settings;
 mod lockout;
 mod mfa;
 mod openapi;

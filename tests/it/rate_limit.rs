@@ -109,12 +109,14 @@ async fn users_and_addresses_have_their_own_budgets(backend: Backend) {
     app.create_user("ben", PW, Role::User).await;
     let ann = app
         .state
+        .live()
         .tokens
         .issue(&app.state_user("ann").await, app.clock_now())
         .expect("t")
         .token;
     let ben = app
         .state
+        .live()
         .tokens
         .issue(&app.state_user("ben").await, app.clock_now())
         .expect("t")

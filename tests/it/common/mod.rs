@@ -327,7 +327,7 @@ impl TestApp {
 
     pub fn secret(&self) -> String {
         use secrecy::ExposeSecret;
-        self.state.settings.secret_key.expose_secret().to_owned()
+        self.state.settings().secret_key.expose_secret().to_owned()
     }
 
     /// Sends the server its shutdown signal without waiting; `stop` then waits for the end.
