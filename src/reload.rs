@@ -174,8 +174,24 @@ async fn prepare(state: &AppState) -> Result<Prepared, ReloadError> {
         .filter(|o| next.effective.get(o.env) != current.settings.effective.get(o.env))
         .map(|o| o.env)
         .collect();
-    // The certificate is read again on every reload (its files may change under the same
-    // names); a certificate that does not load refuses the whole reload.
+    // A replaced SECRET_KEY joins the ring of retired secrets (see `crypto::KeyRing`).
+    let mut retired = current.retired.clone();
+    let rotated = !crate::crypto::ct_eq(
+        current.settings.secret_key.expose_secret().as_bytes(),
+        next.secret_key.expose_secret().as_bytes(),
+    );
+    if rotated {
+        retired.push(crate::crypto::RetiredSecret {
+            secret: current.settings.secret_key.clone(),
+            retired_at: state.clock.now(),
+        });
+    }
+    let mut next = Live::new(next, current.generation + 1, retired)
+        .map_err(|e| ReloadError(format!("{e:#}")))?;
+    next.files_seen = seen;
+    // Last, as the only step with an effect before the swap: the certificate is read again on
+    // every reload (its files may change under the same names); one that does not load
+    // refuses the whole reload, and the certificate in use stays.
     if let Some(tls) = state.tls.get()
         && let (Some(cert), Some(key)) = (&next.tls_cert_file, &next.tls_key_file)
     {
@@ -186,25 +202,13 @@ async fn prepare(state: &AppState) -> Result<Prepared, ReloadError> {
             ))
         })?;
     }
-    // A replaced SECRET_KEY joins the ring of retired secrets (see `crypto::KeyRing`).
-    let mut retired = current.retired.clone();
-    if !crate::crypto::ct_eq(
-        current.settings.secret_key.expose_secret().as_bytes(),
-        next.secret_key.expose_secret().as_bytes(),
-    ) {
-        retired.push(crate::crypto::RetiredSecret {
-            secret: current.settings.secret_key.clone(),
-            retired_at: state.clock.now(),
-        });
+    if rotated {
         tracing::warn!(
             "SECRET_KEY changed: the previous key now only verifies (access tokens for one \
              access-token lifetime, stored credentials until a restart); add it to \
              PREVIOUS_SECRET_KEYS to keep what was derived from it working after a restart"
         );
     }
-    let mut next = Live::new(next, current.generation + 1, retired)
-        .map_err(|e| ReloadError(format!("{e:#}")))?;
-    next.files_seen = seen;
     Ok((next, changed, restart_required))
 }
 
