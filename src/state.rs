@@ -87,6 +87,8 @@ pub struct Inner {
     live: arc_swap::ArcSwap<Live>,
     /// One reload at a time.
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// One sweep of expired leases at a time (`orchestrator::leases`).
+    pub lease_sweep: tokio::sync::Mutex<()>,
     /// The TLS configuration a reload loads the certificate into (set by `serve`).
     pub tls: std::sync::OnceLock<axum_server::tls_rustls::RustlsConfig>,
     /// The log filter a reload changes (set by the binary).
@@ -217,6 +219,7 @@ impl AppState {
         let state = AppState(Arc::new(Inner {
             live: arc_swap::ArcSwap::from_pointee(Live::new(settings, 1, Vec::new())?),
             reload_lock: tokio::sync::Mutex::new(()),
+            lease_sweep: tokio::sync::Mutex::new(()),
             tls: std::sync::OnceLock::new(),
             log_filter: std::sync::OnceLock::new(),
             db,
