@@ -473,14 +473,7 @@ async fn keyset_pages_follow_the_link(backend: Backend) {
 #[tokio::test]
 async fn every_list_query_reads_an_index_in_order() {
     use kyros::store::jobs::{ListFilter, list_sql};
-    let dir = tempfile::tempdir().expect("dir");
-    let mut vars = kyros::config::Vars::new();
-    vars.set("ENVIRONMENT", "local");
-    vars.set("SECRET_KEY", crate::common::random_secret());
-    vars.set("KYROS_DATA_DIR", dir.path().to_string_lossy().to_string());
-    let settings = kyros::config::Settings::from_vars(&vars).expect("settings");
-    let db = kyros::store::Db::connect(&settings).await.expect("db");
-    db.migrate().await.expect("migrate");
+    let (_dir, db) = crate::common::sqlite_file_db().await;
     let kyros::store::Db::Sqlite(sqlite) = &db else {
         panic!("SQLite expected");
     };

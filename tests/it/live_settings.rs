@@ -171,42 +171,26 @@ fn secret_files_and_the_configuration_file_are_checked_without_starting() {
     // the environment wins over the file.
     let config = dir.path().join("kyros.toml");
     let config_var = config.to_str().expect("path");
-    write(&config, "[rate_limit]\nrequests = \"many\"\n", 0o600);
-    let out = kyros(
-        dir.path(),
-        &["config", "check"],
-        &[("KYROS_CONFIG", config_var)],
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("RATE_LIMIT_REQUESTS must be a positive whole number"),
-        "{}",
-        text(&out)
-    );
-    write(&config, "[rate_limit]\nrequets = 5\n", 0o600);
-    let out = kyros(
-        dir.path(),
-        &["config", "check"],
-        &[("KYROS_CONFIG", config_var)],
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("unknown setting rate_limit.requets"),
-        "{}",
-        text(&out)
-    );
-    write(&config, "[rate_limit\nrequests = 5\n", 0o600);
-    let out = kyros(
-        dir.path(),
-        &["config", "check"],
-        &[("KYROS_CONFIG", config_var)],
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("not valid TOML at line 1"),
-        "{}",
-        text(&out)
-    );
+    for (content, named) in [
+        (
+            "[rate_limit]\nrequests = \"many\"\n",
+            "RATE_LIMIT_REQUESTS must be a positive whole number",
+        ),
+        (
+            "[rate_limit]\nrequets = 5\n",
+            "unknown setting rate_limit.requets",
+        ),
+        ("[rate_limit\nrequests = 5\n", "not valid TOML at line 1"),
+    ] {
+        write(&config, content, 0o600);
+        let out = kyros(
+            dir.path(),
+            &["config", "check"],
+            &[("KYROS_CONFIG", config_var)],
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(named), "{content:?}: {}", text(&out));
+    }
 
     write(
         &config,

@@ -255,14 +255,7 @@ backend_tests!(
 #[tokio::test]
 async fn the_sqlite_write_ahead_log_is_folded_back_and_truncated() {
     use sqlx::Connection;
-    let dir = tempfile::tempdir().expect("dir");
-    let mut vars = kyros::config::Vars::new();
-    vars.set("ENVIRONMENT", "local");
-    vars.set("SECRET_KEY", crate::common::random_secret());
-    vars.set("KYROS_DATA_DIR", dir.path().to_string_lossy().to_string());
-    let settings = kyros::config::Settings::from_vars(&vars).expect("settings");
-    let db = kyros::store::Db::connect(&settings).await.expect("db");
-    db.migrate().await.expect("migrate");
+    let (dir, db) = crate::common::sqlite_file_db().await;
     let kyros::store::Db::Sqlite(sqlite) = &db else {
         panic!("no DATABASE_URL: SQLite")
     };

@@ -60,6 +60,20 @@ pub fn postgres_admin_url() -> String {
 }
 
 /// A random secret for one test.
+/// A migrated SQLite database file in a new directory, as `kyros serve` opens it (for tests of
+/// the store itself: query plans, the write-ahead log).
+pub async fn sqlite_file_db() -> (tempfile::TempDir, kyros::store::Db) {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut vars = Vars::new();
+    vars.set("ENVIRONMENT", "local");
+    vars.set("SECRET_KEY", random_secret());
+    vars.set("KYROS_DATA_DIR", dir.path().to_string_lossy().to_string());
+    let settings = Settings::from_vars(&vars).expect("settings");
+    let db = kyros::store::Db::connect(&settings).await.expect("db");
+    db.migrate().await.expect("migrate");
+    (dir, db)
+}
+
 pub fn random_secret() -> String {
     let bytes: [u8; 32] = kyros::crypto::random_bytes();
     hex::encode(bytes)
