@@ -14,14 +14,14 @@
 # plus, for contrast, the same deep page by offset (`skip`), which has to walk the rows before it.
 # Writes the "Scale" section of docs/benchmarks.md (between its markers; bench/run.sh keeps it).
 #
-#   bench/scale.sh [--jobs 1000000] [--owners 10000] [--events 1000000] [--duration 5] [--no-pg]
+#   bench/scale.sh [--jobs 1000000] [--owners 10000] [--events 10000000] [--duration 5] [--no-pg]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 JOBS=1000000
 OWNERS=10000
-EVENTS=1000000
+EVENTS=10000000
 DURATION=5
 PG=1
 while [ $# -gt 0 ]; do
@@ -178,6 +178,10 @@ measure() { # engine size
   start "$e" "$size-claims"
   row "$e" "$size" "claim" "$BASE/api/v1/agents/claim" "X-API-Key: $AGENT_KEY" POST EMPTY-IS-ERROR
   stop
+  # The row's agent never comes back for the thousands of jobs it leased; an agent would have
+  # completed them. Left leased, their leases (60 s) expire while the next rows run and turn
+  # those rows into a measure of a mass expiry. Settle them as completed, outside the service.
+  sql "$e" "UPDATE jobs SET status = 'completed', completed_at = updated_at, lease_owner = NULL, lease_expires_at = NULL, lease_token = NULL WHERE lease_owner IS NOT NULL" >/dev/null
 }
 
 # seed_pool ENGINE: CLAIM_POOL pending jobs of one new owner, for the claim row.
@@ -233,7 +237,9 @@ SECTION=$WORK/section.md
   echo "(the claim: an agent key), on a small database ($SMALL_JOBS jobs, $SMALL_OWNERS owners, $SMALL_EVENTS events)"
   echo "and on the same database after seeding the large one. Before each claim row $CLAIM_POOL pending"
   echo "jobs are added and the server restarted, so that every claim hands out a job; a 204"
-  echo "(\"no job waiting\") counts as an error. \"large / small\" is the ratio of req/s; the target"
+  echo "(\"no job waiting\") counts as an error; after the row, the jobs it leased are marked completed"
+  echo "in SQL (its agent never completes them, and their expiring leases would load the next rows)."
+  echo "\"large / small\" is the ratio of req/s; the target"
   echo "(issue 16) is at most a 2× slowdown, i.e. ≥ 50 %."
   echo
   echo "| engine | request | small req/s | large req/s | large / small | large p99 | errors |"
@@ -249,7 +255,7 @@ SECTION=$WORK/section.md
       }
     }' "$RESULTS"
   echo
-  echo "Seeding (the service's store code, 16 inserts at a time):"
+  echo "Seeding (the service's store code: owners one by one, jobs and events in multi-row inserts of 2 000):"
   echo
   echo '```'
   cat "$WORK"/seed-*.txt

@@ -1,6 +1,7 @@
 //! Seeds a database for the scale rows of `bench/scale.sh` with the service's own store code:
 //! owners (users who cannot log in: their password hash is no hash), jobs in mixed states spread
-//! over them and over the last 30 days, and orchestrator events about those jobs.
+//! over them and over the last 30 days, and orchestrator events about those jobs. Jobs and events
+//! go in [`BULK_ROWS`] at a time (`store::jobs::insert_many`, `store::events::append_many`).
 //!
 //!   cargo run --release --example scale_seed -- --jobs 1000000 --owners 10000 --events 1000000
 //!   cargo run --release --example scale_seed -- --jobs 40000 --owners 1 --events 0 --status pending
@@ -16,19 +17,20 @@ use chrono::{Duration, Utc};
 use futures_util::stream::{self, StreamExt};
 use kyros::config::Settings;
 use kyros::model::Role;
-use kyros::store::Db;
 use kyros::store::events::EventRow;
 use kyros::store::jobs::JobRow;
 use kyros::store::users::NewUser;
+use kyros::store::{BULK_ROWS, Db};
 use uuid::Uuid;
 
 const STATES: [&str; 5] = ["pending", "running", "completed", "failed", "cancelled"];
-/// Concurrent inserts (PostgreSQL overlaps round trips; SQLite serialises writes anyway).
-const CONCURRENCY: usize = 16;
+/// Concurrent multi-row inserts on PostgreSQL (it overlaps them); SQLite serialises writes, so
+/// it gets one at a time rather than writers waiting on each other's locks.
+const PG_CONCURRENCY: usize = 4;
 /// Rows between two maintenance passes: under a constant stream of writes SQLite's automatic
 /// checkpoint never finds the log idle, and the write-ahead log grows without bound (30 GB for
-/// 2 M rows here) unless it is checkpointed between chunks.
-const CHUNK: usize = 50_000;
+/// 2 M rows here) unless it is checkpointed between chunks; PostgreSQL refreshes its statistics.
+const CHUNK: usize = 500_000;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -59,6 +61,10 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::load().map_err(|e| anyhow::anyhow!("{e}"))?;
     let db = Db::connect(&settings).await?;
     db.migrate().await?;
+    let concurrency = match db {
+        Db::Sqlite(_) => 1,
+        Db::Postgres(_) => PG_CONCURRENCY,
+    };
     let now = Utc::now();
     // Owner names unique to this run, so a database can be seeded more than once.
     let run = Uuid::new_v4().simple().to_string()[..8].to_owned();
@@ -86,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
                 .map(|u| u.id)
             }
         })
-        .buffer_unordered(CONCURRENCY)
+        .buffer_unordered(concurrency)
         .collect::<Vec<_>>()
         .await
         .into_iter()
@@ -97,43 +103,52 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut job_ids: Vec<Uuid> = Vec::with_capacity(jobs);
     for chunk_start in (0..jobs).step_by(CHUNK) {
-        let chunk: Vec<Uuid> = stream::iter(chunk_start..(chunk_start + CHUNK).min(jobs))
-            .map(|i| {
-                let db = db.clone();
-                let owner = owner_ids[i % owner_ids.len()];
-                async move {
-                    // Spread over 30 days, oldest first, so that created_at orders like the ids.
-                    let at = now - Duration::seconds(30 * 86_400)
-                        + Duration::milliseconds((i as i64) * 2_592_000_000 / jobs.max(1) as i64);
-                    let job = JobRow {
-                        id: Uuid::new_v4(),
-                        name: format!("scale job {i}"),
-                        description: None,
-                        status: status.unwrap_or(STATES[i % STATES.len()]).into(),
-                        priority: (i % 7) as i32,
-                        metadata: None,
-                        owner_id: Some(owner),
-                        version: 1,
-                        attempts: 0,
-                        created_at: at,
-                        updated_at: at,
-                        started_at: None,
-                        completed_at: None,
-                        lease_owner: None,
-                        lease_expires_at: None,
-                        lease_token: None,
-                        result: None,
-                        error: None,
-                    };
-                    kyros::store::jobs::insert(&db, &job).await.map(|()| job.id)
-                }
+        let chunk_end = (chunk_start + CHUNK).min(jobs);
+        let batches: Vec<Vec<JobRow>> = (chunk_start..chunk_end)
+            .step_by(BULK_ROWS)
+            .map(|b| {
+                (b..(b + BULK_ROWS).min(chunk_end))
+                    .map(|i| {
+                        // Spread over 30 days, oldest first, so that created_at orders like the ids.
+                        let at = now - Duration::seconds(30 * 86_400)
+                            + Duration::milliseconds(
+                                (i as i64) * 2_592_000_000 / jobs.max(1) as i64,
+                            );
+                        JobRow {
+                            id: Uuid::new_v4(),
+                            name: format!("scale job {i}"),
+                            description: None,
+                            status: status.unwrap_or(STATES[i % STATES.len()]).into(),
+                            priority: (i % 7) as i32,
+                            metadata: None,
+                            owner_id: Some(owner_ids[i % owner_ids.len()]),
+                            version: 1,
+                            attempts: 0,
+                            created_at: at,
+                            updated_at: at,
+                            started_at: None,
+                            completed_at: None,
+                            lease_owner: None,
+                            lease_expires_at: None,
+                            lease_token: None,
+                            result: None,
+                            error: None,
+                        }
+                    })
+                    .collect()
             })
-            .buffer_unordered(CONCURRENCY)
+            .collect();
+        job_ids.extend(batches.iter().flatten().map(|j| j.id));
+        stream::iter(batches)
+            .map(|batch| {
+                let db = db.clone();
+                async move { kyros::store::jobs::insert_many(&db, &batch).await }
+            })
+            .buffer_unordered(concurrency)
             .collect::<Vec<_>>()
             .await
             .into_iter()
-            .collect::<Result<_, _>>()?;
-        job_ids.extend(chunk);
+            .collect::<Result<(), _>>()?;
         kyros::store::maintain_after_bulk_load(&db).await?;
     }
     println!("jobs={jobs}");
@@ -141,33 +156,34 @@ async fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     for chunk_start in (0..events).step_by(CHUNK) {
-        let results: Vec<_> = stream::iter(chunk_start..(chunk_start + CHUNK).min(events))
-            .map(|i| {
+        let chunk_end = (chunk_start + CHUNK).min(events);
+        stream::iter((chunk_start..chunk_end).step_by(BULK_ROWS))
+            .map(|b| {
+                let rows: Vec<EventRow> = (b..(b + BULK_ROWS).min(chunk_end))
+                    .map(|i| {
+                        let job = job_ids.get(i % job_ids.len().max(1)).copied();
+                        EventRow {
+                            id: 0,
+                            at: now,
+                            stream: "orchestrator".into(),
+                            event: "job_created".into(),
+                            actor: None,
+                            target: job.map(|j| j.to_string()),
+                            task_id: job.map(|j| j.to_string()),
+                            run_id: None,
+                            owner_id: Some(owner_ids[i % owner_ids.len()]),
+                            payload: sqlx::types::Json(serde_json::json!({"seq": i})),
+                        }
+                    })
+                    .collect();
                 let db = db.clone();
-                let job = job_ids.get(i % job_ids.len().max(1)).copied();
-                let owner = owner_ids[i % owner_ids.len()];
-                async move {
-                    let row = EventRow {
-                        id: 0,
-                        at: now,
-                        stream: "orchestrator".into(),
-                        event: "job_created".into(),
-                        actor: None,
-                        target: job.map(|j| j.to_string()),
-                        task_id: job.map(|j| j.to_string()),
-                        run_id: None,
-                        owner_id: Some(owner),
-                        payload: sqlx::types::Json(serde_json::json!({"seq": i})),
-                    };
-                    kyros::store::events::append(&db, &row).await
-                }
+                async move { kyros::store::events::append_many(&db, &rows).await }
             })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        for r in results {
-            r?;
-        }
+            .buffer_unordered(concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<(), _>>()?;
         kyros::store::maintain_after_bulk_load(&db).await?;
     }
     println!("events={events}");

@@ -12,6 +12,7 @@ use base64::Engine;
 use ipnet::IpNet;
 use secrecy::SecretString;
 
+pub mod identity;
 pub mod options;
 pub mod sources;
 
@@ -182,6 +183,9 @@ impl Default for PasswordHashSettings {
 
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Identity providers for sign-in (`OIDC_*`, `GOOGLE_*`, `MICROSOFT_*`, `GITHUB_*`,
+    /// `OAUTH2_REDIRECT_URIS`; [`identity`]).
+    pub identity: identity::IdentitySettings,
     pub environment: Environment,
     pub project_name: String,
     pub secret_key: SecretString,
@@ -356,6 +360,7 @@ impl Vars {
         debug_assert!(
             options::by_env(name).is_some()
                 || META_VARS.contains(&name)
+                || options::is_provider_var(name)
                 || name
                     .strip_suffix("_FILE")
                     .and_then(options::by_env)
@@ -708,7 +713,10 @@ impl Settings {
             );
         }
 
+        let identity = identity::parse(vars, environment)?;
+
         Ok(Settings {
+            identity,
             environment,
             project_name: vars
                 .get("PROJECT_NAME")

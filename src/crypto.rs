@@ -33,10 +33,13 @@ pub enum Purpose {
     ApiKeyLegacyLookup,
     /// HMAC of CSRF tokens.
     Csrf,
+    /// Keyed hash of the `state` of a sign-in with an identity provider and of its
+    /// browser-binding cookie (lookup).
+    OAuthState,
 }
 
 impl Purpose {
-    const ALL: [Purpose; 9] = [
+    const ALL: [Purpose; 10] = [
         Purpose::SessionToken,
         Purpose::RefreshToken,
         Purpose::TotpSecret,
@@ -46,6 +49,7 @@ impl Purpose {
         Purpose::ApiKeyHash,
         Purpose::ApiKeyLegacyLookup,
         Purpose::Csrf,
+        Purpose::OAuthState,
     ];
 
     /// The HKDF `info` label.
@@ -60,6 +64,7 @@ impl Purpose {
             Purpose::ApiKeyHash => "api-key-hash",
             Purpose::ApiKeyLegacyLookup => "api-key-legacy-lookup",
             Purpose::Csrf => "csrf",
+            Purpose::OAuthState => "oauth-state",
         }
     }
 }

@@ -167,7 +167,9 @@ async fn prepare(state: &AppState) -> Result<Prepared, ReloadError> {
                 .unwrap_or(sources::Source::Default),
         );
     }
-    let next = Settings::from_resolved(resolved).map_err(|e| ReloadError(e.0))?;
+    let mut next = Settings::from_resolved(resolved).map_err(|e| ReloadError(e.0))?;
+    // The identity providers (their OIDC_<NAME>_* variables too) are read at start-up.
+    next.identity = current.settings.identity.clone();
     let changed: Vec<&'static str> = options::OPTIONS
         .iter()
         .filter(|o| o.apply == Apply::Reload)

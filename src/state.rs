@@ -109,6 +109,8 @@ pub struct Inner {
     pub user_cache: UserCache,
     /// API key and session rows of recent requests (one second; see its bounds).
     pub credentials: crate::auth::credential_cache::CredentialCache,
+    /// The identity providers of sign-in, as configured at start-up (`auth::oidc`).
+    pub oidc: crate::auth::oidc::Providers,
 }
 
 impl std::fmt::Debug for Inner {
@@ -216,6 +218,7 @@ impl AppState {
             settings.event_retention_days,
         );
         let events = EventBus::start(redis.clone());
+        let oidc = crate::auth::oidc::Providers::new(&settings.identity);
         let state = AppState(Arc::new(Inner {
             live: arc_swap::ArcSwap::from_pointee(Live::new(settings, 1, Vec::new())?),
             reload_lock: tokio::sync::Mutex::new(()),
@@ -234,6 +237,7 @@ impl AppState {
             shutdown: Shutdown::default(),
             user_cache: UserCache::default(),
             credentials: Default::default(),
+            oidc,
         }));
         crate::orchestrator::leases::spawn_sweeper(state.downgrade());
         spawn_wal_checkpoints(state.downgrade());

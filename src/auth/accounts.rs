@@ -172,6 +172,85 @@ pub async fn create_user(
     Ok(user)
 }
 
+/// The stored password hash of an account that has no password (created at a first sign-in
+/// with an identity provider): no hash format, so every password is refused after the same
+/// work as a wrong one (`password::Hasher::verify`).
+pub const NO_PASSWORD: &str = "!";
+
+/// Whether the account has a password it can sign in with.
+pub fn has_password(user: &User) -> bool {
+    user.password_hash != NO_PASSWORD
+}
+
+/// Creates an account without a password for a person who signed in with an identity provider
+/// (`auth::oidc`). The username is `wanted` when it is a valid name that is free, else `wanted`
+/// with `-2`, `-3`… appended, normalised like every username (RFC 8265); `AccountError::Taken
+/// ("email")` when another account has the e-mail address. Audited as `user.created` by the
+/// system, with `via_provider`.
+pub async fn create_external_user(
+    state: &AppState,
+    wanted: &str,
+    email: &str,
+    role: Role,
+    provider: &str,
+) -> Result<User, AccountError> {
+    validate_email(email)?;
+    // Keep the characters a username may hold; an empty result becomes "user".
+    let mut base: String = wanted
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(NAME_MAX_CHARS - 8)
+        .collect();
+    if base.is_empty() || validate_username(&base).is_err() {
+        base = "user".into();
+    }
+    for n in 1..=50u32 {
+        let username = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        let Some(username_key) = username_key(&username) else {
+            continue;
+        };
+        if users::find_by_username_key(&state.db, &username_key, &username)
+            .await?
+            .is_some()
+        {
+            continue;
+        }
+        let created = users::create(
+            &state.db,
+            NewUser {
+                username_key,
+                username,
+                email: email.to_owned(),
+                password_hash: NO_PASSWORD.into(),
+                role,
+                active: true,
+            },
+            state.clock.now(),
+        )
+        .await;
+        match created {
+            Ok(user) => {
+                audit(
+                    state,
+                    Actor::System,
+                    "user.created",
+                    &user,
+                    serde_json::json!({"role": user.role, "via_provider": provider}),
+                );
+                return Ok(user);
+            }
+            // A race for the same name: try the next one.
+            Err(StoreError::Conflict("username")) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(AccountError::Taken("username"))
+}
+
 /// The user's row as it is now.
 async fn fresh(state: &AppState, user: &User) -> Result<User, AccountError> {
     users::find_by_id(&state.db, user.id)

@@ -6,6 +6,7 @@ pub mod credential_cache;
 pub mod liveness;
 pub mod login;
 pub mod mfa;
+pub mod oidc;
 pub mod password;
 pub mod policy;
 pub mod principal;

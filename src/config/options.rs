@@ -564,6 +564,82 @@ pub const OPTIONS: &[OptionSpec] = &[
         Restart,
         "reload when the configuration file, a secret file or a TLS file changes (SIGHUP and the admin API always do)",
     ),
+    // identity providers (sign-in with OpenID Connect / OAuth2; README "Sign in with an identity
+    // provider"). Per-provider settings are OIDC_<NAME>_* variables ([`PROVIDER_SUFFIXES`]).
+    opt(
+        "OIDC_PROVIDERS",
+        "identity.oidc_providers",
+        "",
+        Restart,
+        "identity providers by name, comma list (the route's {provider}); each is configured by OIDC_<NAME>_* variables",
+    ),
+    opt(
+        "OAUTH2_REDIRECT_URIS",
+        "identity.oauth2_redirect_uris",
+        "",
+        Restart,
+        "the redirect_uri values a sign-in may use, exact match, comma list (e.g. https://kyros.example.com/console/)",
+    ),
+    opt(
+        "GOOGLE_CLIENT_ID",
+        "identity.google_client_id",
+        "",
+        Restart,
+        "Google sign-in (OpenID Connect, https://accounts.google.com): the OAuth client id",
+    ),
+    secret(
+        "GOOGLE_CLIENT_SECRET",
+        "identity.google_client_secret",
+        Restart,
+        "Google sign-in: the OAuth client secret",
+    ),
+    opt(
+        "MICROSOFT_CLIENT_ID",
+        "identity.microsoft_client_id",
+        "",
+        Restart,
+        "Microsoft sign-in (OpenID Connect, Microsoft identity platform v2.0): the application (client) id",
+    ),
+    secret(
+        "MICROSOFT_CLIENT_SECRET",
+        "identity.microsoft_client_secret",
+        Restart,
+        "Microsoft sign-in: the client secret",
+    ),
+    opt(
+        "MICROSOFT_TENANT",
+        "identity.microsoft_tenant",
+        "common",
+        Restart,
+        "Microsoft sign-in: tenant id or domain, or common / organizations / consumers for multi-tenant applications",
+    ),
+    opt(
+        "GITHUB_CLIENT_ID",
+        "identity.github_client_id",
+        "",
+        Restart,
+        "GitHub sign-in (OAuth2 app; the user and e-mail API): the client id",
+    ),
+    secret(
+        "GITHUB_CLIENT_SECRET",
+        "identity.github_client_secret",
+        Restart,
+        "GitHub sign-in: the client secret",
+    ),
+    opt(
+        "GITHUB_URL",
+        "identity.github_url",
+        "https://github.com",
+        Restart,
+        "GitHub sign-in: the web address of GitHub (GitHub Enterprise Server: its address)",
+    ),
+    opt(
+        "GITHUB_API_URL",
+        "identity.github_api_url",
+        "https://api.github.com",
+        Restart,
+        "GitHub sign-in: the REST API address (GitHub Enterprise Server: https://HOST/api/v3)",
+    ),
     // observability
     opt(
         "LOG_LEVEL",
@@ -579,6 +655,62 @@ pub const OPTIONS: &[OptionSpec] = &[
         "bearer token of the Prometheus scraper for /metrics (at least 32 visible ASCII characters)",
     ),
 ];
+
+/// The per-provider settings of an identity provider: `OIDC_<NAME>_<SUFFIX>` for each name of
+/// `OIDC_PROVIDERS` (and for the presets `GOOGLE`, `MICROSOFT`, `GITHUB`), read from the
+/// environment only; `OIDC_<NAME>_CLIENT_SECRET` is a secret and may be given as
+/// `OIDC_<NAME>_CLIENT_SECRET_FILE`. (suffix, default, description.)
+pub const PROVIDER_SUFFIXES: &[(&str, &str, &str)] = &[
+    (
+        "ISSUER",
+        "",
+        "the OpenID Provider's issuer URL (https://; http://127.0.0.1 or localhost only in ENVIRONMENT=local)",
+    ),
+    ("CLIENT_ID", "", "the client id registered at the provider"),
+    ("CLIENT_SECRET", "", "the client secret (secret)"),
+    (
+        "SCOPES",
+        "openid email profile",
+        "scopes requested, space or comma separated",
+    ),
+    (
+        "ALLOWED_DOMAINS",
+        "",
+        "e-mail domains whose users may sign in; empty: any",
+    ),
+    (
+        "AUTO_CREATE",
+        "false",
+        "create an account at the first sign-in of an unknown identity (verified e-mail in an allowed domain)",
+    ),
+    (
+        "DEFAULT_ROLE",
+        "user",
+        "role of accounts created at first sign-in: user or moderator",
+    ),
+    (
+        "TRUST_MFA",
+        "false",
+        "accept the provider's `amr` claim saying it did multi-factor authentication in place of the TOTP step",
+    ),
+    (
+        "DISPLAY_NAME",
+        "",
+        "the name on the console's sign-in button (default: the provider's name)",
+    ),
+];
+
+/// Whether `env` is a per-provider variable (`OIDC_<NAME>_<SUFFIX>`, [`PROVIDER_SUFFIXES`]).
+pub fn is_provider_var(env: &str) -> bool {
+    let Some(rest) = env.strip_prefix("OIDC_") else {
+        return false;
+    };
+    PROVIDER_SUFFIXES.iter().any(|(suffix, _, _)| {
+        rest.strip_suffix(suffix)
+            .and_then(|name| name.strip_suffix('_'))
+            .is_some_and(|name| !name.is_empty())
+    })
+}
 
 /// The setting with this environment name.
 pub fn by_env(env: &str) -> Option<&'static OptionSpec> {

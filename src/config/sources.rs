@@ -69,6 +69,31 @@ pub fn resolve(env: &Vars) -> Result<Resolved, ConfigError> {
     for (name, value) in env.0.iter() {
         out.vars.set(name, value.clone());
     }
+    // Per-provider client secrets (`OIDC_<NAME>_CLIENT_SECRET_FILE`), environment only.
+    for (name, path) in env.0.iter() {
+        let Some(var) = name.strip_suffix("_FILE") else {
+            continue;
+        };
+        if !(var.ends_with("_CLIENT_SECRET") && options::is_provider_var(var)) {
+            continue;
+        }
+        out.vars.remove(name);
+        if env.get(var).is_some() {
+            return Err(ConfigError(format!(
+                "{var} and {name} are both set; set only one"
+            )));
+        }
+        let path = PathBuf::from(path.trim());
+        match read_secret_file(name, &path, &mut out.warnings)? {
+            Some(v) => {
+                out.vars.set(var, v);
+            }
+            None => {
+                out.vars.remove(var);
+            }
+        }
+        out.files.push(path);
+    }
     for spec in options::OPTIONS {
         let file_var = format!("{}_FILE", spec.env);
         let from_env = env.get(spec.env).is_some();

@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod mfa;
 pub mod monitoring;
+pub mod oidc;
 pub mod openapi;
 pub mod security;
 pub mod sessions;
@@ -54,6 +55,7 @@ fn api(state: &AppState) -> ApiRouter {
         .merge(sessions::routes())
         .merge(account::routes())
         .merge(mfa::routes())
+        .merge(oidc::routes())
         .merge(security::routes())
         .merge(admin::routes())
         .merge(api_keys::routes())
@@ -74,6 +76,7 @@ fn api(state: &AppState) -> ApiRouter {
         .merge(
             ApiRouter::new()
                 .merge(sessions::csrf_exempt_routes())
+                .merge(oidc::csrf_exempt_routes())
                 .merge(security::csrf_exempt_routes())
                 .route_layer(from_fn_with_state(state.clone(), csrf::origin_guard)),
         )

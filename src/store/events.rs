@@ -48,6 +48,38 @@ pub async fn append(db: &Db, e: &EventRow) -> StoreResult<EventRow> {
     Ok(EventRow { id, ..e.clone() })
 }
 
+/// Appends `rows` in one statement (a multi-row `INSERT`, one round trip), in slice order, so
+/// their ids ascend with it; ids and `RETURNING` are not read back. For bulk loads (the seeding
+/// of `bench/scale_seed.rs`): at most [`BULK_ROWS`] rows per call, so that the bind parameters
+/// stay under either engine's limit (SQLite 32 766, PostgreSQL 65 535).
+pub async fn append_many(db: &Db, rows: &[EventRow]) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    assert!(
+        rows.len() <= super::BULK_ROWS,
+        "append_many takes at most BULK_ROWS rows"
+    );
+    on_pool!(db, pool => {
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO events (at, stream, event, actor, target, task_id, run_id, owner_id, payload) ",
+        );
+        q.push_values(rows, |mut b, e| {
+            b.push_bind(e.at)
+                .push_bind(&e.stream)
+                .push_bind(&e.event)
+                .push_bind(&e.actor)
+                .push_bind(&e.target)
+                .push_bind(&e.task_id)
+                .push_bind(&e.run_id)
+                .push_bind(e.owner_id)
+                .push_bind(&e.payload);
+        });
+        q.build().execute(pool).await.map(|_| ())
+    })?;
+    Ok(())
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub stream: Option<String>,

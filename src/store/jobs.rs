@@ -90,6 +90,39 @@ pub async fn insert(db: &Db, job: &JobRow) -> StoreResult<()> {
     Ok(())
 }
 
+/// Inserts `jobs` in one statement (a multi-row `INSERT` of the columns [`insert`] writes, one
+/// round trip). For bulk loads (the seeding of `bench/scale_seed.rs`): at most
+/// [`super::BULK_ROWS`] rows per call. A duplicate id fails the whole statement.
+pub async fn insert_many(db: &Db, jobs: &[JobRow]) -> StoreResult<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    assert!(
+        jobs.len() <= super::BULK_ROWS,
+        "insert_many takes at most BULK_ROWS rows"
+    );
+    on_pool!(db, pool => {
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO jobs (id, name, description, status, priority, metadata, owner_id, version, attempts, created_at, updated_at) ",
+        );
+        q.push_values(jobs, |mut b, job| {
+            b.push_bind(job.id)
+                .push_bind(&job.name)
+                .push_bind(&job.description)
+                .push_bind(&job.status)
+                .push_bind(job.priority)
+                .push_bind(&job.metadata)
+                .push_bind(job.owner_id)
+                .push_bind(job.version)
+                .push_bind(job.attempts)
+                .push_bind(job.created_at)
+                .push_bind(job.updated_at);
+        });
+        q.build().execute(pool).await.map(|_| ())
+    })?;
+    Ok(())
+}
+
 pub async fn find(db: &Db, id: Uuid) -> StoreResult<Option<JobRow>> {
     if let Some(reader) = db.point_reader() {
         return reader.one(

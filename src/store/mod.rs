@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod events;
+pub mod identities;
 pub mod jobs;
 pub mod mfa;
 pub mod redis;
@@ -38,6 +39,10 @@ pub struct SqliteDb {
     pub pool: SqlitePool,
     pub reader: Option<std::sync::Arc<sqlite_read::Reader>>,
 }
+
+/// Rows per call of the bulk-load functions ([`jobs::insert_many`], [`events::append_many`]):
+/// 2 000 rows of at most 11 columns stay under SQLite's 32 766 bind parameters.
+pub const BULK_ROWS: usize = 2_000;
 
 /// After a bulk load (the scale benchmark's seeding): SQLite folds its write-ahead log into the
 /// database file (`wal_checkpoint(TRUNCATE)`), PostgreSQL refreshes the planner's statistics

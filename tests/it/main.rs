@@ -25,6 +25,7 @@ mod jobs;
 mod live_settings;
 mod lockout;
 mod mfa;
+mod oidc;
 mod openapi;
 mod rate_limit;
 mod request_context;

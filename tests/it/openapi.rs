@@ -122,8 +122,11 @@ async fn document_describes_the_api(backend: Backend) {
     assert_eq!(
         login_type,
         [
+            "GET /auth/oauth2/{provider}",
             "POST /auth/login",
             "POST /auth/mfa/verify",
+            "POST /auth/oauth2/callback",
+            "POST /auth/oauth2/{provider}/callback",
             "POST /auth/password",
             "POST /auth/refresh",
             "POST /auth/session",

@@ -806,6 +806,52 @@ class Page {
   }
 }
 
+// ----- sign-in with an identity provider -------------------------------------------------------
+
+/** The redirect_uri of the console: its login page (OAUTH2_REDIRECT_URIS must list it). The
+ * provider comes back there with `code` and `state`; the server knows from the state which
+ * provider and what for (sign-in or link), so the page keeps nothing between the two. */
+function oauthRedirectUri() {
+  return `${location.origin}${LOGIN}`;
+}
+
+/** Whether this address is a provider's answer (`state` with `code` or `error`). */
+function oauthReturn(query) {
+  return query.has('state') && (query.has('code') || query.has('error'));
+}
+
+let providersPromise = null;
+/** The configured identity providers (`GET /auth/providers`), asked once per page load. */
+function loadProviders() {
+  providersPromise ??= api('/auth/providers', { quiet401: true })
+    .then((res) => res?.providers ?? [])
+    .catch(() => []);
+  return providersPromise;
+}
+
+/** The callback of a provider's answer; the server finds the provider and the purpose by the
+ * state (`POST /auth/oauth2/callback`). */
+function oauthCallback(code, stateParam) {
+  return api('/auth/oauth2/callback', { method: 'POST', body: { code, state: stateParam, redirect_uri: oauthRedirectUri() }, quiet401: true });
+}
+
+/** Starts a sign-in ("session") or a link ("link") with provider `p`: the server answers the
+ * provider's URL, and the browser goes there. */
+async function startOAuth(p, mode, button) {
+  if (button) button.disabled = true;
+  try {
+    const redirect = oauthRedirectUri();
+    const res =
+      mode === 'link'
+        ? await api(`/auth/oauth2/${encodeURIComponent(p.name)}/link`, { method: 'POST', body: { redirect_uri: redirect } })
+        : await api(`/auth/oauth2/${encodeURIComponent(p.name)}?redirect_uri=${encodeURIComponent(redirect)}&mode=session`, { quiet401: true });
+    location.assign(res.authorization_url);
+  } catch (err) {
+    if (button) button.disabled = false;
+    notify(err?.message ?? String(err), { kind: 'error' });
+  }
+}
+
 // ----- login ---------------------------------------------------------------------------------
 
 class LoginPage extends Page {
@@ -815,11 +861,65 @@ class LoginPage extends Page {
 
   render(main) {
     this.main = main;
+    if (oauthReturn(this.query)) {
+      this.completeOAuth();
+      return;
+    }
     this.passwordStep();
   }
 
   focusTarget() {
     return $('#login-username') ?? $('#mfa-code') ?? $('#mfa-recovery');
+  }
+
+  /** Back from the identity provider: the callback with the code and the state it sent. */
+  async completeOAuth() {
+    const code = this.query.get('code');
+    const stateParam = this.query.get('state');
+    const failed = this.query.get('error');
+    // The code must not stay in the address bar or the history.
+    history.replaceState(null, '', LOGIN);
+    this.query = new URLSearchParams();
+    this.frame(h('h1', { id: 'login-title', tabindex: '-1' }, 'Signing in…'), h('p', { class: 'muted', role: 'status' }, 'Completing the sign-in with your identity provider.'));
+    if (failed || !code) {
+      this.passwordStep('The sign-in with the identity provider was cancelled or refused.');
+      return;
+    }
+    try {
+      const res = await oauthCallback(code, stateParam);
+      if (!this.alive()) return;
+      if (res?.mfa_required) {
+        this.mfaToken = res.mfa_token;
+        this.mfaStep(false);
+        return;
+      }
+      if (res?.linked) {
+        this.passwordStep('The identity is linked to your account. Sign in to continue.');
+        return;
+      }
+      this.done(res);
+    } catch (err) {
+      if (this.alive()) this.passwordStep(err?.message ?? String(err));
+    }
+  }
+
+  providerButtons() {
+    const box = h('div', { class: 'auth-providers', id: 'login-providers', hidden: true });
+    loadProviders().then((providers) => {
+      if (!providers.length || !this.alive()) return;
+      box.replaceChildren(
+        h('p', { class: 'muted auth-or' }, 'or'),
+        ...providers.map((p) =>
+          h(
+            'button',
+            { type: 'button', class: 'btn btn-secondary btn-block', id: `oidc-${p.name}`, 'data-provider': p.name, onclick: (e) => startOAuth(p, 'session', e.currentTarget) },
+            `Sign in with ${p.display_name}`,
+          ),
+        ),
+      );
+      box.hidden = false;
+    });
+    return box;
   }
 
   frame(...children) {
@@ -858,6 +958,7 @@ class LoginPage extends Page {
       h('p', { class: 'muted' }, 'Sign in with your Kyros account to manage jobs, agents and keys.'),
       message ? h('div', { class: 'form-error', role: 'alert' }, message) : null,
       form,
+      this.providerButtons(),
     );
   }
 
@@ -1733,12 +1834,98 @@ class AccountPage extends Page {
         table(['Browser', 'IP address', 'Signed in', 'Last active', 'Expires', 'Actions'], this.sessionsBody, 'Sessions'),
       ),
     );
+    this.identitiesCard = h('section', { class: 'card', id: 'identities-card', 'aria-labelledby': 'identities-title', hidden: true });
+    main.insertBefore(this.identitiesCard, this.mfaCard.nextSibling);
     this.loadMfa();
     this.loadSessions();
+    if (oauthReturn(this.query)) this.completeLink();
+    else this.loadIdentities();
   }
 
   refresh() {
     this.loadSessions();
+  }
+
+  /** Back from the provider after "Link": the callback links the identity to this account. */
+  async completeLink() {
+    const code = this.query.get('code');
+    const stateParam = this.query.get('state');
+    history.replaceState(null, '', '/console/account');
+    try {
+      if (!code) throw new Error('Linking was cancelled or refused at the identity provider.');
+      const res = await oauthCallback(code, stateParam);
+      const label = (await loadProviders()).find((p) => p.name === res?.identity?.provider)?.display_name ?? 'provider';
+      notify(res?.linked ? `Your ${label} identity is linked: you can sign in with it.` : 'Signed in again.');
+    } catch (err) {
+      if (err?.name === 'AbortError') return;
+      notify(err?.message ?? String(err), { kind: 'error', keep: true });
+    }
+    if (this.alive()) this.loadIdentities();
+  }
+
+  async loadIdentities() {
+    try {
+      const [providers, res] = await Promise.all([loadProviders(), this.api('/auth/identities')]);
+      if (!this.alive()) return;
+      const linked = res?.identities ?? [];
+      if (!providers.length && !linked.length) return;
+      const label = (name) => providers.find((p) => p.name === name)?.display_name ?? name;
+      const alerts = alertArea();
+      const rows = linked.map((i) =>
+        h(
+          'tr',
+          { 'data-identity-id': i.id },
+          h('td', null, label(i.provider)),
+          h('td', null, dash(i.email)),
+          h('td', { class: 'nowrap' }, shortTime(i.created_at)),
+          h('td', { class: 'nowrap' }, i.last_login_at ? shortTime(i.last_login_at) : '—'),
+          h(
+            'td',
+            null,
+            linked.length === 1 && !res.has_password
+              ? h('span', { class: 'muted' }, 'Your only way to sign in')
+              : confirmButton({
+                  label: 'Unlink',
+                  ariaLabel: `Unlink your ${label(i.provider)} identity`,
+                  question: `Stop signing in with ${label(i.provider)}?`,
+                  confirmLabel: 'Unlink',
+                  onConfirm: async () => {
+                    alerts.clear();
+                    try {
+                      await this.api(`/auth/identities/${encodeURIComponent(i.id)}`, { method: 'DELETE' });
+                      notify(`Your ${label(i.provider)} identity is unlinked.`);
+                      this.loadIdentities();
+                    } catch (err) {
+                      alerts.show(err);
+                    }
+                  },
+                }),
+          ),
+        ),
+      );
+      const linkable = providers.filter((p) => !linked.some((i) => i.provider === p.name));
+      this.identitiesCard.replaceChildren(
+        ...[
+        h('h2', { id: 'identities-title' }, 'Sign-in with identity providers'),
+        h('p', { class: 'muted' }, 'Accounts at other services that can sign you in to Kyros.'),
+        alerts,
+        table(['Provider', 'Email', 'Linked', 'Last used', 'Actions'], h('tbody', { id: 'identities-body' }, rows.length ? rows : [emptyRow(5, 'No linked identities.')]), 'Linked identities'),
+        linkable.length
+          ? h(
+              'div',
+              { class: 'form-actions' },
+              linkable.map((p) =>
+                h('button', { type: 'button', class: 'btn btn-secondary', id: `link-${p.name}`, onclick: (e) => startOAuth(p, 'link', e.currentTarget) }, `Link ${p.display_name}`),
+              ),
+            )
+          : null,
+        ].filter(Boolean),
+      );
+      this.identitiesCard.hidden = false;
+    } catch (err) {
+      this.loadError(err, this.identitiesCard);
+      this.identitiesCard.hidden = false;
+    }
   }
 
   passwordCard() {
@@ -2315,7 +2502,9 @@ function route({ focus = true } = {}) {
     return route({ focus });
   }
   if (match?.public && state.me) {
-    history.replaceState(null, '', safeNext(query.get('next')));
+    // Back from linking an identity: the account page completes it.
+    const target = oauthReturn(query) ? `/console/account${location.search}` : safeNext(query.get('next'));
+    history.replaceState(null, '', target);
     return route({ focus });
   }
   const Page = !match ? NotFoundPage : match.admin && state.me?.role !== 'admin' ? ForbiddenPage : match.Page;
