@@ -5,7 +5,8 @@
 //   node --test tests/browser/oidc.test.mjs        (or .ci/browser-tests for every browser test)
 //
 // The service runs in ENVIRONMENT=local (an http:// issuer on 127.0.0.1 is allowed only there)
-// under its real Content-Security-Policy; every CSP violation fails the test.
+// with the production Content-Security-Policy (KYROS_CONTENT_SECURITY_POLICY, less
+// upgrade-insecure-requests); every CSP violation fails the test.
 //
 // What a person does and sees:
 //   1. The console's login page shows "Sign in with Corp SSO"; clicking it goes to the provider's
@@ -124,6 +125,11 @@ describe('sign in with an identity provider in the console', () => {
       OIDC_CORP_ALLOWED_DOMAINS: 'corp.example',
       OIDC_CORP_DISPLAY_NAME: 'Corp SSO',
       OAUTH2_REDIRECT_URIS: redirect,
+      // The production policy (src/security/headers.rs) without upgrade-insecure-requests, which
+      // would send this plain-HTTP loopback console to https://.
+      KYROS_CONTENT_SECURITY_POLICY:
+        "default-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; frame-ancestors 'none'; " +
+        "base-uri 'self'; form-action 'self'; script-src 'self'; style-src 'self'; object-src 'none'",
     };
     state.service = spawn(KYROS_BIN, ['serve'], { cwd: state.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
     for (const s of [state.service.stdout, state.service.stderr]) {
