@@ -218,7 +218,7 @@ impl AppState {
             settings.event_retention_days,
         );
         let events = EventBus::start(redis.clone());
-        let oidc = crate::auth::oidc::Providers::new(&settings.identity);
+        let oidc = crate::auth::oidc::Providers::new(&settings.identity)?;
         let state = AppState(Arc::new(Inner {
             live: arc_swap::ArcSwap::from_pointee(Live::new(settings, 1, Vec::new())?),
             reload_lock: tokio::sync::Mutex::new(()),

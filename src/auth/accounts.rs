@@ -448,6 +448,16 @@ pub async fn authenticate(
             user: None,
         });
     };
+    // An account without a password (created by an identity provider) has nothing to guess:
+    // the same work, and no count towards the lockout, which would otherwise let anybody who
+    // knows the name keep its owner from signing in with the provider.
+    if !has_password(&user) {
+        state.hasher.verify(password, None).await?;
+        return Ok(LoginOutcome::Refused {
+            reason: "no_password",
+            user: Some(user),
+        });
+    }
     let attempt = match admit(state, &user).await? {
         Gate::Admitted(attempt) => attempt,
         Gate::Locked => {

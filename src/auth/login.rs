@@ -303,18 +303,16 @@ pub async fn refresh(
     }
 }
 
-/// A signed-in person changes their own password: the current one is required (a stolen
-/// session alone cannot take the account over), checked through the lockout gate and a budget of
-/// its own; a wrong one counts towards the lockout. The new one must differ and be valid. Every
-/// token and session of the account ends (`accounts::set_password`).
-pub async fn change_password(
+/// A signed-in person proves the password again before a sensitive change (a password change,
+/// linking an identity provider): a budget of its own per account, the lockout gate, and a wrong
+/// password counts towards the lockout. A refusal is audited as `event` with its reason.
+pub async fn confirm_password(
     state: &AppState,
     ctx: Option<&RequestContext>,
     user: &User,
-    current_password: SecretString,
-    new_password: SecretString,
+    password: SecretString,
+    event: &'static str,
 ) -> Result<(), LoginError> {
-    use secrecy::ExposeSecret;
     // Guessing the current password through a hijacked session is limited like a login.
     if let Verdict::Limited(q) = state
         .limiter
@@ -323,13 +321,12 @@ pub async fn change_password(
     {
         return Err(LoginError::Limited(q));
     }
-    let same = current_password.expose_secret() == new_password.expose_secret();
     let reason = match accounts::admit(state, user).await? {
         Gate::Locked => Some("locked"),
         Gate::Admitted(attempt) => {
             let verdict = match state
                 .hasher
-                .verify(current_password, Some(user.password_hash.clone()))
+                .verify(password, Some(user.password_hash.clone()))
                 .await
             {
                 Ok(v) => v,
@@ -349,13 +346,30 @@ pub async fn change_password(
     };
     if let Some(reason) = reason {
         state.audit.record(
-            AuditEvent::new("auth.password_change", "failure")
+            AuditEvent::new(event, "failure")
                 .context(ctx)
                 .user(user)
                 .details(json!({"reason": reason})),
         );
         return Err(LoginError::WrongCurrentPassword);
     }
+    Ok(())
+}
+
+/// A signed-in person changes their own password: the current one is required (a stolen
+/// session alone cannot take the account over), checked through the lockout gate and a budget of
+/// its own; a wrong one counts towards the lockout. The new one must differ and be valid. Every
+/// token and session of the account ends (`accounts::set_password`).
+pub async fn change_password(
+    state: &AppState,
+    ctx: Option<&RequestContext>,
+    user: &User,
+    current_password: SecretString,
+    new_password: SecretString,
+) -> Result<(), LoginError> {
+    use secrecy::ExposeSecret;
+    let same = current_password.expose_secret() == new_password.expose_secret();
+    confirm_password(state, ctx, user, current_password, "auth.password_change").await?;
     if same {
         return Err(accounts::AccountError::Invalid(
             "new_password",

@@ -70,19 +70,25 @@ pub const STATE_LIFETIME_SECS: i64 = 600;
 /// `SameSite=Lax` so that it comes back on the provider's top-level redirect, path
 /// `/auth/oauth2`).
 pub const BINDING_COOKIE: &str = "kyros_oauth";
+/// The binding cookie's name over HTTPS: the `__Host-` prefix (RFC 6265bis §4.1.3.2) makes the
+/// browser refuse one set by a sibling subdomain or for another path (no planted binding).
+pub const BINDING_COOKIE_HOST: &str = "__Host-kyros_oauth";
 /// How long discovered provider metadata and keys are used before they are fetched again.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
 /// At most one extra key-set fetch per provider in this time (an unknown `kid` must not make
 /// every request fetch).
 const JWKS_REFETCH_MIN: Duration = Duration::from_secs(30);
+/// Longest e-mail address kept from a provider (RFC 5321 §4.5.3.1: 320 octets); a longer one
+/// counts as none.
+const EMAIL_MAX_BYTES: usize = 320;
 /// Largest provider response read (discovery, keys, tokens, user info): 1 MiB.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
 /// Each request to a provider: 10 s.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
-/// `amr` values (RFC 8176 §2) that mean more than one factor was used.
-const MFA_AMR: &[&str] = &[
-    "mfa", "otp", "hwk", "swk", "sc", "fpt", "face", "iris", "retina", "vbm",
-];
+/// The `amr` value (RFC 8176 §2) that says more than one factor was used. Single factors (`otp`,
+/// `hwk`, `fpt`…) may each be the only one (a passwordless e-mail code is `otp`), so they do not
+/// count.
+const MFA_AMR: &str = "mfa";
 
 /// What the sign-in is for; chosen when it begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,8 +146,13 @@ pub enum OidcError {
     LastSignInMethod,
     #[error("Identity not found")]
     IdentityNotFound,
+    /// Linking needs the account's password again.
+    #[error("Enter your password to link an identity")]
+    PasswordRequired,
     #[error("Rate limit exceeded")]
     Limited(Quota),
+    #[error(transparent)]
+    Login(#[from] super::login::LoginError),
     #[error(transparent)]
     Account(#[from] AccountError),
     #[error(transparent)]
@@ -172,7 +183,9 @@ struct Discovered {
 pub struct Providers {
     settings: IdentitySettings,
     http: reqwest::Client,
-    discovered: Mutex<HashMap<String, Arc<Discovered>>>,
+    /// Per provider: one lock, so that a slow or unreachable provider holds up only its own
+    /// sign-ins.
+    discovered: HashMap<String, Arc<Mutex<Option<Arc<Discovered>>>>>,
 }
 
 impl std::fmt::Debug for Providers {
@@ -199,7 +212,7 @@ pub struct TransportError(String);
 impl Providers {
     /// The providers of `settings`. The HTTP client follows no redirects (a provider's answer
     /// must not send the server elsewhere: SSRF) and gives up after [`PROVIDER_TIMEOUT`].
-    pub fn new(settings: &IdentitySettings) -> Providers {
+    pub fn new(settings: &IdentitySettings) -> anyhow::Result<Providers> {
         // The process-wide TLS provider (as `kyros::install_crypto_provider`), for the client.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
@@ -207,12 +220,16 @@ impl Providers {
             .timeout(PROVIDER_TIMEOUT)
             .user_agent(concat!("kyros/", env!("CARGO_PKG_VERSION")))
             .build()
-            .unwrap_or_default();
-        Providers {
+            .map_err(|e| anyhow::anyhow!("the identity providers' HTTP client: {e}"))?;
+        Ok(Providers {
+            discovered: settings
+                .providers
+                .iter()
+                .map(|p| (p.name.clone(), Arc::new(Mutex::new(None))))
+                .collect(),
             settings: settings.clone(),
             http,
-            discovered: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// The configured providers, in configuration order.
@@ -238,29 +255,49 @@ impl Providers {
         p: &ProviderSettings,
         refresh_keys: bool,
     ) -> Result<Arc<Discovered>, OidcError> {
-        let mut cache = self.discovered.lock().await;
-        if let Some(d) = cache.get(&p.name) {
+        let slot = self
+            .discovered
+            .get(&p.name)
+            .ok_or_else(|| OidcError::UnknownProvider(p.name.clone()))?;
+        let mut cached = slot.lock().await;
+        if let Some(d) = cached.as_ref() {
             let fresh = d.fetched.elapsed() < METADATA_TTL;
             let keys_recent = d.jwks_fetched.elapsed() < JWKS_REFETCH_MIN;
             if fresh && (!refresh_keys || keys_recent) {
                 return Ok(Arc::clone(d));
             }
             if fresh && refresh_keys {
-                let mut metadata = d.metadata.clone();
+                let metadata = d.metadata.clone();
                 let jwks = self.fetch_jwks(metadata.jwks_uri()).await?;
-                metadata = metadata.set_jwks(jwks);
                 let next = Arc::new(Discovered {
-                    metadata,
+                    metadata: metadata.set_jwks(jwks),
                     fetched: d.fetched,
                     jwks_fetched: Instant::now(),
                 });
-                cache.insert(p.name.clone(), Arc::clone(&next));
+                *cached = Some(Arc::clone(&next));
                 return Ok(next);
             }
         }
-        let next = Arc::new(self.discover(p).await?);
-        cache.insert(p.name.clone(), Arc::clone(&next));
-        Ok(next)
+        match self.discover(p).await {
+            Ok(d) => {
+                let next = Arc::new(d);
+                *cached = Some(Arc::clone(&next));
+                Ok(next)
+            }
+            // A refresh that fails keeps what was discovered before (for another TTL).
+            Err(e) => match cached.as_ref() {
+                Some(stale) => {
+                    let kept = Arc::new(Discovered {
+                        metadata: stale.metadata.clone(),
+                        fetched: Instant::now(),
+                        jwks_fetched: stale.jwks_fetched,
+                    });
+                    *cached = Some(Arc::clone(&kept));
+                    Ok(kept)
+                }
+                None => Err(e),
+            },
+        }
     }
 
     /// OpenID Connect Discovery 1.0 §4: the configuration document of the issuer, whose
@@ -282,6 +319,22 @@ impl Providers {
         if metadata.issuer().as_str().trim_end_matches('/') != issuer {
             tracing::warn!(provider = %p.name, "the discovery document names another issuer");
             return Err(OidcError::ProviderUnavailable("discovery issuer mismatch"));
+        }
+        // Its endpoints use the issuer's scheme (https:// outside local loopback tests): the
+        // client secret and codes never go out in clear, and no other scheme reaches a browser.
+        let scheme = issuer.split("://").next().unwrap_or("https");
+        let endpoints = [
+            Some(metadata.authorization_endpoint().as_str()),
+            metadata.token_endpoint().map(|u| u.as_str()),
+            Some(metadata.jwks_uri().as_str()),
+        ];
+        if endpoints
+            .into_iter()
+            .flatten()
+            .any(|u| !u.starts_with(&format!("{scheme}://")))
+        {
+            tracing::warn!(provider = %p.name, "the discovery document names an endpoint of another scheme");
+            return Err(OidcError::ProviderUnavailable("discovery endpoint scheme"));
         }
         let jwks = self.fetch_jwks(metadata.jwks_uri()).await?;
         let now = Instant::now();
@@ -473,6 +526,35 @@ pub async fn begin(
     })
 }
 
+/// Begins linking an identity of `provider` to `user`, who proves the password again first
+/// (an account that has one): a stolen session or token alone cannot attach the thief's
+/// identity to the account (OWASP ASVS 3.7.1, re-authentication before sensitive changes).
+#[allow(clippy::too_many_arguments)]
+pub async fn begin_link(
+    state: &AppState,
+    ctx: Option<&RequestContext>,
+    user: &User,
+    password: Option<secrecy::SecretString>,
+    provider: &str,
+    redirect_uri: &str,
+    binding: &str,
+) -> Result<Begun, OidcError> {
+    state.oidc.provider(provider)?;
+    if accounts::has_password(user) {
+        let password = password.ok_or(OidcError::PasswordRequired)?;
+        super::login::confirm_password(state, ctx, user, password, "auth.oidc.link").await?;
+    }
+    begin(
+        state,
+        provider,
+        redirect_uri,
+        Mode::Link,
+        Some(user),
+        binding,
+    )
+    .await
+}
+
 type GitHubClient = oauth2::basic::BasicClient<
     oauth2::EndpointSet,
     oauth2::EndpointNotSet,
@@ -566,6 +648,12 @@ pub struct Callback<'a> {
     pub binding: Option<&'a str>,
     /// When given, it must be the one the sign-in began with.
     pub redirect_uri: Option<&'a str>,
+    /// The `iss` the provider sent back with the code (RFC 9207); when given, it must be the
+    /// provider's issuer (a mix-up between providers is refused).
+    pub iss: Option<&'a str>,
+    /// The signed-in user of the callback request: a link is completed only by the account that
+    /// began it.
+    pub caller: Option<Uuid>,
 }
 
 /// Completes a sign-in (see the module documentation). Every refusal is audited with its
@@ -657,6 +745,24 @@ async fn complete(
         );
         return Err(OidcError::InvalidState);
     }
+    let multi_tenant = matches!(p.kind, ProviderKind::MicrosoftMultiTenant { .. });
+    if !multi_tenant
+        && params
+            .iss
+            .is_some_and(|iss| iss.trim_end_matches('/') != p.identity_issuer())
+    {
+        return Err(OidcError::ProviderRejected(
+            "iss parameter of another issuer",
+        ));
+    }
+    if mode == Mode::Link && params.caller != row.link_user_id {
+        state.audit.record(
+            AuditEvent::new("auth.oidc.link", "failure")
+                .context(ctx)
+                .details(json!({"provider": p.name, "reason": "completed by another caller"})),
+        );
+        return Err(OidcError::InvalidState);
+    }
     if params.redirect_uri.is_some_and(|r| r != row.redirect_uri) {
         return Err(OidcError::ProviderRejected(
             "redirect_uri differs from the sign-in's",
@@ -684,7 +790,7 @@ async fn oidc_identity(
     let d = providers.metadata(p, false).await?;
     let redirect = RedirectUrl::new(row.redirect_uri.clone())
         .map_err(|_| OidcError::ProviderRejected("redirect_uri"))?;
-    let client = oidc_client(p, &d.metadata, redirect);
+    let client = oidc_client(p, &d.metadata, redirect.clone());
     let send = Http(providers.http.clone());
     let request = client
         .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -698,7 +804,7 @@ async fn oidc_identity(
     let nonce = Nonce::new(row.nonce.clone());
     let multi_tenant = matches!(p.kind, ProviderKind::MicrosoftMultiTenant { .. });
     let verify = |metadata: &CoreProviderMetadata| -> Result<ProviderIdentity, openidconnect::ClaimsVerificationError> {
-        let client = oidc_client(p, metadata, RedirectUrl::new(row.redirect_uri.clone()).expect("checked above"));
+        let client = oidc_client(p, metadata, redirect.clone());
         let verifier: CoreIdTokenVerifier<'_> = client
             .id_token_verifier()
             .set_allowed_algs(allowed_algs(metadata))
@@ -714,6 +820,15 @@ async fn oidc_identity(
                 }
             });
         let claims = id_token.claims(&verifier, &nonce)?;
+        // OpenID Connect Core §3.1.3.7 item 5: an `azp` must be this client.
+        if claims
+            .authorized_party()
+            .is_some_and(|azp| azp.as_str() != p.client_id)
+        {
+            return Err(openidconnect::ClaimsVerificationError::InvalidAudience(
+                "azp is another client".into(),
+            ));
+        }
         let iss = claims.issuer().as_str().trim_end_matches('/').to_owned();
         if multi_tenant {
             // The token's own tenant in the issuer template of the discovery document.
@@ -726,9 +841,14 @@ async fn oidc_identity(
             }
         }
         Ok(ProviderIdentity {
-            issuer: if multi_tenant { p.identity_issuer().to_owned() } else { iss },
+            // The token's own issuer (for a multi-tenant application, its tenant's): `iss` +
+            // `sub` is what identifies a person.
+            issuer: iss,
             subject: claims.subject().as_str().to_owned(),
-            email: claims.email().map(|e| e.as_str().to_owned()),
+            email: claims
+                .email()
+                .map(|e| e.as_str().to_owned())
+                .filter(|e| e.len() <= EMAIL_MAX_BYTES),
             email_verified: claims.email_verified().unwrap_or(false),
             preferred_username: claims.preferred_username().map(|u| u.as_str().to_owned()),
             amr: claims
@@ -763,8 +883,8 @@ fn claims_error(e: openidconnect::ClaimsVerificationError) -> OidcError {
     use openidconnect::ClaimsVerificationError as E;
     use openidconnect::SignatureVerificationError as S;
     OidcError::ProviderRejected(match e {
-        E::Expired(_) => "id_token expired",
-        E::InvalidAudience(_) => "id_token audience",
+        E::Expired(_) => "id_token expired or issued at a wrong time",
+        E::InvalidAudience(_) => "id_token audience or azp",
         E::InvalidIssuer(_) => "id_token issuer",
         E::InvalidNonce(_) => "id_token nonce",
         E::InvalidSubject(_) => "id_token subject",
@@ -772,7 +892,7 @@ fn claims_error(e: openidconnect::ClaimsVerificationError) -> OidcError {
         E::SignatureVerification(S::NoMatchingKey) => "id_token signed with an unknown key",
         E::SignatureVerification(S::NoSignature) => "id_token unsigned",
         E::SignatureVerification(_) => "id_token signature",
-        E::Other(_) => "id_token issue time or azp",
+        E::Other(_) => "id_token invalid",
         _ => "id_token invalid",
     })
 }
@@ -852,7 +972,9 @@ async fn github_identity(
         issuer: p.identity_issuer().to_owned(),
         subject: user.id.to_string(),
         email_verified: primary.as_ref().is_some_and(|e| e.verified),
-        email: primary.map(|e| e.email),
+        email: primary
+            .map(|e| e.email)
+            .filter(|e| e.len() <= EMAIL_MAX_BYTES),
         preferred_username: Some(user.login),
         amr: Vec::new(),
     })
@@ -913,7 +1035,7 @@ async fn resolve_account(
         let user_id = link_user_id.ok_or(OidcError::InvalidState)?;
         let user = accounts::user_by_id(state, user_id)
             .await?
-            .filter(|u| u.active)
+            .filter(|u| u.active && !u.locked_at(now))
             .ok_or(OidcError::AccountRefused)?;
         let row = match linked {
             Some(row) if row.user_id == user.id => row,
@@ -994,7 +1116,7 @@ async fn resolve_account(
         return Err(OidcError::Limited(q));
     }
     identities::touch(&state.db, identity_id, identity.email.as_deref(), now).await?;
-    let mfa_asserted = p.trust_mfa && identity.amr.iter().any(|a| MFA_AMR.contains(&a.as_str()));
+    let mfa_asserted = p.trust_mfa && identity.amr.iter().any(|a| a == MFA_AMR);
     let second_factor = crate::auth::mfa::is_enabled(state, &user)
         .await
         .map_err(|e| match e {

@@ -171,7 +171,9 @@ fn provider(vars: &Vars, env: Environment, name: &str) -> Result<ProviderSetting
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
             {
-                return err("MICROSOFT_TENANT must be a tenant id or domain, or common");
+                return err(
+                    "MICROSOFT_TENANT must be a tenant id, or common, organizations or consumers",
+                );
             }
             let issuer = format!("https://login.microsoftonline.com/{tenant}/v2.0");
             if matches!(tenant, "common" | "organizations" | "consumers") {

@@ -611,7 +611,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         "identity.microsoft_tenant",
         "common",
         Restart,
-        "Microsoft sign-in: tenant id or domain, or common / organizations / consumers for multi-tenant applications",
+        "Microsoft sign-in: the directory (tenant) id, or common / organizations / consumers for multi-tenant applications",
     ),
     opt(
         "GITHUB_CLIENT_ID",

@@ -128,7 +128,8 @@ pub struct UserList {
     pub items: Vec<UserView>,
 }
 
-async fn target(state: &AppState, id: Uuid) -> Result<User, ApiError> {
+/// The user of an administrator's request, or 404 `User not found`.
+pub(super) async fn target(state: &AppState, id: Uuid) -> Result<User, ApiError> {
     accounts::user_by_id(state, id)
         .await?
         .ok_or_else(|| ApiError::not_found("User not found"))

@@ -16,13 +16,16 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::admin::target;
 use super::api::{Access, ApiRouter, ErrorEnvelope, access, login_type};
 use super::auth::{mfa_challenge_response, no_store};
 use super::extract::{Json, Path, Query};
 use super::sessions::{SessionUser, session_response};
 use crate::auth::accounts;
 use crate::auth::mfa::LoginKind;
-use crate::auth::oidc::{self, BINDING_COOKIE, Callback, IdentityRow, Mode, OidcError, Outcome};
+use crate::auth::oidc::{
+    self, BINDING_COOKIE, BINDING_COOKIE_HOST, Callback, IdentityRow, Mode, OidcError, Outcome,
+};
 use crate::auth::principal::CurrentUser;
 use crate::auth::rbac::{Admin, UserPrincipal};
 use crate::config::identity::ProviderKind;
@@ -91,6 +94,8 @@ impl From<OidcError> for ApiError {
                 ApiError::conflict(message)
             }
             OidcError::Limited(q) => limited_error(&q),
+            OidcError::PasswordRequired => ApiError::field("password", "missing", message),
+            OidcError::Login(e) => e.into(),
             OidcError::Account(e) => e.into(),
             OidcError::Store(e) => e.into(),
         }
@@ -176,21 +181,32 @@ pub struct ProviderPath {
     pub provider: String,
 }
 
+/// The binding cookie's name: `__Host-` over HTTPS.
+fn binding_name(state: &AppState) -> &'static str {
+    if state.settings().enforce_https {
+        BINDING_COOKIE_HOST
+    } else {
+        BINDING_COOKIE
+    }
+}
+
 /// The browser's binding cookie: the one it has, or a new one to set.
-fn binding(headers: &HeaderMap) -> (String, bool) {
-    match cookies::get(headers, BINDING_COOKIE) {
+fn binding(state: &AppState, headers: &HeaderMap) -> (String, bool) {
+    match cookies::get(headers, binding_name(state)) {
         Some(v) if (20..=100).contains(&v.len()) => (v, false),
         _ => (oidc::new_binding(), true),
     }
 }
 
 fn binding_cookie(state: &AppState, value: &str) -> Cookie<'static> {
-    Cookie::build((BINDING_COOKIE, value.to_owned()))
-        .path("/auth/oauth2")
+    let secure = state.settings().enforce_https;
+    Cookie::build((binding_name(state), value.to_owned()))
+        // `__Host-` needs path `/`; without HTTPS the cookie stays under /auth/oauth2.
+        .path(if secure { "/" } else { "/auth/oauth2" })
         .http_only(true)
         // Lax: it must come back on the provider's top-level redirect to the console.
         .same_site(SameSite::Lax)
-        .secure(state.settings().enforce_https)
+        .secure(secure)
         .max_age(cookie::time::Duration::seconds(oidc::STATE_LIFETIME_SECS))
         .build()
 }
@@ -230,7 +246,7 @@ async fn authorize(
     Path(path): Path<ProviderPath>,
     Query(query): Query<AuthorizeQuery>,
 ) -> Result<Response, ApiError> {
-    let (binding, _) = binding(&headers);
+    let (binding, _) = binding(&state, &headers);
     let mode = match query.mode.unwrap_or_default() {
         StartMode::Bearer => Mode::Bearer,
         StartMode::Session => Mode::Session,
@@ -253,12 +269,16 @@ pub struct LinkRequest {
     /// Where the provider sends the browser back: exactly one of `OAUTH2_REDIRECT_URIS`.
     #[schema(max_length = 2048)]
     pub redirect_uri: String,
+    /// The account's password, proved again (required when the account has one).
+    #[schema(max_length = 1024, format = Password)]
+    pub password: Option<String>,
 }
 
 /// Start linking an identity of this provider to the signed-in account.
 ///
-/// Same answer as `GET /auth/oauth2/{provider}`; the callback then links the identity instead
-/// of signing in.
+/// The account's password is proved again (when it has one). Same answer as `GET
+/// /auth/oauth2/{provider}`; the callback, made by the same signed-in account, then links the
+/// identity instead of signing in.
 #[utoipa::path(
     post, path = "/auth/oauth2/{provider}/link", tag = "auth",
     params(ProviderPath),
@@ -267,23 +287,34 @@ pub struct LinkRequest {
         (status = 200, description = "Where to send the browser", body = AuthorizationStart,
          headers(("Set-Cookie" = String, description = "the browser-binding cookie"))),
         (status = 400, description = "redirect_uri is not allowed", body = ErrorEnvelope),
+        (status = 403, description = "The password is incorrect", body = ErrorEnvelope),
         (status = 404, description = "No such provider", body = ErrorEnvelope),
     ),
 )]
 async fn begin_link(
     State(state): State<AppState>,
     UserPrincipal(current): UserPrincipal,
+    ctx: Option<Extension<RequestContext>>,
     headers: HeaderMap,
     Path(path): Path<ProviderPath>,
     Json(body): Json<LinkRequest>,
 ) -> Result<Response, ApiError> {
-    let (binding, _) = binding(&headers);
-    let begun = oidc::begin(
+    if let Some(e) = body
+        .password
+        .as_deref()
+        .and_then(|p| super::auth::password_bytes_error("password", p))
+    {
+        return Err(ApiError::validation(vec![e]));
+    }
+    let (binding, _) = binding(&state, &headers);
+    let ctx = ctx.map(|Extension(c)| c);
+    let begun = oidc::begin_link(
         &state,
+        ctx.as_ref(),
+        &current.user,
+        body.password.map(secrecy::SecretString::from),
         &path.provider,
         &body.redirect_uri,
-        Mode::Link,
-        Some(&current.user),
         &binding,
     )
     .await?;
@@ -305,6 +336,11 @@ pub struct CallbackParams {
     #[param(max_length = 2048)]
     #[schema(max_length = 2048)]
     pub redirect_uri: Option<String>,
+    /// Optional: the `iss` the provider sent back (RFC 9207); when given, it must be the
+    /// provider's issuer.
+    #[param(max_length = 2048)]
+    #[schema(max_length = 2048)]
+    pub iss: Option<String>,
 }
 
 /// The signed-in user, in the token answer.
@@ -456,10 +492,12 @@ async fn complete(
     let code = query.code.or(body.code).unwrap_or_default();
     let state_param = query.state.or(body.state).unwrap_or_default();
     let redirect_uri = query.redirect_uri.or(body.redirect_uri);
+    let iss = query.iss.or(body.iss);
     if code.is_empty() || state_param.is_empty() {
         return Err(ApiError::bad_request("code and state are required"));
     }
-    let binding = cookies::get(headers, BINDING_COOKIE);
+    let binding = cookies::get(headers, binding_name(&state));
+    let caller = current.as_ref().map(|c| c.user.id);
     let outcome = oidc::callback(
         &state,
         ctx.as_ref(),
@@ -469,6 +507,8 @@ async fn complete(
             state: &state_param,
             binding: binding.as_deref(),
             redirect_uri: redirect_uri.as_deref(),
+            iss: iss.as_deref(),
+            caller,
         },
     )
     .await?;
@@ -577,12 +617,6 @@ async fn unlink_identity(
 pub struct UserPath {
     /// The user id.
     pub id: Uuid,
-}
-
-async fn target(state: &AppState, id: Uuid) -> Result<crate::model::User, ApiError> {
-    accounts::user_by_id(state, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("User not found"))
 }
 
 /// The identities linked to a user's account.

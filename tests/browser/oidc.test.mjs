@@ -14,7 +14,8 @@
 //      provider allows creating accounts), with no code left in the address bar.
 //   2. The account page lists the linked identity as the account's only way to sign in.
 //   3. An administrator signed in with a password links an identity of the provider from the
-//      account page ("Link Corp SSO"): the provider asks for a login again (prompt=login, though
+//      account page (a wrong password is refused on the page first): the provider asks for a
+//      login again (prompt=login, though
 //      the browser still has the first person's session there), and the identity is listed.
 // Screenshots go to test-output/browser/oidc-<name>.png.
 
@@ -207,8 +208,13 @@ describe('sign in with an identity provider in the console', () => {
     await page.click('#login-form button[type=submit]');
     await page.locator('#whoami-name').waitFor({ timeout: WAIT_MS });
     await page.goto(`${state.base}/console/account`);
-    const link = page.locator('#link-corp');
+    // The password is asked again before linking.
+    const link = page.locator('#link-submit');
     await link.waitFor({ timeout: WAIT_MS });
+    await page.fill('#link-password', 'not the password');
+    await link.click();
+    await page.locator('#link-form .form-error:not([hidden])').waitFor({ timeout: WAIT_MS });
+    await page.fill('#link-password', PASSWORD);
     await link.click();
     await page.waitForURL((u) => u.href.startsWith(`${state.op.issuer}/interaction/`), { timeout: WAIT_MS });
     await page.fill('#op-login-name', 'quinn');

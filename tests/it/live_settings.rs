@@ -806,6 +806,8 @@ async fn a_reload_through_the_api_reaches_every_instance() {
     }
     assert_eq!(seen, 2, "the other instance reloaded too");
     assert_eq!(b.state.live().generation, 2);
+    // Both instances' audit writers: the "api" row is A's, the "peer" row B's.
+    a.state.audit.flush().await;
     b.state.audit.flush().await;
     let res = a
         .client

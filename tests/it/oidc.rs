@@ -47,7 +47,8 @@ fn people() -> Value {
         {"id": "alice", "password": "alice-pw", "email": "alice@corp.example", "email_verified": true, "username": "alice"},
         {"id": "bob", "password": "bob-pw", "email": "bob@corp.example", "email_verified": false, "username": "bob"},
         {"id": "carol", "password": "carol-pw", "email": "carol@other.example", "email_verified": true, "username": "carol"},
-        {"id": "dave", "password": "dave-pw", "email": "dave@corp.example", "email_verified": true, "username": "dave", "amr": ["pwd", "otp"]},
+        {"id": "dave", "password": "dave-pw", "email": "dave@corp.example", "email_verified": true, "username": "dave", "amr": ["pwd", "otp", "mfa"]},
+        {"id": "frank", "password": "frank-pw", "email": "frank@corp.example", "email_verified": true, "username": "frank", "amr": ["otp"]},
         {"id": "erin", "password": "erin-pw", "email": "erin@corp.example", "email_verified": true, "username": "erin"},
     ])
 }
@@ -408,6 +409,16 @@ async fn a_redirect_uri_must_be_on_the_allow_list(backend: Backend) {
         json(res).await["detail"],
         "OAuth2 provider 'nosuch' not found or inactive"
     );
+    // A callback whose `iss` (RFC 9207) names another issuer: a mix-up.
+    let (url, state) = begin(&app, &b, "bearer").await;
+    let code = sign_in_at_provider(&b, &url, "alice", "alice-pw").await;
+    let res = b
+        .post(app.url("/auth/oauth2/callback"))
+        .json(&json!({"code": code, "state": state, "iss": "https://evil.example"}))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(res.status(), 400);
     // A callback naming another redirect_uri than its start.
     let (url, state) = begin(&app, &b, "bearer").await;
     let code = sign_in_at_provider(&b, &url, "alice", "alice-pw").await;
@@ -518,14 +529,28 @@ async fn an_existing_account_is_never_attached_by_email_only_linked_when_signed_
             .as_str()
             .is_some_and(|d| d.contains("sign in to it and link"))
     );
-    // Signed in, the owner links the identity.
+    // Signed in, the owner links the identity, proving the password again.
     let token = app.token("erin-local", PW).await;
     let b = browser();
-    let res = b
-        .post(app.url("/auth/oauth2/corp/link"))
-        .bearer_auth(&token)
-        .json(&json!({"redirect_uri": REDIRECT}))
-        .send()
+    let link = |body: Value| {
+        b.post(app.url("/auth/oauth2/corp/link"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let res = link(json!({"redirect_uri": REDIRECT})).await.expect("link");
+    assert_eq!(res.status(), 422, "the password is required");
+    let res = link(json!({"redirect_uri": REDIRECT, "password": "not it"}))
+        .await
+        .expect("link");
+    assert_eq!(res.status(), 403);
+    assert!(
+        app.audit_reasons("auth.oidc.link")
+            .await
+            .iter()
+            .any(|(r, _)| r == "wrong current password")
+    );
+    let res = link(json!({"redirect_uri": REDIRECT, "password": PW}))
         .await
         .expect("link");
     assert_eq!(res.status(), 200);
@@ -542,7 +567,31 @@ async fn an_existing_account_is_never_attached_by_email_only_linked_when_signed_
         "erin-pw",
     )
     .await;
+    // Only the account that began the link completes it: the same browser without the
+    // account's credential is refused (and the state is used up).
     let res = callback(&app, &b, &code, start["state"].as_str().expect("state")).await;
+    assert_eq!(res.status(), 400);
+    let res = link(json!({"redirect_uri": REDIRECT, "password": PW}))
+        .await
+        .expect("link");
+    let start = json(res).await;
+    let code = sign_in_at_provider(
+        &b,
+        start["authorization_url"].as_str().expect("url"),
+        "erin",
+        "erin-pw",
+    )
+    .await;
+    let res = b
+        .post(app.url(&format!(
+            "/auth/oauth2/corp/callback?code={}&state={}",
+            urlencode(&code),
+            urlencode(start["state"].as_str().expect("state"))
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("callback");
     assert_eq!(res.status(), 200);
     let linked = json(res).await;
     assert_eq!(linked["linked"], true);
@@ -610,6 +659,12 @@ async fn the_last_identity_of_an_account_without_password_stays(backend: Backend
     };
     let body = json(sign_in(&app, "alice", "alice-pw").await).await;
     let token = body["access_token"].as_str().expect("token");
+    // Password guesses against an account without a password lock nothing: the provider still
+    // signs its owner in.
+    for _ in 0..12 {
+        assert_eq!(app.login("alice", "guess").await.status(), 401);
+    }
+    assert_eq!(sign_in(&app, "alice", "alice-pw").await.status(), 200);
     let ids = json(app.get_with_token("/auth/identities", token).await).await;
     let id = ids["identities"][0]["id"].as_str().expect("id");
     let res = app
@@ -715,13 +770,11 @@ async fn disabled_and_locked_accounts_and_totp_still_apply(backend: Backend) {
     assert_eq!(res.status(), 200);
     assert!(json(res).await["access_token"].is_string());
 
-    // A locked account.
-    let erin = json(sign_in(&app, "erin", "erin-pw").await).await;
-    assert!(erin["access_token"].is_string());
+    // The same account locked by wrong passwords: the provider does not get around the lock.
     for _ in 0..10 {
-        app.login("erin", "wrong password").await;
+        app.login("dave-local", "wrong password").await;
     }
-    let res = sign_in(&app, "erin", "erin-pw").await;
+    let res = sign_in(&app, "dave", "dave-pw").await;
     assert_eq!(res.status(), 403);
     assert!(
         app.audit_reasons("auth.oidc.login")
@@ -736,7 +789,8 @@ async fn a_trusted_provider_mfa_assertion_replaces_the_totp_step(backend: Backen
     let Some(app) = app_with(backend, &op, &[("OIDC_CORP_TRUST_MFA", "true")]).await else {
         return;
     };
-    for (login, amr_mfa) in [("dave", true), ("alice", false)] {
+    // dave's provider login says pwd + otp + mfa; frank's only otp (one factor); alice's pwd.
+    for (login, amr_mfa) in [("dave", true), ("frank", false), ("alice", false)] {
         let local = format!("{login}-local");
         let user = app.create_user(&local, PW, Role::User).await;
         enrol_totp(&app, &local).await;
@@ -744,7 +798,6 @@ async fn a_trusted_provider_mfa_assertion_replaces_the_totp_step(backend: Backen
             .await
             .expect("link");
         let body = json(sign_in(&app, login, &format!("{login}-pw")).await).await;
-        // dave's provider login says pwd + otp; alice's only pwd.
         assert_eq!(body["access_token"].is_string(), amr_mfa, "{login}: {body}");
         assert_eq!(body["mfa_required"] == true, !amr_mfa, "{login}: {body}");
     }

@@ -831,25 +831,21 @@ function loadProviders() {
 
 /** The callback of a provider's answer; the server finds the provider and the purpose by the
  * state (`POST /auth/oauth2/callback`). */
-function oauthCallback(code, stateParam) {
-  return api('/auth/oauth2/callback', { method: 'POST', body: { code, state: stateParam, redirect_uri: oauthRedirectUri() }, quiet401: true });
+function oauthCallback(code, stateParam, iss) {
+  const body = { code, state: stateParam, redirect_uri: oauthRedirectUri() };
+  if (iss) body.iss = iss;
+  return api('/auth/oauth2/callback', { method: 'POST', body, quiet401: true });
 }
 
-/** Starts a sign-in ("session") or a link ("link") with provider `p`: the server answers the
- * provider's URL, and the browser goes there. */
-async function startOAuth(p, mode, button) {
-  if (button) button.disabled = true;
-  try {
-    const redirect = oauthRedirectUri();
-    const res =
-      mode === 'link'
-        ? await api(`/auth/oauth2/${encodeURIComponent(p.name)}/link`, { method: 'POST', body: { redirect_uri: redirect } })
-        : await api(`/auth/oauth2/${encodeURIComponent(p.name)}?redirect_uri=${encodeURIComponent(redirect)}&mode=session`, { quiet401: true });
-    location.assign(res.authorization_url);
-  } catch (err) {
-    if (button) button.disabled = false;
-    notify(err?.message ?? String(err), { kind: 'error' });
-  }
+/** Starts a sign-in ("session") or a link ("link", with the account's password) with provider
+ * `p`: the server answers the provider's URL, and the browser goes there. Throws the API's error. */
+async function startOAuth(p, mode, password) {
+  const redirect = oauthRedirectUri();
+  const res =
+    mode === 'link'
+      ? await api(`/auth/oauth2/${encodeURIComponent(p.name)}/link`, { method: 'POST', body: { redirect_uri: redirect, password } })
+      : await api(`/auth/oauth2/${encodeURIComponent(p.name)}?redirect_uri=${encodeURIComponent(redirect)}&mode=session`, { quiet401: true });
+  location.assign(res.authorization_url);
 }
 
 // ----- login ---------------------------------------------------------------------------------
@@ -877,6 +873,7 @@ class LoginPage extends Page {
     const code = this.query.get('code');
     const stateParam = this.query.get('state');
     const failed = this.query.get('error');
+    const iss = this.query.get('iss');
     // The code must not stay in the address bar or the history.
     history.replaceState(null, '', LOGIN);
     this.query = new URLSearchParams();
@@ -886,7 +883,7 @@ class LoginPage extends Page {
       return;
     }
     try {
-      const res = await oauthCallback(code, stateParam);
+      const res = await oauthCallback(code, stateParam, iss);
       if (!this.alive()) return;
       if (res?.mfa_required) {
         this.mfaToken = res.mfa_token;
@@ -912,7 +909,22 @@ class LoginPage extends Page {
         ...providers.map((p) =>
           h(
             'button',
-            { type: 'button', class: 'btn btn-secondary btn-block', id: `oidc-${p.name}`, 'data-provider': p.name, onclick: (e) => startOAuth(p, 'session', e.currentTarget) },
+            {
+              type: 'button',
+              class: 'btn btn-secondary btn-block',
+              id: `oidc-${p.name}`,
+              'data-provider': p.name,
+              onclick: async (e) => {
+                const button = e.currentTarget;
+                button.disabled = true;
+                try {
+                  await startOAuth(p, 'session');
+                } catch (err) {
+                  button.disabled = false;
+                  notify(err?.message ?? String(err), { kind: 'error' });
+                }
+              },
+            },
             `Sign in with ${p.display_name}`,
           ),
         ),
@@ -1850,10 +1862,11 @@ class AccountPage extends Page {
   async completeLink() {
     const code = this.query.get('code');
     const stateParam = this.query.get('state');
+    const iss = this.query.get('iss');
     history.replaceState(null, '', '/console/account');
     try {
       if (!code) throw new Error('Linking was cancelled or refused at the identity provider.');
-      const res = await oauthCallback(code, stateParam);
+      const res = await oauthCallback(code, stateParam, iss);
       const label = (await loadProviders()).find((p) => p.name === res?.identity?.provider)?.display_name ?? 'provider';
       notify(res?.linked ? `Your ${label} identity is linked: you can sign in with it.` : 'Signed in again.');
     } catch (err) {
@@ -1861,6 +1874,29 @@ class AccountPage extends Page {
       notify(err?.message ?? String(err), { kind: 'error', keep: true });
     }
     if (this.alive()) this.loadIdentities();
+  }
+
+  /** "Link": a provider, and the password proved again (for an account that has one). */
+  linkForm(linkable, hasPassword) {
+    const form = h(
+      'form',
+      { id: 'link-form', novalidate: true },
+      h(
+        'div',
+        { class: 'form-row' },
+        field({ label: 'Provider', id: 'link-provider', control: select({ name: 'provider', value: linkable[0].name, options: linkable.map((p) => [p.name, p.display_name]) }) }),
+        hasPassword ? field({ label: 'Your password', id: 'link-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true, hint: 'Linking lets the provider sign you in: confirm it is you.' }) : null,
+      ),
+      h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'btn btn-secondary', id: 'link-submit' }, 'Link identity')),
+    );
+    onSubmit(form, async (data) => {
+      const p = linkable.find((x) => x.name === String(data.get('provider') ?? ''));
+      const password = hasPassword ? String(data.get('password') ?? '') : undefined;
+      if (!p) throw new FieldProblem('provider', 'Choose a provider.');
+      if (hasPassword && !password) throw new FieldProblem('password', 'Enter your password.');
+      await startOAuth(p, 'link', password);
+    });
+    return form;
   }
 
   async loadIdentities() {
@@ -1910,15 +1946,7 @@ class AccountPage extends Page {
         h('p', { class: 'muted' }, 'Accounts at other services that can sign you in to Kyros.'),
         alerts,
         table(['Provider', 'Email', 'Linked', 'Last used', 'Actions'], h('tbody', { id: 'identities-body' }, rows.length ? rows : [emptyRow(5, 'No linked identities.')]), 'Linked identities'),
-        linkable.length
-          ? h(
-              'div',
-              { class: 'form-actions' },
-              linkable.map((p) =>
-                h('button', { type: 'button', class: 'btn btn-secondary', id: `link-${p.name}`, onclick: (e) => startOAuth(p, 'link', e.currentTarget) }, `Link ${p.display_name}`),
-              ),
-            )
-          : null,
+        linkable.length ? this.linkForm(linkable, res.has_password) : null,
         ].filter(Boolean),
       );
       this.identitiesCard.hidden = false;
