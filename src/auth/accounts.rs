@@ -184,7 +184,7 @@ pub fn has_password(user: &User) -> bool {
 
 /// Creates an account without a password for a person who signed in with an identity provider
 /// (`auth::oidc`). The username is `wanted` when it is a valid name that is free, else `wanted`
-/// with `-2`, `-3`… appended, normalised like every username (RFC 8265); `AccountError::Taken
+/// with `-2` … `-20` appended, else with a random suffix, normalised like every username (RFC 8265); `AccountError::Taken
 /// ("email")` when another account has the e-mail address. Audited as `user.created` by the
 /// system, with `via_provider`.
 pub async fn create_external_user(
@@ -204,11 +204,13 @@ pub async fn create_external_user(
     if base.is_empty() || validate_username(&base).is_err() {
         base = "user".into();
     }
-    for n in 1..=50u32 {
-        let username = if n == 1 {
-            base.clone()
-        } else {
-            format!("{base}-{n}")
+    // The name, then -2 … -20, then random suffixes (names squatted in a row cannot block
+    // the creation).
+    for n in 1..=23u32 {
+        let username = match n {
+            1 => base.clone(),
+            2..=20 => format!("{base}-{n}"),
+            _ => format!("{base}-{}", hex::encode(crate::crypto::random_bytes::<4>())),
         };
         let Some(username_key) = username_key(&username) else {
             continue;

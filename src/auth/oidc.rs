@@ -1193,11 +1193,10 @@ pub async fn unlink(
         .iter()
         .find(|r| r.id == id)
         .ok_or(OidcError::IdentityNotFound)?;
-    if linked.len() == 1 && !accounts::has_password(user) {
-        return Err(OidcError::LastSignInMethod);
-    }
-    if !identities::delete(&state.db, user.id, id).await? {
-        return Err(OidcError::IdentityNotFound);
+    match identities::delete(&state.db, user.id, id, !accounts::has_password(user)).await? {
+        identities::Unlinked::Deleted => {}
+        identities::Unlinked::NotFound => return Err(OidcError::IdentityNotFound),
+        identities::Unlinked::LastKept => return Err(OidcError::LastSignInMethod),
     }
     state.audit.record(
         AuditEvent::new("auth.oidc.unlink", "success")

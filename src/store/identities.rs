@@ -86,15 +86,52 @@ pub async fn touch(db: &Db, id: Uuid, email: Option<&str>, at: DateTime<Utc>) ->
     Ok(())
 }
 
-/// Unlinks identity `id` of `user_id`; false when there is no such identity of that account.
-pub async fn delete(db: &Db, user_id: Uuid, id: Uuid) -> StoreResult<bool> {
-    let done = on_pool!(db, pool => sqlx::query("DELETE FROM user_identities WHERE id = $1 AND user_id = $2")
+/// What [`delete`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlinked {
+    Deleted,
+    /// No such identity of that account.
+    NotFound,
+    /// It is the account's last identity and `keep_last` was asked.
+    LastKept,
+}
+
+/// Unlinks identity `id` of `user_id`; with `keep_last`, not the account's last one. One
+/// transaction that first writes the user's row (PostgreSQL: its row lock; SQLite: the write
+/// lock), so two concurrent unlinks of an account's last two identities cannot both pass the
+/// count.
+pub async fn delete(db: &Db, user_id: Uuid, id: Uuid, keep_last: bool) -> StoreResult<Unlinked> {
+    let (exists, deleted) = on_pool!(db, pool => {
+        let mut tx = pool.begin().await?;
+        sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let exists: Option<i64> = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM user_identities WHERE id = $1 AND user_id = $2",
+        )
         .bind(id)
         .bind(user_id)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
-    Ok(done > 0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let deleted = sqlx::query(
+            "DELETE FROM user_identities WHERE id = $1 AND user_id = $2 \
+             AND (NOT $3 OR (SELECT COUNT(*) FROM user_identities WHERE user_id = $2) > 1)",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(keep_last)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>((exists.unwrap_or(0) > 0, deleted > 0))
+    })?;
+    Ok(match (exists, deleted) {
+        (_, true) => Unlinked::Deleted,
+        (false, false) => Unlinked::NotFound,
+        (true, false) => Unlinked::LastKept,
+    })
 }
 
 /// A pending authorization request.

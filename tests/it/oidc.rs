@@ -687,6 +687,35 @@ async fn the_last_identity_of_an_account_without_password_stays(backend: Backend
         .await
         .expect("unlink");
     assert_eq!(res.status(), 404);
+
+    // With two identities, two concurrent unlinks: one goes, the last one stays.
+    let alice = app.state_user("alice").await;
+    kyros::auth::oidc::admin_link(&app.state, None, &alice, &alice, "corp", "alice-second")
+        .await
+        .expect("second identity");
+    let ids = json(app.get_with_token("/auth/identities", token).await).await;
+    let ids: Vec<String> = ids["identities"]
+        .as_array()
+        .expect("identities")
+        .iter()
+        .map(|i| i["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let unlink = |id: &str| {
+        app.client
+            .delete(app.url(&format!("/auth/identities/{id}")))
+            .bearer_auth(token)
+            .send()
+    };
+    let (first, second) = tokio::join!(unlink(&ids[0]), unlink(&ids[1]));
+    let mut statuses = [
+        first.expect("unlink").status().as_u16(),
+        second.expect("unlink").status().as_u16(),
+    ];
+    statuses.sort();
+    assert_eq!(statuses, [204, 409]);
+    let left = json(app.get_with_token("/auth/identities", token).await).await;
+    assert_eq!(left["identities"].as_array().map(Vec::len), Some(1));
 }
 
 /// Enrols TOTP for the password account `username` through the API; its secret.
