@@ -171,6 +171,7 @@ pub struct AuthorizeQuery {
     #[param(max_length = 2048)]
     pub redirect_uri: String,
     /// `bearer` (default) or `session`.
+    #[param(inline)]
     pub mode: Option<StartMode>,
 }
 
