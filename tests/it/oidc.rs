@@ -128,6 +128,14 @@ async fn app_with(backend: Backend, op: &Op, extra: &[(&str, &str)]) -> Option<T
     b.start().await
 }
 
+/// The provider and the service configured for it (`app_with`); `None` when either cannot run
+/// here (outside CI). Keep the provider bound for the whole test: dropping it stops it.
+async fn setup(backend: Backend, extra: &[(&str, &str)]) -> Option<(Op, TestApp)> {
+    let op = Op::start()?;
+    let app = app_with(backend, &op, extra).await?;
+    Some((op, app))
+}
+
 /// A browser: a cookie jar, no automatic redirects.
 fn browser() -> reqwest::Client {
     reqwest::Client::builder()
@@ -250,8 +258,7 @@ async fn user_count(app: &TestApp) -> usize {
 }
 
 async fn a_new_person_signs_in_and_a_linked_one_signs_in_again(backend: Backend) {
-    let Some(op) = Op::start() else { return };
-    let Some(app) = app_with(backend, &op, &[]).await else {
+    let Some((op, app)) = setup(backend, &[]).await else {
         return;
     };
     let b = browser();
@@ -316,8 +323,7 @@ async fn a_new_person_signs_in_and_a_linked_one_signs_in_again(backend: Backend)
 }
 
 async fn a_state_is_single_use_fresh_and_bound_to_its_browser(backend: Backend) {
-    let Some(op) = Op::start() else { return };
-    let Some(app) = app_with(backend, &op, &[]).await else {
+    let Some((_op, app)) = setup(backend, &[]).await else {
         return;
     };
     // Replay: the second callback with the same code and state.
@@ -366,8 +372,7 @@ async fn a_state_is_single_use_fresh_and_bound_to_its_browser(backend: Backend) 
 }
 
 async fn a_redirect_uri_must_be_on_the_allow_list(backend: Backend) {
-    let Some(op) = Op::start() else { return };
-    let Some(app) = app_with(backend, &op, &[]).await else {
+    let Some((_op, app)) = setup(backend, &[]).await else {
         return;
     };
     let b = browser();
@@ -436,8 +441,7 @@ async fn a_redirect_uri_must_be_on_the_allow_list(backend: Backend) {
 }
 
 async fn a_forged_or_altered_id_token_is_refused(backend: Backend) {
-    let Some(op) = Op::start() else { return };
-    let Some(app) = app_with(backend, &op, &[]).await else {
+    let Some((op, app)) = setup(backend, &[]).await else {
         return;
     };
     let users = user_count(&app).await;
@@ -472,13 +476,7 @@ async fn a_forged_or_altered_id_token_is_refused(backend: Backend) {
 }
 
 async fn unverified_emails_other_domains_and_unknown_people_get_no_account(backend: Backend) {
-    let Some(op) = Op::start() else { return };
-    let Some(app) = app_with(
-        backend,
-        &op,
-        &[("OIDC_CORP_ALLOWED_DOMAINS", "corp.example")],
-    )
-    .await
+    let Some((_op, app)) = setup(backend, &[("OIDC_CORP_ALLOWED_DOMAINS", "corp.example")]).await
     else {
         return;
     };
@@ -515,8 +513,7 @@ async fn unverified_emails_other_domains_and_unknown_people_get_no_account(backe
 async fn an_existing_account_is_never_attached_by_email_only_linked_when_signed_in(
     backend: Backend,
 ) {
-    let Some(op) = Op::start() else { return };
-    let Some(app) = app_with(backend, &op, &[]).await else {
+    let Some((_op, app)) = setup(backend, &[]).await else {
         return;
     };
     // A password account with the provider's e-mail address of "erin".
@@ -653,8 +650,7 @@ async fn sqlx_set_email(app: &TestApp, id: uuid::Uuid, email: &str) {
 }
 
 async fn the_last_identity_of_an_account_without_password_stays(backend: Backend) {
-    let Some(op) = Op::start() else { return };
-    let Some(app) = app_with(backend, &op, &[]).await else {
+    let Some((_op, app)) = setup(backend, &[]).await else {
         return;
     };
     let body = json(sign_in(&app, "alice", "alice-pw").await).await;
@@ -746,8 +742,7 @@ async fn enrol_totp(app: &TestApp, username: &str) -> String {
 }
 
 async fn disabled_and_locked_accounts_and_totp_still_apply(backend: Backend) {
-    let Some(op) = Op::start() else { return };
-    let Some(app) = app_with(backend, &op, &[]).await else {
+    let Some((_op, app)) = setup(backend, &[]).await else {
         return;
     };
     // A disabled account.
@@ -814,8 +809,7 @@ async fn disabled_and_locked_accounts_and_totp_still_apply(backend: Backend) {
 }
 
 async fn a_trusted_provider_mfa_assertion_replaces_the_totp_step(backend: Backend) {
-    let Some(op) = Op::start() else { return };
-    let Some(app) = app_with(backend, &op, &[("OIDC_CORP_TRUST_MFA", "true")]).await else {
+    let Some((_op, app)) = setup(backend, &[("OIDC_CORP_TRUST_MFA", "true")]).await else {
         return;
     };
     // dave's provider login says pwd + otp + mfa; frank's only otp (one factor); alice's pwd.
@@ -833,8 +827,7 @@ async fn a_trusted_provider_mfa_assertion_replaces_the_totp_step(backend: Backen
 }
 
 async fn a_provider_that_fails_gets_a_502_and_nothing_is_created(backend: Backend) {
-    let Some(op) = Op::start() else { return };
-    let Some(app) = app_with(backend, &op, &[]).await else {
+    let Some((op, app)) = setup(backend, &[]).await else {
         return;
     };
     let users = user_count(&app).await;
@@ -868,8 +861,7 @@ async fn a_provider_that_fails_gets_a_502_and_nothing_is_created(backend: Backen
 }
 
 async fn a_browser_sign_in_answers_a_session(backend: Backend) {
-    let Some(op) = Op::start() else { return };
-    let Some(app) = app_with(backend, &op, &[]).await else {
+    let Some((_op, app)) = setup(backend, &[]).await else {
         return;
     };
     let b = browser();
@@ -898,8 +890,7 @@ async fn a_browser_sign_in_answers_a_session(backend: Backend) {
 }
 
 async fn providers_are_listed_for_the_console(backend: Backend) {
-    let Some(op) = Op::start() else { return };
-    let Some(app) = app_with(backend, &op, &[("OIDC_CORP_DISPLAY_NAME", "Corp SSO")]).await else {
+    let Some((_op, app)) = setup(backend, &[("OIDC_CORP_DISPLAY_NAME", "Corp SSO")]).await else {
         return;
     };
     let body = json(
