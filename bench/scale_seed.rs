@@ -133,6 +133,11 @@ async fn main() -> anyhow::Result<()> {
                             lease_token: None,
                             result: None,
                             error: None,
+                            requires: None,
+                            progress: None,
+                            progress_message: None,
+                            exit_code: None,
+                            agent_name: None,
                         }
                     })
                     .collect()

@@ -217,6 +217,11 @@ pub struct Settings {
     pub job_lease_secs: i64,
     /// Runs a job gets before an expired lease fails it instead of requeueing it.
     pub job_max_attempts: i32,
+    /// Output bytes kept per job (each line counts its length plus one); the rest is dropped
+    /// after one marker line.
+    pub job_output_max_bytes: i64,
+    /// Job output lines older than this are deleted.
+    pub job_output_retention_days: i64,
     pub first_superuser: Option<String>,
     pub first_superuser_email: Option<String>,
     pub first_superuser_password: Option<SecretString>,
@@ -743,6 +748,8 @@ impl Settings {
             event_retention_days: vars.positive("KYROS_EVENT_RETENTION_DAYS", 30)?,
             job_lease_secs: vars.positive("KYROS_JOB_LEASE_SECS", 60)?,
             job_max_attempts: vars.positive("KYROS_JOB_MAX_ATTEMPTS", 3)?,
+            job_output_max_bytes: vars.positive("KYROS_JOB_OUTPUT_MAX_BYTES", 1 << 20)?,
+            job_output_retention_days: vars.positive("KYROS_JOB_OUTPUT_RETENTION_DAYS", 30)?,
             first_superuser,
             first_superuser_email: vars.get("FIRST_SUPERUSER_EMAIL").map(str::to_owned),
             first_superuser_password: first_superuser_password.map(SecretString::from),

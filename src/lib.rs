@@ -20,6 +20,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod worker;
 
 use std::future::Future;
 

@@ -46,6 +46,85 @@ enum Command {
     /// Check or print the configuration (environment, `KYROS_CONFIG` file, `_FILE` secrets).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run jobs: claim them from a Kyros service and run COMMAND for each (the job as JSON on
+    /// stdin; KYROS_JOB_ID, KYROS_JOB_ATTEMPT, KYROS_JOB_NAME, KYROS_RESULT_FILE in its
+    /// environment). The API key (scope jobs:claim) comes from KYROS_AGENT_KEY or
+    /// KYROS_AGENT_KEY_FILE, never from the command line.
+    Agent(AgentArgs),
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// The service, e.g. https://kyros.example.org.
+    #[arg(long)]
+    server: String,
+    /// The agent's name as people see it (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Labels, comma-separated: the agent is handed only jobs whose `requires` it has.
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
+    /// After SIGTERM/SIGINT: seconds running jobs may take before they are stopped and
+    /// released.
+    #[arg(long, default_value_t = 30.0)]
+    grace_secs: f64,
+    /// Seconds from SIGTERM to SIGKILL when a job's command is stopped (cancelled, lease lost,
+    /// agent stopping).
+    #[arg(long, default_value_t = 10.0)]
+    kill_grace_secs: f64,
+    /// Seconds between claims when no job is waiting.
+    #[arg(long, default_value_t = 2.0)]
+    poll_secs: f64,
+    /// Seconds between heartbeats (default: a third of the lease, 1 to 10).
+    #[arg(long)]
+    heartbeat_secs: Option<f64>,
+    /// The command to run for each job, and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// Seconds from the command line as a duration (negative and non-finite values refused).
+fn seconds(name: &str, s: f64) -> Result<std::time::Duration, Failure> {
+    std::time::Duration::try_from_secs_f64(s)
+        .map_err(|_| Failure::Config(format!("--{name} must be a positive number of seconds")))
+}
+
+/// `kyros agent`: logs as text on stderr (`LOG_LEVEL`, default info); no service settings are
+/// read (the agent needs no secret but its key).
+async fn agent_command(args: AgentArgs) -> Result<(), Failure> {
+    kyros::install_crypto_provider();
+    let level = std::env::var("LOG_LEVEL")
+        .map(|l| l.to_ascii_lowercase())
+        .unwrap_or_else(|_| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("kyros={level}"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("kyros=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let key = kyros::worker::key_from_env().map_err(|e| Failure::Config(e.to_string()))?;
+    let options = kyros::worker::Options {
+        server: args.server,
+        name: args.name,
+        labels: args.labels,
+        concurrency: usize::from(args.concurrency),
+        grace: seconds("grace-secs", args.grace_secs)?,
+        kill_grace: seconds("kill-grace-secs", args.kill_grace_secs)?,
+        poll: seconds("poll-secs", args.poll_secs)?,
+        heartbeat: args
+            .heartbeat_secs
+            .map(|s| seconds("heartbeat-secs", s))
+            .transpose()?,
+        command: args.command,
+    };
+    kyros::worker::run(options, key).await.map_err(|e| match e {
+        kyros::worker::WorkerError::Key(m) => Failure::Config(m),
+        kyros::worker::WorkerError::Setup(m) => Failure::Other(m),
+    })
 }
 
 #[derive(Subcommand)]
@@ -240,10 +319,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Config(cmd) = &cli.command {
         return config_command(cmd);
     }
+    if let Command::Agent(args) = cli.command {
+        return agent_command(args).await;
+    }
     let mut settings = Settings::load()?;
     let log_filter = init_logging(&settings);
     match cli.command {
-        Command::Config(_) => unreachable!("answered above"),
+        Command::Config(_) | Command::Agent(_) => unreachable!("answered above"),
         Command::Serve { bind } => {
             if let Some(bind) = bind {
                 settings.bind = bind;

@@ -216,6 +216,7 @@ impl AppState {
             clock.clone(),
             settings.audit_retention_days,
             settings.event_retention_days,
+            settings.job_output_retention_days,
         );
         let events = EventBus::start(redis.clone());
         let oidc = crate::auth::oidc::Providers::new(&settings.identity)?;
@@ -284,8 +285,15 @@ fn spawn_wal_checkpoints(state: WeakState) {
     });
 }
 
-/// Hourly clean-up: events and audit rows past retention, expired refresh tokens and deny-list entries.
-fn spawn_maintenance(db: Db, clock: SharedClock, retention_days: i64, event_retention_days: i64) {
+/// Hourly clean-up: events, job output and audit rows past retention, expired refresh tokens and
+/// deny-list entries.
+fn spawn_maintenance(
+    db: Db,
+    clock: SharedClock,
+    retention_days: i64,
+    event_retention_days: i64,
+    output_retention_days: i64,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
@@ -298,6 +306,14 @@ fn spawn_maintenance(db: Db, clock: SharedClock, retention_days: i64, event_rete
             .await
             {
                 tracing::warn!(error = %e, "event retention clean-up failed");
+            }
+            if let Err(e) = crate::store::output::purge_before(
+                &db,
+                now - chrono::Duration::days(output_retention_days),
+            )
+            .await
+            {
+                tracing::warn!(error = %e, "job output retention clean-up failed");
             }
             if let Err(e) =
                 crate::store::audit::purge_before(&db, now - chrono::Duration::days(retention_days))

@@ -503,6 +503,20 @@ pub const OPTIONS: &[OptionSpec] = &[
         "runs before an expired lease fails a job",
     ),
     opt(
+        "KYROS_JOB_OUTPUT_MAX_BYTES",
+        "jobs.output_max_bytes",
+        "1048576",
+        Reload,
+        "output kept per job (bytes); later lines are dropped after a marker",
+    ),
+    opt(
+        "KYROS_JOB_OUTPUT_RETENTION_DAYS",
+        "retention.job_output_days",
+        "30",
+        Restart,
+        "job output lines older than this are deleted",
+    ),
+    opt(
         "KYROS_AUDIT_RETENTION_DAYS",
         "retention.audit_days",
         "365",

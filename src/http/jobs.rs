@@ -28,7 +28,8 @@ pub fn routes() -> ApiRouter {
             .routes(routes!(create, list))
             .routes(routes!(create_alias, list_alias))
             .routes(routes!(read, remove))
-            .routes(routes!(set_status)),
+            .routes(routes!(set_status))
+            .routes(routes!(output)),
     )
 }
 
@@ -61,6 +62,9 @@ pub struct JobCreate {
     /// Free-form JSON object, at most 16 KiB once serialized.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, Value>>,
+    /// Labels an agent must have to claim the job (lower-cased; 1–64 characters of
+    /// `a-z 0-9 . _ - : /`; at most 32). Default: any agent.
+    pub requires: Option<Vec<String>>,
 }
 
 /// Submit a job (`pending`), owned by the caller.
@@ -98,6 +102,17 @@ async fn create(
             "metadata must be at most 16 KiB of JSON",
         ));
     }
+    let requires = match jobs::normalize_labels(&body.requires.unwrap_or_default()) {
+        Ok(labels) => labels,
+        Err(e) => {
+            errors.push(FieldError::body(
+                "requires",
+                "invalid_labels",
+                e.to_string(),
+            ));
+            Vec::new()
+        }
+    };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -109,6 +124,7 @@ async fn create(
             description: body.description,
             priority: body.priority.unwrap_or(0),
             metadata,
+            requires,
         },
     )
     .await?;
@@ -269,6 +285,78 @@ async fn read(
 ) -> Result<Response, ApiError> {
     let job = visible(&state, &caller, id).await?;
     Ok(respond_conditionally(&headers, &jobs::to_json(&job)))
+}
+
+/// Which output lines to read.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OutputQuery {
+    /// Lines after this number (default 0: from the first).
+    #[param(minimum = 0)]
+    after: Option<i64>,
+    /// Lines per page (default 500, at most 5000).
+    #[param(minimum = 1, maximum = 5000)]
+    limit: Option<i64>,
+}
+
+/// A page of a job's output.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct OutputPageView {
+    /// `{seq, attempt, stream, at, line}` in order; `stream` is `stdout`, `stderr` or `system`
+    /// (the service's truncation marker).
+    #[schema(value_type = Vec<Object>)]
+    pub lines: Vec<Value>,
+    /// The number of the last line of this page (pass it as `after` for the next page; equal to
+    /// the `after` asked when there is nothing new).
+    pub next_after: i64,
+    /// Lines the job has in all.
+    pub total: i64,
+    /// Whether the output reached its limit (`KYROS_JOB_OUTPUT_MAX_BYTES`).
+    pub truncated: bool,
+}
+
+/// Read a job's output (what its agent's command printed), paged by line number.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/{id}/output", tag = "jobs",
+    params(("id" = Uuid, Path, description = "the job id"), OutputQuery),
+    responses(
+        (status = 200, description = "A page of output", body = OutputPageView),
+        (status = 404, description = "No such job, or not the caller's", body = ErrorEnvelope),
+    ),
+)]
+async fn output(
+    State(state): State<AppState>,
+    caller: Authorized<JobsRead>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<OutputQuery>,
+) -> Result<axum::Json<OutputPageView>, ApiError> {
+    let after = q.after.unwrap_or(0);
+    if after < 0 {
+        return Err(query_error(
+            "after",
+            "greater_than_equal",
+            "Input should be greater than or equal to 0",
+        ));
+    }
+    let limit = q.limit.unwrap_or(500);
+    if !(1..=5000).contains(&limit) {
+        return Err(query_error(
+            "limit",
+            "less_than_equal",
+            "Input should be from 1 to 5000",
+        ));
+    }
+    let page = jobs::output(&state, &caller.user, &id.to_string(), after, limit).await?;
+    Ok(axum::Json(OutputPageView {
+        next_after: page.lines.last().map_or(after, |l| l.seq),
+        lines: page
+            .lines
+            .iter()
+            .map(crate::orchestrator::leases::output_json)
+            .collect(),
+        total: page.total,
+        truncated: page.truncated,
+    }))
 }
 
 /// The new status, in the query string (the original) or the body.

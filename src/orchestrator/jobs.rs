@@ -119,6 +119,9 @@ pub fn transition(
             next.completed_at = None;
             next.result = None;
             next.error = None;
+            next.exit_code = None;
+            next.progress = None;
+            next.progress_message = None;
             next.attempts += 1;
         }
         _ => next.completed_at = Some(now),
@@ -166,6 +169,18 @@ pub struct JobView {
     pub result: Option<Value>,
     /// The agent's error message on failure.
     pub error: Option<String>,
+    /// The labels an agent must have to claim the job (empty: any agent).
+    pub requires: Vec<String>,
+    /// The run under way or last made, from 1 (`attempts + 1` once started; 0 before).
+    pub attempt: i32,
+    /// The name of the agent that holds (or last held) the job.
+    pub agent_name: Option<String>,
+    /// How far the run is, from 0 to 1, as its agent reported it.
+    pub progress: Option<f64>,
+    /// What the agent said with its last progress report.
+    pub progress_message: Option<String>,
+    /// The exit status of the agent's command (`kyros agent`).
+    pub exit_code: Option<i32>,
 }
 
 impl From<&JobRow> for JobView {
@@ -188,6 +203,16 @@ impl From<&JobRow> for JobView {
             lease_expires_at: job.lease_expires_at,
             result: job.result.as_ref().map(|r| r.0.clone()),
             error: job.error.clone(),
+            requires: crate::orchestrator::leases::labels_of(job.requires.as_ref()),
+            attempt: if job.started_at.is_some() {
+                job.attempts + 1
+            } else {
+                job.attempts
+            },
+            agent_name: job.agent_name.clone(),
+            progress: job.progress,
+            progress_message: job.progress_message.clone(),
+            exit_code: job.exit_code,
         }
     }
 }
@@ -224,15 +249,21 @@ pub fn event(
 }
 
 /// A pending job handed to an agent: the state machine's `pending → running`, then the lease
-/// (its holder, its end, its fencing token).
+/// (its holder and the holder's name, its end, its fencing token); the previous run's progress
+/// and exit code are cleared.
 pub fn start_lease(
     job: &JobRow,
     agent: uuid::Uuid,
+    agent_name: &str,
     now: DateTime<Utc>,
     until: DateTime<Utc>,
     token: &str,
 ) -> Result<JobRow, IllegalTransition> {
     let mut next = transition(job, JobStatus::Running, now)?;
+    next.progress = None;
+    next.progress_message = None;
+    next.exit_code = None;
+    next.agent_name = Some(agent_name.to_owned());
     next.lease_owner = Some(agent);
     next.lease_expires_at = Some(until);
     next.lease_token = Some(token.to_owned());
@@ -259,9 +290,84 @@ pub fn expire_lease(job: &JobRow, now: DateTime<Utc>, max_attempts: i32) -> JobR
     next
 }
 
+/// A running job its agent gives back (`orchestrator::leases::release`): `pending` again for
+/// any agent, without counting the run as an attempt (unlike [`expire_lease`]): the agent
+/// stopped on purpose, the job did not fail.
+pub fn release_lease(job: &JobRow, now: DateTime<Utc>) -> JobRow {
+    let mut next = job.clone();
+    next.status = JobStatus::Pending.as_str().to_owned();
+    next.updated_at = now;
+    next.started_at = None;
+    next.lease_owner = None;
+    next.lease_expires_at = None;
+    next.lease_token = None;
+    next.progress = None;
+    next.progress_message = None;
+    next
+}
+
+/// The most labels a job may require or an agent may have.
+pub const LABELS_MAX: usize = 32;
+/// The longest label, in characters.
+pub const LABEL_MAX_LEN: usize = 64;
+
+/// Why a label list was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    #[error("at most {LABELS_MAX} labels")]
+    TooMany,
+    #[error(
+        "a label is 1 to {LABEL_MAX_LEN} characters of a-z, 0-9, '.', '_', '-', ':' and '/', starting with a letter or digit"
+    )]
+    Invalid,
+}
+
+/// The canonical form of labels (a job's `requires`, an agent's `labels`): lower-case ASCII,
+/// 1 to [`LABEL_MAX_LEN`] characters of `a-z 0-9 . _ - : /` starting with a letter or digit,
+/// at most [`LABELS_MAX`], sorted, without repeats — so that "GPU" and "gpu" are one label and
+/// a claim compares sets.
+pub fn normalize_labels(labels: &[String]) -> Result<Vec<String>, LabelError> {
+    let mut out: Vec<String> = Vec::with_capacity(labels.len());
+    for label in labels {
+        let label = label.trim().to_ascii_lowercase();
+        let valid = !label.is_empty()
+            && label.len() <= LABEL_MAX_LEN
+            && label.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/'));
+        if !valid {
+            return Err(LabelError::Invalid);
+        }
+        out.push(label);
+    }
+    out.sort();
+    out.dedup();
+    if out.len() > LABELS_MAX {
+        return Err(LabelError::TooMany);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_compared_as_lower_case_sets() {
+        let got = normalize_labels(&["GPU".into(), " linux ".into(), "gpu".into()])
+            .expect("valid labels");
+        assert_eq!(got, vec!["gpu".to_owned(), "linux".to_owned()]);
+        for bad in ["", "-gpu", "gp u", "gpü", &"a".repeat(LABEL_MAX_LEN + 1)] {
+            assert_eq!(
+                normalize_labels(&[bad.to_owned()]),
+                Err(LabelError::Invalid),
+                "{bad:?}"
+            );
+        }
+        let many: Vec<String> = (0..=LABELS_MAX).map(|i| format!("l{i}")).collect();
+        assert_eq!(normalize_labels(&many), Err(LabelError::TooMany));
+    }
 
     #[test]
     fn only_the_documented_transitions_are_allowed() {
@@ -312,6 +418,8 @@ pub struct NewJob {
     pub description: Option<String>,
     pub priority: i32,
     pub metadata: Option<Value>,
+    /// The labels an agent needs to claim it, in the form of [`normalize_labels`].
+    pub requires: Vec<String>,
 }
 
 /// The job `id` if it exists and `user` may see it (`auth::policy`).
@@ -379,6 +487,12 @@ pub async fn submit(
         lease_token: None,
         result: None,
         error: None,
+        requires: (!new.requires.is_empty())
+            .then(|| sqlx::types::Json(Value::from(new.requires.clone()))),
+        progress: None,
+        progress_message: None,
+        exit_code: None,
+        agent_name: None,
     };
     crate::store::jobs::insert(&state.db, &job).await?;
     crate::orchestrator::events::emit(
@@ -428,4 +542,34 @@ pub async fn delete(
     )
     .await;
     Ok(())
+}
+
+/// A page of a job's output.
+#[derive(Debug, Clone)]
+pub struct OutputPage {
+    pub lines: Vec<crate::store::output::OutputLine>,
+    /// Lines the job has in all.
+    pub total: i64,
+    /// Whether the output reached `KYROS_JOB_OUTPUT_MAX_BYTES` (a marker line says where).
+    pub truncated: bool,
+}
+
+/// Up to `limit` output lines after line `after` of a job `user` may see, in order.
+pub async fn output(
+    state: &crate::state::AppState,
+    user: &User,
+    id: &str,
+    after: i64,
+    limit: i64,
+) -> Result<OutputPage, JobError> {
+    let job = find_visible(state, user, id).await?;
+    let (total, _, truncated) = crate::store::output::counters(&state.db, job.id)
+        .await?
+        .ok_or(JobError::NotFound)?;
+    let lines = crate::store::output::after(&state.db, job.id, after, limit).await?;
+    Ok(OutputPage {
+        lines,
+        total,
+        truncated,
+    })
 }

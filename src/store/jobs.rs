@@ -31,13 +31,25 @@ pub struct JobRow {
     pub lease_token: Option<String>,
     pub result: Option<Json<Value>>,
     pub error: Option<String>,
+    /// The labels an agent must have to claim the job: a JSON array of strings, sorted and
+    /// without repeats; `None` when the job runs anywhere.
+    pub requires: Option<Json<Value>>,
+    /// How far the current run is, from 0 to 1, as its agent last reported it.
+    pub progress: Option<f64>,
+    /// What the agent said with its last progress report.
+    pub progress_message: Option<String>,
+    /// The exit status of the command the agent ran (`kyros agent`), when it reported one.
+    pub exit_code: Option<i32>,
+    /// The name of the agent that holds (or last held) the lease.
+    pub agent_name: Option<String>,
 }
 
 macro_rules! select_jobs {
     ($tail:literal) => {
         concat!(
             "SELECT id, name, description, status, priority, metadata, owner_id, version, attempts, \
-             created_at, updated_at, started_at, completed_at, lease_owner, lease_expires_at, lease_token, result, error FROM jobs ",
+             created_at, updated_at, started_at, completed_at, lease_owner, lease_expires_at, lease_token, result, error, \
+             requires, progress, progress_message, exit_code, agent_name FROM jobs ",
             $tail
         )
     };
@@ -65,13 +77,18 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
         lease_token: row.get(15)?,
         result: opt_json(row, 16)?,
         error: row.get(17)?,
+        requires: opt_json(row, 18)?,
+        progress: row.get(19)?,
+        progress_message: row.get(20)?,
+        exit_code: row.get(21)?,
+        agent_name: row.get(22)?,
     })
 }
 
 pub async fn insert(db: &Db, job: &JobRow) -> StoreResult<()> {
     on_pool!(db, pool => sqlx::query(
-        "INSERT INTO jobs (id, name, description, status, priority, metadata, owner_id, version, attempts, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO jobs (id, name, description, status, priority, metadata, owner_id, version, attempts, created_at, updated_at, requires) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(job.id)
     .bind(&job.name)
@@ -84,6 +101,7 @@ pub async fn insert(db: &Db, job: &JobRow) -> StoreResult<()> {
     .bind(job.attempts)
     .bind(job.created_at)
     .bind(job.updated_at)
+    .bind(&job.requires)
     .execute(pool)
     .await
     .map(|_| ()))?;
@@ -103,7 +121,7 @@ pub async fn insert_many(db: &Db, jobs: &[JobRow]) -> StoreResult<()> {
     );
     on_pool!(db, pool => {
         let mut q = sqlx::QueryBuilder::new(
-            "INSERT INTO jobs (id, name, description, status, priority, metadata, owner_id, version, attempts, created_at, updated_at) ",
+            "INSERT INTO jobs (id, name, description, status, priority, metadata, owner_id, version, attempts, created_at, updated_at, requires) ",
         );
         q.push_values(jobs, |mut b, job| {
             b.push_bind(job.id)
@@ -116,7 +134,8 @@ pub async fn insert_many(db: &Db, jobs: &[JobRow]) -> StoreResult<()> {
                 .push_bind(job.version)
                 .push_bind(job.attempts)
                 .push_bind(job.created_at)
-                .push_bind(job.updated_at);
+                .push_bind(job.updated_at)
+                .push_bind(&job.requires);
         });
         q.build().execute(pool).await.map(|_| ())
     })?;
@@ -137,11 +156,31 @@ pub async fn find(db: &Db, id: Uuid) -> StoreResult<Option<JobRow>> {
 
 /// The next job to claim from the shared queue (SQLite form; PostgreSQL adds `FOR UPDATE SKIP
 /// LOCKED`): index `jobs_claim`.
-pub const CLAIM_ANY_SQL: &str =
-    select_jobs!("WHERE status = 'pending' ORDER BY priority DESC, created_at, id LIMIT 1");
-/// The next job of one owner to claim (SQLite form): index `jobs_owner_claim`.
+/// `$1` is the agent's labels (a JSON array): a job is claimable when it requires no label or
+/// only labels of that array.
+pub const CLAIM_ANY_SQL: &str = select_jobs!(
+    "WHERE status = 'pending' AND (requires IS NULL OR NOT EXISTS \
+     (SELECT 1 FROM json_each(jobs.requires) r WHERE r.value NOT IN (SELECT value FROM json_each($1)))) \
+     ORDER BY priority DESC, created_at, id LIMIT 1"
+);
+/// The next job of one owner to claim (SQLite form): index `jobs_owner_claim`. `$1` the owner,
+/// `$2` the agent's labels.
 pub const CLAIM_OWN_SQL: &str = select_jobs!(
-    "WHERE status = 'pending' AND owner_id = $1 ORDER BY priority DESC, created_at, id LIMIT 1"
+    "WHERE status = 'pending' AND owner_id = $1 AND (requires IS NULL OR NOT EXISTS \
+     (SELECT 1 FROM json_each(jobs.requires) r WHERE r.value NOT IN (SELECT value FROM json_each($2)))) \
+     ORDER BY priority DESC, created_at, id LIMIT 1"
+);
+
+/// [`CLAIM_ANY_SQL`] on PostgreSQL: `$1` the agent's labels (JSONB containment), the row locked
+/// and rows other claimers hold skipped.
+pub const CLAIM_ANY_PG: &str = select_jobs!(
+    "WHERE status = 'pending' AND (requires IS NULL OR requires <@ $1) \
+     ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+);
+/// [`CLAIM_OWN_SQL`] on PostgreSQL: `$1` the owner, `$2` the agent's labels.
+pub const CLAIM_OWN_PG: &str = select_jobs!(
+    "WHERE status = 'pending' AND owner_id = $1 AND (requires IS NULL OR requires <@ $2) \
+     ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
 );
 
 /// Leases that ended before `$1` (at most 500 at a time): index `jobs_lease_expiry`.
@@ -255,11 +294,12 @@ pub async fn delete(db: &Db, id: Uuid, expected_version: i32) -> StoreResult<boo
 
 /// The status-change statement of [`update_status`] and [`claim_next`].
 const UPDATE_STATUS: &str = "UPDATE jobs SET status = $1, started_at = $2, completed_at = $3, updated_at = $4, attempts = $5, \
-     lease_owner = $6, lease_expires_at = $7, result = $8, error = $9, lease_token = $12, version = version + 1 \
+     lease_owner = $6, lease_expires_at = $7, result = $8, error = $9, lease_token = $12, \
+     progress = $13, progress_message = $14, exit_code = $15, agent_name = $16, version = version + 1 \
      WHERE id = $10 AND version = $11";
 
-/// Hands the next pending job (highest priority, then oldest; of `owner` only, when given) to
-/// whoever calls, as `start` turns it (the orchestrator's state machine and lease; `None` leaves
+/// Hands the next pending job (highest priority, then oldest; of `owner` only, when given;
+/// requiring no label outside `labels`) to whoever calls, as `start` turns it (the orchestrator's state machine and lease; `None` leaves
 /// it) — atomically:
 /// no job is ever handed out twice, and `None` means no job was waiting (never "someone else
 /// was faster"). PostgreSQL locks the row it picks and skips rows other claimers hold
@@ -268,21 +308,15 @@ const UPDATE_STATUS: &str = "UPDATE jobs SET status = $1, started_at = $2, compl
 pub async fn claim_next(
     db: &Db,
     owner: Option<Uuid>,
+    labels: &[String],
     start: impl Fn(&JobRow) -> Option<JobRow>,
 ) -> StoreResult<Option<JobRow>> {
     match db {
         Db::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             let row: Option<JobRow> = match owner {
-                Some(owner) => sqlx::query_as(select_jobs!(
-                    "WHERE status = 'pending' AND owner_id = $1 \
-                     ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
-                ))
-                .bind(owner),
-                None => sqlx::query_as(select_jobs!(
-                    "WHERE status = 'pending' \
-                     ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
-                )),
+                Some(owner) => sqlx::query_as(CLAIM_OWN_PG).bind(owner).bind(Json(labels)),
+                None => sqlx::query_as(CLAIM_ANY_PG).bind(Json(labels)),
             }
             .fetch_optional(&mut *tx)
             .await?;
@@ -311,8 +345,8 @@ pub async fn claim_next(
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             // One statement per form, each matching its index (jobs_claim, jobs_owner_claim).
             let row: Option<JobRow> = match owner {
-                Some(owner) => sqlx::query_as(CLAIM_OWN_SQL).bind(owner),
-                None => sqlx::query_as(CLAIM_ANY_SQL),
+                Some(owner) => sqlx::query_as(CLAIM_OWN_SQL).bind(owner).bind(Json(labels)),
+                None => sqlx::query_as(CLAIM_ANY_SQL).bind(Json(labels)),
             }
             .fetch_optional(&mut *tx)
             .await?;
@@ -351,6 +385,8 @@ where
     Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     Option<Json<Value>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<f64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i32>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     q.bind(&job.status)
         .bind(job.started_at)
@@ -364,6 +400,10 @@ where
         .bind(job.id)
         .bind(expected_version)
         .bind(&job.lease_token)
+        .bind(job.progress)
+        .bind(&job.progress_message)
+        .bind(job.exit_code)
+        .bind(&job.agent_name)
 }
 
 /// Running jobs whose lease ran out.
@@ -404,40 +444,102 @@ pub async fn leased_by(db: &Db, agent: Uuid) -> StoreResult<Vec<JobRow>> {
     Ok(rows)
 }
 
+/// An agent as recorded: the API key it claims with, and what it said about itself at its last
+/// claim or heartbeat.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AgentRow {
     pub key_id: Uuid,
+    /// The name the agent gave (`kyros agent --name`), or its key's name.
     pub name: String,
     pub owner_id: Option<Uuid>,
     pub last_seen_at: DateTime<Utc>,
+    /// Its labels (a JSON array of strings).
+    pub labels: Option<Json<Value>>,
+    pub version: Option<String>,
+    pub host: Option<String>,
+    pub runs_completed: i64,
+    pub runs_failed: i64,
+    pub last_run_at: Option<DateTime<Utc>>,
 }
 
+/// What an agent says about itself when it claims or heartbeats; `None` fields keep the recorded
+/// value.
+#[derive(Debug, Clone, Default)]
+pub struct AgentInfo {
+    pub name: String,
+    pub labels: Option<Vec<String>>,
+    pub version: Option<String>,
+    pub host: Option<String>,
+}
+
+/// Records that the agent `key_id` of `owner_id` was seen at `now`, with what it said.
 pub async fn touch_agent(
     db: &Db,
     key_id: Uuid,
-    name: &str,
+    info: &AgentInfo,
     owner_id: Uuid,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
     on_pool!(db, pool => sqlx::query(
-        "INSERT INTO agents (key_id, name, owner_id, last_seen_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (key_id) DO UPDATE SET name = $2, owner_id = $3, last_seen_at = $4",
+        "INSERT INTO agents (key_id, name, owner_id, last_seen_at, labels, version, host) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (key_id) DO UPDATE SET name = $2, owner_id = $3, last_seen_at = $4, \
+         labels = COALESCE($5, agents.labels), version = COALESCE($6, agents.version), \
+         host = COALESCE($7, agents.host)",
     )
     .bind(key_id)
-    .bind(name)
+    .bind(&info.name)
     .bind(owner_id)
     .bind(now)
+    .bind(info.labels.as_ref().map(Json))
+    .bind(&info.version)
+    .bind(&info.host)
     .execute(pool)
     .await
     .map(|_| ()))?;
     Ok(())
 }
 
+/// Counts a finished run of the agent (`completed` or failed) at `at`.
+pub async fn record_run(
+    db: &Db,
+    key_id: Uuid,
+    completed: bool,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    let sql = if completed {
+        "UPDATE agents SET runs_completed = runs_completed + 1, last_run_at = $2 WHERE key_id = $1"
+    } else {
+        "UPDATE agents SET runs_failed = runs_failed + 1, last_run_at = $2 WHERE key_id = $1"
+    };
+    on_pool!(db, pool => sqlx::query(sql)
+        .bind(key_id)
+        .bind(at)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// The agents, most recently seen first (at most 1 000).
 pub async fn agents(db: &Db) -> StoreResult<Vec<AgentRow>> {
     let rows = on_pool!(db, pool => sqlx::query_as(
-        "SELECT key_id, name, owner_id, last_seen_at FROM agents ORDER BY last_seen_at DESC, key_id LIMIT 1000",
+        "SELECT key_id, name, owner_id, last_seen_at, labels, version, host, runs_completed, \
+         runs_failed, last_run_at FROM agents ORDER BY last_seen_at DESC, key_id LIMIT 1000",
     )
     .fetch_all(pool)
     .await)?;
     Ok(rows)
+}
+
+/// The agent recorded for API key `key_id`.
+pub async fn agent(db: &Db, key_id: Uuid) -> StoreResult<Option<AgentRow>> {
+    let row = on_pool!(db, pool => sqlx::query_as(
+        "SELECT key_id, name, owner_id, last_seen_at, labels, version, host, runs_completed, \
+         runs_failed, last_run_at FROM agents WHERE key_id = $1",
+    )
+    .bind(key_id)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(row)
 }

@@ -7,6 +7,7 @@ pub mod events;
 pub mod identities;
 pub mod jobs;
 pub mod mfa;
+pub mod output;
 pub mod redis;
 pub mod sessions;
 pub mod sqlite_read;

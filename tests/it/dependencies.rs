@@ -28,7 +28,7 @@ fn layer(module: &str) -> Option<u8> {
         "audit" | "telemetry" | "limiter" => 2,
         "auth" => 3,
         "security" | "orchestrator" | "reload" => 4,
-        "http" | "web" | "server" | "lib" | "main" => 5,
+        "http" | "web" | "server" | "lib" | "main" | "worker" => 5,
         "state" => 4,
         _ => return None,
     })

@@ -47,6 +47,11 @@ fn new_job() -> JobRow {
         lease_token: None,
         result: None,
         error: None,
+        requires: None,
+        progress: None,
+        progress_message: None,
+        exit_code: None,
+        agent_name: None,
     }
 }
 

@@ -616,7 +616,7 @@ async fn every_list_query_reads_an_index_in_order() {
 async fn postgres_reads_every_hot_query_from_an_index_in_order() {
     use kyros::store::events::{Direction, EventFilter, events_sql};
     use kyros::store::jobs::{
-        CLAIM_ANY_SQL, CLAIM_OWN_SQL, EXPIRED_LEASES_SQL, LEASED_BY_SQL, ListFilter, list_sql,
+        CLAIM_ANY_PG, CLAIM_OWN_PG, EXPIRED_LEASES_SQL, LEASED_BY_SQL, ListFilter, list_sql,
     };
     let Some(app) = TestApp::spawn(Backend::Postgres).await else {
         return;
@@ -673,14 +673,17 @@ async fn postgres_reads_every_hot_query_from_an_index_in_order() {
         }
     }
 
-    let claim = |sql: &str| format!("EXPLAIN {sql} FOR UPDATE SKIP LOCKED");
-    let plan = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(claim(CLAIM_ANY_SQL)))
+    let claim = |sql: &str| format!("EXPLAIN {sql}");
+    let labels = sqlx::types::Json(vec!["gpu".to_owned()]);
+    let plan = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(claim(CLAIM_ANY_PG)))
+        .bind(&labels)
         .fetch_all(&mut *conn)
         .await
         .expect("plan");
     check("claim from the shared queue".into(), plan);
-    let plan = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(claim(CLAIM_OWN_SQL)))
+    let plan = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(claim(CLAIM_OWN_PG)))
         .bind(id)
+        .bind(&labels)
         .fetch_all(&mut *conn)
         .await
         .expect("plan");

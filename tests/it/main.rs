@@ -40,4 +40,5 @@ mod surface;
 mod tasks;
 mod token_lifecycle;
 mod tokens;
+mod workers;
 mod ws;

@@ -18,6 +18,7 @@ fn new_job(title: &str) -> NewJob {
         description: None,
         priority: 0,
         metadata: None,
+        requires: Vec::new(),
     }
 }
 
@@ -54,13 +55,16 @@ async fn leases_follow_the_policy_and_the_clock(backend: Backend) {
         .await
         .expect("job");
     assert!(
-        leases::claim(state, agent).await.expect("claim").is_none(),
+        leases::claim(state, agent, &Default::default())
+            .await
+            .expect("claim")
+            .is_none(),
         "another user's job is not ana's agent's to run"
     );
     let own = jobs::submit(state, &ana, new_job("ana's"))
         .await
         .expect("job");
-    let first = leases::claim(state, agent)
+    let first = leases::claim(state, agent, &Default::default())
         .await
         .expect("claim")
         .expect("ana's job");
@@ -75,11 +79,11 @@ async fn leases_follow_the_policy_and_the_clock(backend: Backend) {
     assert_eq!(requeued.status, JobStatus::Pending.as_str());
     assert_eq!(requeued.attempts, 1);
 
-    let second = leases::claim(state, agent)
+    let second = leases::claim(state, agent, &Default::default())
         .await
         .expect("claim")
         .expect("again");
-    let stale = leases::complete(state, agent, &own.id.to_string(), &token, None).await;
+    let stale = leases::complete(state, agent, &own.id.to_string(), &token, None, None).await;
     assert!(matches!(stale, Err(LeaseError::Stale)), "{stale:?}");
     let done = leases::complete(
         state,
@@ -87,6 +91,7 @@ async fn leases_follow_the_policy_and_the_clock(backend: Backend) {
         &own.id.to_string(),
         second.lease_token.as_deref().expect("token"),
         Some(serde_json::json!({"ok": true})),
+        Some(0),
     )
     .await
     .expect("complete");

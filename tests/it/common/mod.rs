@@ -180,9 +180,17 @@ pub struct AppBuilder {
     vars: Vars,
     data_dir: Option<Arc<tempfile::TempDir>>,
     pg: Option<Arc<PgDatabase>>,
+    port: u16,
 }
 
 impl AppBuilder {
+    /// Listen on this port of 127.0.0.1 (default: any free port), e.g. to restart a service
+    /// where its clients expect it.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
     pub fn var(mut self, name: &str, value: impl Into<String>) -> Self {
         self.vars.set(name, value);
         self
@@ -259,7 +267,7 @@ impl AppBuilder {
         kyros::auth::api_keys::bootstrap_legacy_api_keys(&state)
             .await
             .expect("legacy API keys");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
         let server_state = state.clone();
@@ -327,6 +335,7 @@ impl TestApp {
             vars,
             data_dir: None,
             pg: None,
+            port: 0,
         }
     }
 
