@@ -446,6 +446,331 @@ async fn a_claim_finds_a_job_whenever_one_is_waiting(backend: Backend) {
     );
 }
 
+/// POST as the agent `key` to `/api/v1/agents/jobs/{id}/{action}` with `body`.
+async fn act(app: &TestApp, key: &str, id: &str, action: &str, body: Value) -> reqwest::Response {
+    as_agent(
+        app,
+        Method::POST,
+        &format!("/api/v1/agents/jobs/{id}/{action}"),
+        key,
+    )
+    .json(&body)
+    .send()
+    .await
+    .expect("agent call")
+}
+
+fn line(stream: &str, text: &str) -> Value {
+    json!({"stream": stream, "line": text})
+}
+
+async fn output_is_stored_in_order_paged_bounded_and_private(backend: Backend) {
+    let Some((app, token)) = setup(backend, &[("KYROS_JOB_OUTPUT_MAX_BYTES", "64")]).await else {
+        return;
+    };
+    app.create_user("eve", PW, Role::User).await;
+    let eve = app.token("eve", PW).await;
+    let id = submit(&app, &token, "noisy", 0).await;
+    let agent = key(&app, &token, "runner", &["jobs:claim"]).await;
+    let job = claim(&app, &agent).await.expect("job");
+    let lease = job["lease_token"].clone();
+
+    let res = act(
+        &app,
+        &agent,
+        &id,
+        "output",
+        json!({"lease_token": lease, "lines": [line("stdout", "one"), line("stderr", "two <b>"), line("stdout", "three")]}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        json(res).await,
+        json!({"accepted": 3, "dropped": 0, "truncated": false, "last_seq": 3})
+    );
+    let page = |q: &'static str| {
+        let app = &app;
+        let token = token.clone();
+        let id = id.clone();
+        async move {
+            let res = app
+                .get_with_token(&format!("/api/v1/jobs/{id}/output{q}"), &token)
+                .await;
+            assert_eq!(res.status(), 200);
+            json(res).await
+        }
+    };
+    let first = page("?limit=2").await;
+    assert_eq!(first["total"], 3);
+    assert_eq!(first["next_after"], 2);
+    assert_eq!(first["lines"][0]["line"], "one");
+    assert_eq!(first["lines"][1]["stream"], "stderr");
+    assert_eq!(first["lines"][1]["line"], "two <b>");
+    assert_eq!(first["lines"][1]["attempt"], 1);
+    let rest = page("?after=2").await;
+    assert_eq!(rest["lines"].as_array().map(Vec::len), Some(1));
+    assert_eq!(rest["lines"][0]["seq"], 3);
+    assert_eq!(page("?after=3").await["next_after"], 3, "nothing new");
+    for bad in ["?after=-1", "?limit=0", "?limit=5001"] {
+        let res = app
+            .get_with_token(&format!("/api/v1/jobs/{id}/output{bad}"), &token)
+            .await;
+        assert_eq!(res.status(), 422, "{bad}");
+    }
+
+    // Nobody else's business: another user gets the job's 404.
+    let res = app
+        .get_with_token(&format!("/api/v1/jobs/{id}/output"), &eve)
+        .await;
+    assert_eq!(res.status(), 404);
+
+    // Malformed batches are refused whole.
+    let many: Vec<Value> = (0..1001).map(|i| line("stdout", &i.to_string())).collect();
+    let long = "x".repeat(16 * 1024 + 1);
+    for body in [
+        json!({"lease_token": lease, "lines": many}),
+        json!({"lease_token": lease, "lines": [line("stdout", &long)]}),
+        json!({"lease_token": lease, "lines": [line("console", "x")]}),
+        json!({"lines": []}),
+    ] {
+        let res = act(&app, &agent, &id, "output", body).await;
+        assert_eq!(res.status(), 422);
+    }
+    let res = act(
+        &app,
+        &agent,
+        &id,
+        "output",
+        json!({"lease_token": "stale", "lines": [line("stdout", "x")]}),
+    )
+    .await;
+    assert_eq!(res.status(), 409, "a stale token writes nothing");
+
+    // The budget (64 bytes): what fits is kept, then one marker, then nothing.
+    let res = act(
+        &app,
+        &agent,
+        &id,
+        "output",
+        json!({"lease_token": lease, "lines": [line("stdout", &"a".repeat(30)), line("stdout", &"b".repeat(30)), line("stdout", "c")]}),
+    )
+    .await;
+    let receipt = json(res).await;
+    assert_eq!(receipt["truncated"], true);
+    assert_eq!(receipt["accepted"], 2, "one line and the marker: {receipt}");
+    assert_eq!(receipt["dropped"], 2);
+    let res = act(
+        &app,
+        &agent,
+        &id,
+        "output",
+        json!({"lease_token": lease, "lines": [line("stdout", "later")]}),
+    )
+    .await;
+    assert_eq!(
+        json(res).await,
+        json!({"accepted": 0, "dropped": 1, "truncated": true, "last_seq": 0})
+    );
+    let all = page("").await;
+    assert_eq!(all["truncated"], true);
+    let lines = all["lines"].as_array().expect("lines");
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[4]["stream"], "system");
+    assert!(
+        lines[4]["line"]
+            .as_str()
+            .is_some_and(|l| l.contains("output truncated")),
+        "{lines:?}"
+    );
+
+    // Deleting the job deletes its output.
+    let done = act(
+        &app,
+        &agent,
+        &id,
+        "complete",
+        json!({"lease_token": lease, "exit_code": 0}),
+    )
+    .await;
+    assert_eq!(done.status(), 200);
+    assert_eq!(json(done).await["exit_code"], 0);
+    let res = app
+        .client
+        .delete(app.url(&format!("/api/v1/jobs/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+    assert!(res.status().is_success());
+    let job_id = uuid::Uuid::parse_str(&id).expect("uuid");
+    let left = kyros::store::output::after(&app.state.db, job_id, 0, 100)
+        .await
+        .expect("read");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+async fn progress_and_output_reach_the_owner_live_and_no_one_else(backend: Backend) {
+    let Some((app, token)) = setup(backend, &[]).await else {
+        return;
+    };
+    app.create_user("eve", PW, Role::User).await;
+    let eve = app.token("eve", PW).await;
+    let id = submit(&app, &token, "watched", 0).await;
+    let agent = key(&app, &token, "runner", &["jobs:claim"]).await;
+    let job = claim(&app, &agent).await.expect("job");
+    let lease = job["lease_token"].clone();
+    for (body, status) in [
+        (json!({"lease_token": lease, "progress": 1.5}), 422),
+        (json!({"lease_token": lease, "progress": -0.1}), 422),
+        (
+            json!({"lease_token": lease, "progress": 0.3, "message": "x".repeat(1025)}),
+            422,
+        ),
+        (
+            json!({"lease_token": lease, "progress": 0.25, "message": "copying"}),
+            200,
+        ),
+    ] {
+        let res = act(&app, &agent, &id, "heartbeat", body).await;
+        assert_eq!(res.status(), status);
+    }
+    let res = app
+        .get_with_token(&format!("/api/v1/jobs/{id}"), &token)
+        .await;
+    let seen = json(res).await;
+    assert_eq!(seen["progress"], 0.25);
+    assert_eq!(seen["progress_message"], "copying");
+    assert_eq!(seen["attempt"], 1);
+    let res = act(
+        &app,
+        &agent,
+        &id,
+        "output",
+        json!({"lease_token": lease, "lines": [line("stdout", "secret build log")]}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+
+    let events = |who: String| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            let res = app
+                .get_with_token(&format!("/api/v1/orchestrator/events?task_id={id}"), &who)
+                .await;
+            assert_eq!(res.status(), 200);
+            json(res).await
+        }
+    };
+    let mine = events(token.clone()).await.to_string();
+    assert!(
+        mine.contains("job_progress") && mine.contains("secret build log"),
+        "{mine}"
+    );
+    let theirs = events(eve.clone()).await.to_string();
+    assert!(
+        !theirs.contains("job_progress") && !theirs.contains("secret build log"),
+        "{theirs}"
+    );
+}
+
+async fn a_released_job_goes_back_without_using_an_attempt(backend: Backend) {
+    let Some((app, token)) = setup(backend, &[]).await else {
+        return;
+    };
+    let id = submit(&app, &token, "handed back", 0).await;
+    let a = key(&app, &token, "a", &["jobs:claim"]).await;
+    let b = key(&app, &token, "b", &["jobs:claim"]).await;
+    let job = claim(&app, &a).await.expect("job");
+    let lease = job["lease_token"].clone();
+    let res = act(&app, &b, &id, "release", json!({"lease_token": lease})).await;
+    assert_eq!(res.status(), 409, "not b's lease");
+    let res = act(&app, &a, &id, "release", json!({})).await;
+    assert_eq!(res.status(), 422);
+    let res = act(&app, &a, &id, "release", json!({"lease_token": lease})).await;
+    assert_eq!(res.status(), 200);
+    let released = json(res).await;
+    assert_eq!(released["status"], "pending");
+    assert_eq!(released["attempts"], 0);
+    assert!(released["agent_id"].is_null() && released["lease_token"].is_null());
+    let res = act(&app, &a, &id, "complete", json!({"lease_token": lease})).await;
+    assert_eq!(res.status(), 409, "the released lease is gone");
+    let again = claim(&app, &b).await.expect("b gets it");
+    assert_eq!(again["id"], json!(id));
+    assert_eq!(again["attempt"], 1);
+}
+
+async fn labels_are_checked_and_matched(backend: Backend) {
+    let Some((app, token)) = setup(backend, &[]).await else {
+        return;
+    };
+    for bad in [
+        json!(["gp u"]),
+        json!([""]),
+        json!(["-x"]),
+        json!((0..33).map(|i| format!("l{i}")).collect::<Vec<_>>()),
+    ] {
+        let res = app
+            .client
+            .post(app.url("/api/v1/jobs"))
+            .bearer_auth(&token)
+            .json(&json!({"title": "t", "requires": bad}))
+            .send()
+            .await
+            .expect("submit");
+        assert_eq!(res.status(), 422, "{bad}");
+        assert_eq!(
+            json(res).await["detail"][0]["loc"],
+            json!(["body", "requires"])
+        );
+    }
+    let res = app
+        .client
+        .post(app.url("/api/v1/jobs"))
+        .bearer_auth(&token)
+        .json(&json!({"title": "gpu and arm", "requires": ["ARM64", "gpu", "gpu"]}))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(res.status(), 201);
+    let both = json(res).await;
+    assert_eq!(both["requires"], json!(["arm64", "gpu"]));
+    let agent = key(&app, &token, "runner", &["jobs:claim"]).await;
+    let claim_with = |labels: Value| {
+        let app = &app;
+        let agent = agent.clone();
+        async move {
+            as_agent(app, Method::POST, "/api/v1/agents/claim", &agent)
+                .json(&json!({"name": "box", "labels": labels, "version": "1.0", "host": "h"}))
+                .send()
+                .await
+                .expect("claim")
+        }
+    };
+    assert_eq!(
+        claim_with(json!(["gpu"])).await.status(),
+        204,
+        "arm64 is missing"
+    );
+    assert_eq!(claim_with(json!([])).await.status(), 204);
+    assert_eq!(claim_with(json!(["bad label"])).await.status(), 422);
+    let res = claim_with(json!(["gpu", "arm64", "linux"])).await;
+    assert_eq!(res.status(), 200);
+    let claimed = json(res).await;
+    assert_eq!(claimed["id"], both["id"]);
+    assert_eq!(claimed["agent_name"], "box");
+    let res = app.get_with_token("/api/v1/agents", &token).await;
+    let listed = json(res).await["agents"][0].clone();
+    assert_eq!(listed["name"], "box");
+    assert_eq!(listed["labels"], json!(["arm64", "gpu", "linux"]));
+    assert_eq!(listed["version"], "1.0");
+    assert_eq!(listed["host"], "h");
+    assert_eq!(listed["status"], "active");
+    assert_eq!(listed["currentJobs"][0]["id"], both["id"]);
+    assert_eq!(listed["currentJob"]["id"], both["id"]);
+    assert!(listed["successRate"].is_null(), "no run finished yet");
+}
+
 backend_tests!(
     a_claim_finds_a_job_whenever_one_is_waiting,
     a_users_agent_runs_only_that_users_jobs,
@@ -454,4 +779,8 @@ backend_tests!(
     only_agents_with_the_claim_scope_run_jobs,
     expired_leases_return_jobs_until_the_attempts_run_out,
     concurrent_agents_never_get_the_same_job,
+    output_is_stored_in_order_paged_bounded_and_private,
+    progress_and_output_reach_the_owner_live_and_no_one_else,
+    a_released_job_goes_back_without_using_an_attempt,
+    labels_are_checked_and_matched,
 );
