@@ -272,7 +272,12 @@ def main() -> int:
 
     def step_claim() -> str:
         op = "post_api_v1_agents_claim"
-        r = call(gen.op(op), api_key(agent_key))
+        # What `kyros agent` sends: who it is (the body is optional for older agents).
+        r = call(
+            gen.op(op),
+            api_key(agent_key),
+            body={"name": "smoke-agent", "labels": ["smoke"], "version": "contract"},
+        )
         d = expect(r, 200, op)
         check(d.get("id") == state["job"], f"{op}: claimed {d.get('id')}, expected {state['job']}")
         check(d.get("status") == "running", f"{op}: status {d.get('status')!r}, expected running")

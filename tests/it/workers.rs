@@ -96,10 +96,15 @@ impl Drop for AgentProcess {
 }
 
 async fn setup(backend: Backend) -> Option<(TestApp, String, String)> {
-    let app = TestApp::builder(backend)
-        .var("RATE_LIMIT_REQUESTS", "1000000")
-        .start()
-        .await?;
+    setup_with(backend, &[]).await
+}
+
+async fn setup_with(backend: Backend, vars: &[(&str, &str)]) -> Option<(TestApp, String, String)> {
+    let mut builder = TestApp::builder(backend).var("RATE_LIMIT_REQUESTS", "1000000");
+    for (name, value) in vars {
+        builder = builder.var(name, *value);
+    }
+    let app = builder.start().await?;
     app.create_user("runner", PW, Role::User).await;
     let token = app.token("runner", PW).await;
     let key = key(&app, &token, "worker key").await;
@@ -540,6 +545,47 @@ async fn labels_decide_which_agent_claims_a_job(backend: Backend) {
     assert_eq!(agents["agents"][0]["capabilities"], json!(["gpu", "linux"]));
 }
 
+async fn a_flood_of_output_is_cut_at_the_job_s_budget(backend: Backend) {
+    let Some((app, token, key)) =
+        setup_with(backend, &[("KYROS_JOB_OUTPUT_MAX_BYTES", "20000")]).await
+    else {
+        return;
+    };
+    let id = submit(&app, &token, json!({"title": "chatty"})).await;
+    // About 14 MB of output: the agent sends until the service says the budget is used up, then
+    // reads on without sending, so the command is never blocked and finishes.
+    let agent = AgentProcess::start(
+        &app,
+        &key,
+        "flooded",
+        &[],
+        &["sh", "-c", "seq 1 2000000; echo finished"],
+    );
+    let done = job_when(&app, &token, &id, &agent, |j| j["status"] == "completed").await;
+    assert_eq!(
+        done["result"]["output_tail"]
+            .as_array()
+            .and_then(|t| t.last()),
+        Some(&json!("finished")),
+        "the command ran to its end"
+    );
+    let res = app
+        .get_with_token(&format!("/api/v1/jobs/{id}/output?limit=5000"), &token)
+        .await;
+    let page = json(res).await;
+    assert_eq!(page["truncated"], true);
+    let lines = page["lines"].as_array().expect("lines");
+    assert!(lines.len() < 5000, "{} lines kept", lines.len());
+    assert_eq!(lines[0]["line"], "1");
+    let last = lines.last().expect("a last line");
+    assert_eq!(last["stream"], "system");
+    assert!(
+        last["line"]
+            .as_str()
+            .is_some_and(|l| l.contains("truncated"))
+    );
+}
+
 /// The key never reaches argv, and an agent without one says what to set (exit status 2).
 #[tokio::test]
 async fn an_agent_without_a_key_says_what_to_set() {
@@ -560,4 +606,5 @@ crate::backend_tests!(
     a_stopping_agent_releases_its_job_to_another,
     an_agent_survives_a_restart_of_the_service,
     labels_decide_which_agent_claims_a_job,
+    a_flood_of_output_is_cut_at_the_job_s_budget,
 );
