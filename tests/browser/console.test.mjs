@@ -20,6 +20,10 @@
 //   4. Jobs: create a job in the form; follow it on its detail page and in a second tab's list
 //      while node claims and completes it with the key: "running" and "completed" appear live,
 //      with their events.
+//  4b. A real `kyros agent` (the same binary, its own key made through the API) runs a job the
+//      page shows: its name, the progress bar, the output lines as a terminal (stderr marked,
+//      markup as text), the exit code and the run's heartbeats, all live; the output downloads
+//      as a .txt; the agents page then shows the agent with its version and its completed run.
 //   5. Agents lists the agent; Tasks creates and lists a task; Users lists the admin; the audit
 //      log shows the MFA and key events, and its event filter works.
 //   6. Revoking the key in the page makes the agent's next claim a 401.
@@ -32,7 +36,8 @@
 //      then shows the login page again.
 //  10. Hammering the login form with wrong passwords ends in 429: the banner shows Retry-After
 //      seconds counting down and the submit button is disabled.
-// A full-page screenshot of every page goes to test-output/browser/console-<name>.png.
+// A full-page screenshot of every page goes to test-output/browser/console-<name>.png (and the
+// real agent's job and agents pages to test-output/console-job-output.png, console-agents.png).
 // Waits are waits for conditions (never timing assertions).
 
 import { describe, it, before, after } from 'node:test';
@@ -48,7 +53,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const SHOTS_DIR = path.join(REPO_ROOT, 'test-output', 'browser');
+const OUTPUT_DIR = path.join(REPO_ROOT, 'test-output');
+const SHOTS_DIR = path.join(OUTPUT_DIR, 'browser');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const KYROS_BIN = process.env.KYROS_BIN
   ? path.resolve(process.cwd(), process.env.KYROS_BIN)
@@ -63,6 +69,11 @@ const RUN = crypto.randomBytes(3).toString('hex');
 const KEY_NAME = 'agent-1';
 const JOB_TITLE = `Render report ${RUN}`;
 const TASK_TITLE = `Review the release notes ${RUN}`;
+const AGENT_NAME = `builder-${RUN}`;
+const AGENT_JOB_TITLE = `Build with a real agent ${RUN}`;
+const IMG_LINE = '<img src=x onerror=alert(1)>';
+// What the agent runs: stdout lines, a progress report (not output), markup, a stderr line.
+const AGENT_SCRIPT = `echo start; echo "::progress::0.5 halfway"; echo "${IMG_LINE}"; echo oops >&2; sleep 2; echo done`;
 const HEALTH_TIMEOUT_MS = 30_000;
 const LIVE_MS = 10_000; // how long to wait for something to appear live
 
@@ -74,6 +85,9 @@ const state = {
   cert: null,
   service: null,
   serviceLog: [],
+  certFile: null,
+  agent: null, // the `kyros agent` child process of step 4b
+  agentLog: [],
   port: null,
   base: null, // https://127.0.0.1:<port>
   browser: null,
@@ -101,6 +115,10 @@ const diagnostics = () => {
   out.push('browser console / page errors / failed requests (last 60):');
   const pl = state.pageLog.slice(-60);
   out.push(...(pl.length ? pl.map((l) => `  ${l}`) : ['  (none)']));
+  if (state.agentLog.length) {
+    out.push('agent log (last 40 lines):');
+    out.push(...state.agentLog.slice(-40).map((l) => `  ${l}`));
+  }
   out.push('service log (last 80 lines):');
   const tail = state.serviceLog.slice(-80);
   out.push(...(tail.length ? tail.map((l) => `  ${l}`) : ['  (empty)']));
@@ -128,6 +146,26 @@ function need(value, what) {
     throw Object.assign(new Error(`prerequisite missing (an earlier step failed): ${what}`), { prerequisite: true });
   }
   return value;
+}
+
+/** A JSON API call made by the page itself (its session cookie, its CSRF token, its Origin). */
+async function pageApi(method, urlPath, body, page = state.page) {
+  return page.evaluate(
+    async ({ method, urlPath, body }) => {
+      const raw = document.cookie.split(';').map((c) => c.trim()).find((c) => c.startsWith('csrf_token='));
+      const headers = { Accept: 'application/json' };
+      if (raw) headers['X-CSRF-Token'] = decodeURIComponent(raw.slice('csrf_token='.length));
+      if (body !== undefined) headers['Content-Type'] = 'application/json';
+      const res = await fetch(urlPath, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
+      const text = await res.text();
+      let json = null;
+      try {
+        json = JSON.parse(text);
+      } catch {}
+      return { status: res.status, text, json };
+    },
+    { method, urlPath, body },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -261,10 +299,10 @@ function watchPage(page, label) {
   return page;
 }
 
-async function screenshot(name, page = state.page) {
+async function screenshot(name, page = state.page, dir = SHOTS_DIR) {
   try {
-    fs.mkdirSync(SHOTS_DIR, { recursive: true });
-    await page.screenshot({ path: path.join(SHOTS_DIR, `console-${name}.png`), fullPage: true });
+    fs.mkdirSync(dir, { recursive: true });
+    await page.screenshot({ path: path.join(dir, `console-${name}.png`), fullPage: true });
   } catch (err) {
     state.pageLog.push(`[screenshot ${name}] failed: ${err}`);
   }
@@ -373,8 +411,14 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
         'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
         '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=127.0.0.1',
         '-addext', 'subjectAltName=IP:127.0.0.1',
+        // A server certificate, not a CA: the agent's TLS stack (rustls/webpki) refuses a CA
+        // certificate as the server's own.
+        '-addext', 'basicConstraints=critical,CA:FALSE',
+        '-addext', 'keyUsage=digitalSignature',
+        '-addext', 'extendedKeyUsage=serverAuth',
       ], { stdio: ['ignore', 'ignore', 'pipe'] });
       state.cert = fs.readFileSync(certFile);
+      state.certFile = certFile;
 
       state.port = await freePort();
       state.base = `https://127.0.0.1:${state.port}`;
@@ -448,6 +492,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
   });
 
   after(async () => {
+    await stopService(state.agent);
     await state.browser?.close().catch(() => {});
     await stopService(state.service);
     if (state.tmpDir) fs.rmSync(state.tmpDir, { recursive: true, force: true });
@@ -661,6 +706,141 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     await cancelRow.locator('.job-status', { hasText: 'cancelled' }).waitFor({ timeout: LIVE_MS });
     await expectText('#notice', 'cancelled', 'cancellation notice');
     await assertNoCsp('the jobs page (cancel)');
+  });
+
+  step('4b. a real kyros agent runs a job: agent, progress, output, exit code live; then the agents page', async () => {
+    need(state.loggedIn, 'login');
+    const page = state.page;
+    const version = /(\d+\.\d+\.\d+\S*)/.exec(execFileSync(KYROS_BIN, ['--version'], { encoding: 'utf8' }))?.[1];
+    assert.ok(version, 'kyros --version');
+
+    // The admin makes the agent's key and submits the job through the API (the page's session).
+    await openNav('Jobs', /\/console\/jobs$/, 'Jobs');
+    const key = await pageApi('POST', '/api/v1/api-keys', { name: `agent-${RUN}`, scopes: ['jobs:read', 'jobs:claim'] });
+    assert.equal(key.status, 201, `create the agent's key: ${key.status} ${key.text}`);
+    assert.ok(key.json?.key, `no key in ${key.text}`);
+    const created = await pageApi('POST', '/api/v1/jobs', { title: AGENT_JOB_TITLE, requires: ['linux'] });
+    assert.equal(created.status, 201, `submit the job: ${created.status} ${created.text}`);
+    const jobId = created.json?.id;
+    assert.match(jobId ?? '', /^[0-9a-f-]{36}$/, `job id: ${created.text}`);
+
+    // The job page, before any agent runs.
+    await page.locator('#jobs-body tr[data-job-id]').filter({ hasText: AGENT_JOB_TITLE }).locator('a').click();
+    await expectUrl(new RegExp(`/console/jobs/${jobId}$`), 'the agent job page');
+    await expectText('main h1', AGENT_JOB_TITLE, 'the agent job heading');
+    await expectText('#job-status', 'pending', 'pending before the agent starts');
+    await expectText('#job-requires', 'linux', 'the required labels');
+    await expectText('#job-output-empty', 'No output yet', 'the empty output panel');
+    await expectLive();
+    // Marks the document (a reload would lose it) and records every lease end and heartbeat the
+    // page shows, to see them change live.
+    await page.evaluate(() => {
+      window.__sameDocument = true;
+      window.__leases = new Set();
+      window.__beats = new Set();
+      const card = document.querySelector('#job-run-card');
+      const note = () => {
+        const lease = document.querySelector('#job-lease time')?.getAttribute('datetime');
+        const beat = document.querySelector('#job-heartbeat time')?.getAttribute('datetime');
+        if (lease) window.__leases.add(lease);
+        if (beat) window.__beats.add(beat);
+      };
+      new MutationObserver(note).observe(card, { subtree: true, childList: true, characterData: true, attributes: true });
+    });
+
+    // The real agent, from the same binary.
+    const agentArgs = ['agent', '--server', state.base, '--name', AGENT_NAME, '--labels', 'linux', '--poll-secs', '0.2', '--heartbeat-secs', '0.5', '--', 'sh', '-c', AGENT_SCRIPT];
+    state.agent = spawn(KYROS_BIN, agentArgs, {
+      cwd: state.tmpDir,
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: process.env.HOME ?? state.tmpDir,
+        TMPDIR: os.tmpdir(),
+        KYROS_AGENT_KEY: key.json.key,
+        SSL_CERT_FILE: state.certFile, // the run's own certificate is the agent's only CA
+        LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    for (const [stream, tag] of [[state.agent.stdout, 'out|'], [state.agent.stderr, 'err|']]) {
+      stream.setEncoding('utf8');
+      stream.on('data', (d) => state.agentLog.push(...d.split('\n').filter(Boolean).map((l) => `${tag} ${l}`)));
+    }
+    state.agent.on('exit', (code, sig) => state.agentLog.push(`(agent exited: code ${code}, signal ${sig})`));
+    process.once('exit', () => state.agent?.kill('SIGKILL'));
+    try {
+      await expectText('#job-agent', AGENT_NAME, 'the agent by name, live');
+      await expectText('#job-run', 'Run 1', 'the run number');
+      // The progress bar at 50 % with the message.
+      try {
+        await page.waitForFunction(() => document.querySelector('#job-progress')?.value === 0.5 && /50%.*halfway/.test(document.querySelector('#job-progress-text')?.textContent ?? ''), null, { timeout: LIVE_MS });
+      } catch {
+        assert.fail(`progress: ${await page.locator('#job-run-card').innerText()}`);
+      }
+      assert.equal(await page.locator('#job-progress').getAttribute('value'), '0.5', 'the progress element value');
+      assert.equal(await page.locator('#job-progress').getAttribute('aria-labelledby'), 'job-progress-label', 'the progress bar has no label');
+
+      // The output: every line, in order, as text; stderr marked; the progress report not output.
+      await expectText('#job-output .term-line', /^\s*done\s*$/, 'the last output line, live');
+      const lines = await page.locator('#job-output .term-line').evaluateAll((els) =>
+        els.map((el) => ({ stream: el.dataset.stream, cls: el.className, seq: Number(el.dataset.seq), text: el.querySelector('.term-text').textContent })),
+      );
+      const stdout = lines.filter((l) => l.stream === 'stdout').map((l) => l.text);
+      const stderr = lines.filter((l) => l.stream === 'stderr');
+      assert.deepEqual(stdout, ['start', IMG_LINE, 'done'], `stdout lines: ${JSON.stringify(lines)}`);
+      assert.deepEqual(stderr.map((l) => l.text), ['oops'], `stderr lines: ${JSON.stringify(lines)}`);
+      assert.match(stderr[0].cls, /\bterm-stderr\b/, 'the stderr line is not marked');
+      assert.deepEqual(lines.map((l) => l.seq), lines.map((l) => l.seq).toSorted((a, b) => a - b), 'lines out of sequence');
+      assert.equal(new Set(lines.map((l) => l.seq)).size, lines.length, 'a line shown twice');
+      assert.equal(await page.locator('#job-output img, main img').count(), 0, 'markup of the output became an element');
+      const colours = await page.locator('#job-output .term-line').evaluateAll((els) => els.map((el) => getComputedStyle(el.querySelector('.term-text')).color));
+      const stderrIndex = lines.findIndex((l) => l.stream === 'stderr');
+      const stdoutIndex = lines.findIndex((l) => l.stream === 'stdout');
+      assert.notEqual(colours[stderrIndex], colours[stdoutIndex], 'stderr has the colour of stdout');
+      const panel = await page.locator('#job-output').evaluate((el) => ({ font: getComputedStyle(el).fontFamily, bg: getComputedStyle(el).backgroundColor }));
+      assert.match(panel.font, /mono/i, `the output panel font: ${panel.font}`);
+      assert.equal(await page.locator('#job-output-follow').isChecked(), true, 'Follow is on by default');
+
+      // The end of the run, live: completed, exit code 0, the result's output tail.
+      await expectText('#job-status', 'completed', 'completed, live');
+      await expectText('#job-exit-code', /^0$/, 'the exit code');
+      await expectText('#job-result .term-line', 'done', 'the result: the last lines of the output');
+      assert.equal(await page.locator('#job-result img').count(), 0, 'markup of the result became an element');
+      await expectText('#job-duration', /\d+ s/, 'the run duration');
+      await expectVisible('#job-events li[data-event="job_claimed"]', 'job_claimed in the events');
+      await expectVisible('#job-events li[data-event="job_completed"]', 'job_completed in the events');
+      assert.equal(await page.locator('#job-events li[data-event="job_output"], #job-events li[data-event="job_progress"]').count(), 0, 'heartbeats and output in the event list');
+      const seen = await page.evaluate(() => ({ leases: [...window.__leases], beats: [...window.__beats], same: window.__sameDocument === true }));
+      assert.ok(seen.same, 'the page reloaded');
+      assert.ok(seen.leases.length >= 2, `the lease end did not change live: ${JSON.stringify(seen.leases)}`);
+      assert.ok(seen.beats.length >= 2, `the last heartbeat did not change live: ${JSON.stringify(seen.beats)}`);
+
+      // The whole output as a file.
+      const [download] = await Promise.all([page.waitForEvent('download', { timeout: LIVE_MS }), page.locator('#job-output-download').click()]);
+      assert.match(download.suggestedFilename(), /\.txt$/, `download name ${download.suggestedFilename()}`);
+      const saved = fs.readFileSync(await download.path(), 'utf8');
+      assert.deepEqual(saved.split('\n').filter((l) => l !== 'oops'), ['start', IMG_LINE, 'done', ''], `downloaded output: ${JSON.stringify(saved)}`);
+      assert.ok(saved.split('\n').includes('oops'), `downloaded output without stderr: ${JSON.stringify(saved)}`);
+
+      await page.locator('#job-output').scrollIntoViewIfNeeded();
+      await screenshot('job-output', page, OUTPUT_DIR);
+      await assertNoCsp('the job page with a real agent');
+
+      // The agents page: the agent with its version, labels and completed run.
+      await openNav('Agents', /\/console\/agents$/, 'Agents');
+      const row = `#agents-body tr[data-agent-name="${AGENT_NAME}"]`;
+      await expectText(row, AGENT_NAME, 'the agent on the agents page');
+      await expectText(`${row} .agent-about`, version, 'the agent version');
+      await expectText(`${row} .agent-runs-count`, '1 completed', 'the completed run');
+      await expectText(`${row} .agent-rate`, '100%', 'the success rate');
+      await expectText(`${row} .agent-labels`, 'linux', 'the agent labels');
+      await expectText(`${row} .agent-health`, /idle|active/, 'the agent is online');
+      await expectText(`${row} .agent-seen`, /ago|just now/, 'last seen');
+      await screenshot('agents', page, OUTPUT_DIR);
+      await assertNoCsp('the agents page with a real agent');
+    } finally {
+      await stopService(state.agent);
+    }
   });
 
   step('5. agents, tasks, users and the audit log', async () => {

@@ -37,8 +37,18 @@ const EVENT_LABELS = {
   job_completed: 'Completed',
   job_failed: 'Failed',
   job_requeued: 'Returned to the queue',
+  job_released: 'Given back by its agent',
+  job_progress: 'Progress',
+  job_output: 'Output',
   job_deleted: 'Deleted',
 };
+// Events that come with every heartbeat or batch of output lines: the job page shows what they
+// carry (progress, lease, output) in place, not as entries of its event list.
+const QUIET_EVENTS = new Set(['job_output', 'job_progress']);
+// Events after which the agents page reads the agents again (at most once a second).
+const AGENT_EVENTS = new Set(['job_claimed', 'job_completed', 'job_failed', 'job_released', 'job_progress', 'job_requeued', 'job_status_updated']);
+// An agent not seen for this long is offline (the service's rule, applied here between reads).
+const AGENT_ONLINE_MS = 120_000;
 
 const state = {
   me: null, // {id, username, email, role}
@@ -113,6 +123,47 @@ function timeEl(iso, { short = false } = {}) {
 }
 
 const shortTime = (iso) => timeEl(iso, { short: true });
+
+/** "4 s", "3 min 05 s", "2 h 07 min", "3 d 4 h" for a length of time in milliseconds. */
+function fmtDuration(ms) {
+  if (!Number.isFinite(ms) || ms < 0) return '—';
+  const s = Math.floor(ms / 1000);
+  const pad = (n) => String(n).padStart(2, '0');
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${pad(s % 60)} s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)} h ${pad(Math.floor((s % 3600) / 60))} min`;
+  return `${Math.floor(s / 86_400)} d ${Math.floor((s % 86_400) / 3600)} h`;
+}
+
+/** "just now", "12 s ago", "3 min ago" … relative to the browser's clock. */
+function ago(iso) {
+  const t = new Date(iso).getTime();
+  if (Number.isNaN(t)) return '—';
+  const ms = Date.now() - t;
+  if (ms < 2000) return 'just now';
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86_400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86_400)} d ago`;
+}
+
+/** A relative time that `tickAgo` keeps current (the full time as a tooltip). */
+function agoEl(iso, attrs = {}) {
+  if (!iso) return h('span', { class: 'muted', ...attrs }, '—');
+  return h('time', { datetime: iso, title: fmtTime(iso), 'data-ago': '', ...attrs }, ago(iso));
+}
+
+/** Brings every relative time under `root` up to date (called once a second by pages). */
+function tickAgo(root) {
+  for (const el of root.querySelectorAll('time[data-ago]')) {
+    const text = ago(el.getAttribute('datetime'));
+    if (el.textContent !== text) el.textContent = text;
+  }
+}
+
+const percent = (p) => `${Math.round(Math.max(0, Math.min(1, Number(p))) * 100)}%`;
+const hasNumber = (v) => v !== null && v !== undefined && Number.isFinite(Number(v));
 
 const slug = (s) => String(s ?? '').toLowerCase().replace(/[^a-z0-9]+/g, '-');
 const badge = (value, label) => h('span', { class: `badge badge-${slug(value)}` }, label ?? String(value));
@@ -191,7 +242,9 @@ function syncRows(tbody, items, { key, sig, row, empty }) {
   while (tbody.children.length > rows.length) tbody.lastElementChild.remove();
 }
 
-const jobSig = (j) => [j.status, j.updated_at, j.name, j.priority].join('|');
+// What a job row shows; not `updated_at`, which every heartbeat changes (a row redrawn twice a
+// second would lose the focus and an open "Are you sure?").
+const jobSig = (j) => [j.status, j.name, j.priority, j.attempt, j.agent_name, hasNumber(j.progress) ? percent(j.progress) : ''].join('|');
 
 function emptyRow(colspan, text) {
   return h('tr', null, h('td', { colspan, class: 'empty' }, text));
@@ -778,6 +831,22 @@ class Page {
     this[`_${name}`] = this.later(fn, ms);
   }
 
+  /**
+   * Calls fn soon, but at most once per `ms`: requests while a call is waiting join it. Unlike
+   * `debounced`, a steady stream of events (heartbeats) cannot put the call off for ever.
+   */
+  throttled(name, fn, ms = 1000) {
+    const slot = `_throttle_${name}`;
+    if (this[slot]?.waiting) return;
+    const last = this[slot]?.last ?? 0;
+    const wait = Math.max(0, last + ms - Date.now());
+    this[slot] = { waiting: true, last };
+    this.later(() => {
+      this[slot] = { waiting: false, last: Date.now() };
+      fn();
+    }, wait);
+  }
+
   dispose() {
     this.controller.abort();
     for (const t of this.timers) {
@@ -1101,6 +1170,7 @@ class JobsPage extends Page {
         'div',
         { class: 'form-row' },
         field({ label: 'Priority', id: 'job-priority', name: 'priority', type: 'number', min: '-1000', max: '1000', step: '1', value: '0', hint: 'Higher runs first (−1000 to 1000).' }),
+        field({ label: 'Requires labels', id: 'job-requires', name: 'requires', autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', placeholder: 'e.g. linux, gpu', hint: 'Optional. Only agents with all of these labels run it.' }),
       ),
       field({ label: 'Metadata (JSON)', id: 'job-metadata', name: 'metadata', type: 'textarea', class: 'mono', rows: '3', placeholder: '{"queue": "default"}', hint: 'Optional. A JSON object, at most 16 KiB.' }),
       h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'btn' }, 'Create job')),
@@ -1121,9 +1191,13 @@ class JobsPage extends Page {
         if (!metadata || typeof metadata !== 'object' || Array.isArray(metadata)) throw new FieldProblem('metadata', 'Metadata must be a JSON object, like {"key": "value"}.');
       }
       const description = String(data.get('description') ?? '').trim();
+      const requires = String(data.get('requires') ?? '')
+        .split(/[\s,]+/)
+        .map((l) => l.trim().toLowerCase())
+        .filter(Boolean);
       const job = await this.api('/api/v1/jobs', {
         method: 'POST',
-        body: { title, description: jsonOrEmpty(description), priority, metadata },
+        body: { title, description: jsonOrEmpty(description), priority, metadata, requires: requires.length ? requires : undefined },
       });
       form.reset();
       notify(`Job “${job.name}” created.`);
@@ -1206,9 +1280,15 @@ class JobsPage extends Page {
   row(job) {
     return h(
       'tr',
-      { 'data-job-id': job.id, 'data-status': job.status },
+      { 'data-job-id': job.id, 'data-status': job.status, 'data-updated': job.updated_at },
       h('td', { class: 'cell-title' }, h('a', { href: `/console/jobs/${encodeURIComponent(job.id)}`, 'data-link': '' }, job.name)),
-      h('td', { class: 'job-status' }, badge(job.status)),
+      h(
+        'td',
+        { class: 'job-status' },
+        badge(job.status),
+        job.status === 'running' && hasNumber(job.progress) ? h('span', { class: 'job-row-progress' }, ` ${percent(job.progress)}`) : null,
+        job.agent_name && (job.status === 'running' || job.attempt > 0) ? h('span', { class: 'job-row-agent muted' }, job.agent_name) : null,
+      ),
       h('td', { class: 'num' }, String(job.priority ?? 0)),
       h('td', { class: 'nowrap' }, shortTime(job.created_at)),
       h('td', { class: 'nowrap' }, shortTime(job.updated_at)),
@@ -1223,6 +1303,8 @@ class JobsPage extends Page {
   replace(job) {
     const old = this.rowOf(job.id);
     if (!old || old.dataset.sig === jobSig(job)) return;
+    // An answer that was overtaken by a newer one (e.g. by a heartbeat's job).
+    if (old.dataset.updated && new Date(job.updated_at) < new Date(old.dataset.updated)) return;
     if (this.status && job.status !== this.status) {
       old.remove();
       if (!this.tbody.rows.length) this.load();
@@ -1239,8 +1321,14 @@ class JobsPage extends Page {
   async onEvent(evt) {
     if (!String(evt.event ?? '').startsWith('job_') || !evt.task_id) return;
     const id = evt.task_id;
+    if (evt.event === 'job_output') return;
     if (evt.event === 'job_deleted') {
       this.rowOf(id)?.remove();
+      return;
+    }
+    if (evt.event === 'job_progress') {
+      // A heartbeat carries the job: no need to read it again.
+      if (evt.job && this.rowOf(id)) this.replace(evt.job);
       return;
     }
     if (!this.rowOf(id)) {
@@ -1261,11 +1349,192 @@ function describeEvent(evt) {
   const parts = [];
   if (evt.event === 'job_status_updated' && evt.old_status && evt.new_status) parts.push(`${evt.old_status} → ${evt.new_status}`);
   else if (evt.job?.status) parts.push(`status ${evt.job.status}`);
-  if (evt.agent_id) parts.push(`agent ${shortId(evt.agent_id)}`);
+  const agent = evt.agent_name ?? (evt.event === 'job_claimed' ? evt.job?.agent_name : null);
+  if (agent) parts.push(`agent ${agent}`);
+  else if (evt.agent_id) parts.push(`agent ${shortId(evt.agent_id)}`);
   if (evt.reason) parts.push(String(evt.reason));
-  if (evt.event === 'job_failed' && evt.job?.error) parts.push(String(evt.job.error));
+  if (evt.event === 'job_failed' && evt.job?.error) {
+    const [first, ...more] = String(evt.job.error).split('\n');
+    parts.push(more.length ? `${first} …` : first);
+  }
+  if ((evt.event === 'job_failed' || evt.event === 'job_completed') && hasNumber(evt.job?.exit_code)) parts.push(`exit code ${evt.job.exit_code}`);
   if (evt.run_id) parts.push(`run ${String(evt.run_id).split(':').pop()}`);
   return parts.join(' · ');
+}
+
+const FINISHED = new Set(['completed', 'failed', 'cancelled']);
+const OUTPUT_PAGE = 5000;
+
+/** One line of a terminal panel: a text node (markup in the output stays text), its stream marked. */
+function terminalLine(stream, text, attrs = {}) {
+  const kind = stream === 'stderr' || stream === 'system' ? stream : 'stdout';
+  return h(
+    'div',
+    { class: `term-line term-${kind}`, 'data-stream': kind, ...attrs },
+    h('span', { class: 'term-mark' }, kind === 'stderr' ? 'err' : kind === 'system' ? 'sys' : ''),
+    h('span', { class: 'term-text' }, String(text ?? '')),
+  );
+}
+
+/**
+ * A job's output as a terminal: every page of GET …/output first, then the live `job_output`
+ * events appended in sequence order. A batch that does not follow the last line shown (events
+ * missed, e.g. while reconnecting) makes it read the API again from that line.
+ */
+class JobOutput {
+  constructor(page, jobId) {
+    this.page = page;
+    this.jobId = jobId;
+    this.lines = []; // {seq, attempt, stream, at, line}, in order
+    this.lastSeq = 0;
+    this.lastAttempt = null;
+    this.loading = false;
+    this.again = false;
+    this.follow = true;
+    this.empty = h('p', { class: 'term-empty', id: 'job-output-empty' }, 'No output yet.');
+    this.screen = h(
+      'div',
+      { id: 'job-output', class: 'terminal', role: 'log', 'aria-live': 'off', 'aria-labelledby': 'job-output-title', tabindex: '0' },
+      this.empty,
+    );
+    this.screen.addEventListener('scroll', () => this.onScroll(), { passive: true });
+    this.truncated = h('p', { class: 'output-truncated', id: 'job-output-truncated', role: 'status', hidden: true }, 'The output reached its size limit: later lines were dropped.');
+    this.problem = h('div', { class: 'form-error', role: 'alert', hidden: true });
+    this.count = h('span', { class: 'muted', id: 'job-output-count' }, '0 lines');
+    this.followBox = h('input', { type: 'checkbox', id: 'job-output-follow', checked: true, onchange: (e) => this.setFollow(e.target.checked) });
+    this.download = h('button', { type: 'button', class: 'btn btn-secondary btn-small', id: 'job-output-download', onclick: () => this.save() }, 'Download');
+    this.el = h(
+      'section',
+      { class: 'card', id: 'job-output-card', 'aria-labelledby': 'job-output-title' },
+      h(
+        'div',
+        { class: 'card-head' },
+        h('h2', { id: 'job-output-title' }, 'Output'),
+        h('div', { class: 'actions' }, this.count, h('label', { class: 'check', for: 'job-output-follow' }, this.followBox, 'Follow'), this.download),
+      ),
+      this.problem,
+      this.truncated,
+      this.screen,
+    );
+  }
+
+  /** Reads the lines after the last one shown, page by page, to the end. */
+  async load() {
+    if (this.loading) {
+      this.again = true;
+      return;
+    }
+    this.loading = true;
+    this.download.disabled = true;
+    try {
+      do {
+        this.again = false;
+        for (;;) {
+          const after = this.lastSeq;
+          const res = await this.page.api(`/api/v1/jobs/${encodeURIComponent(this.jobId)}/output?after=${after}&limit=${OUTPUT_PAGE}`);
+          if (!this.page.alive()) return;
+          if (res?.truncated) this.truncated.hidden = false;
+          const lines = res?.lines ?? [];
+          this.add(lines, { fromApi: true });
+          if (lines.length < OUTPUT_PAGE || this.lastSeq <= after) break;
+        }
+      } while (this.again);
+      this.problem.hidden = true;
+    } catch (err) {
+      if (err?.name === 'AbortError' || !this.page.alive()) return;
+      this.problem.textContent = `The output could not be read: ${err?.message ?? err}`;
+      this.problem.hidden = false;
+    } finally {
+      this.loading = false;
+      this.download.disabled = false;
+    }
+  }
+
+  /** A `job_output` event: its lines, when they follow the last one shown; else a read. */
+  onEvent(evt) {
+    if (evt.truncated) this.truncated.hidden = false;
+    this.add(evt.lines ?? [], { fromApi: false });
+  }
+
+  add(lines, { fromApi }) {
+    const sorted = lines.filter((l) => Number.isFinite(Number(l?.seq))).sort((a, b) => Number(a.seq) - Number(b.seq));
+    const frag = document.createDocumentFragment();
+    let gap = false;
+    for (const l of sorted) {
+      const seq = Number(l.seq);
+      if (seq <= this.lastSeq) continue; // seen already (history and live overlap)
+      if (!fromApi && seq !== this.lastSeq + 1) {
+        gap = true;
+        break;
+      }
+      if (l.attempt !== this.lastAttempt) {
+        frag.append(h('div', { class: 'term-run', 'data-attempt': String(l.attempt ?? '') }, `── Run ${l.attempt ?? '?'} ──`));
+        this.lastAttempt = l.attempt;
+      }
+      this.lastSeq = seq;
+      this.lines.push(l);
+      frag.append(terminalLine(l.stream, l.line, { 'data-seq': String(seq), title: `${l.stream === 'stderr' ? 'stderr' : l.stream === 'system' ? 'service' : 'stdout'} · ${fmtTime(l.at)}` }));
+    }
+    if (frag.childNodes.length) {
+      this.empty.hidden = true;
+      this.screen.append(frag);
+      const n = this.lines.length;
+      this.count.textContent = `${n} line${n === 1 ? '' : 's'}`;
+      if (this.follow) this.scrollToEnd();
+    }
+    if (gap) this.load();
+  }
+
+  setFollow(on) {
+    this.follow = on;
+    this.followBox.checked = on;
+    if (on) this.scrollToEnd();
+  }
+
+  scrollToEnd() {
+    this.screen.scrollTop = this.screen.scrollHeight;
+  }
+
+  /** Scrolling up stops following; scrolling back to the end follows again. */
+  onScroll() {
+    const atEnd = this.screen.scrollHeight - this.screen.scrollTop - this.screen.clientHeight < 4;
+    if (atEnd !== this.follow) this.setFollow(atEnd);
+  }
+
+  /** The whole output as a .txt file (a Blob behind an object URL, no script). */
+  save() {
+    const text = this.lines.map((l) => `${l.line}\n`).join('');
+    const url = URL.createObjectURL(new Blob([text], { type: 'text/plain;charset=utf-8' }));
+    const a = h('a', { href: url, download: `job-${this.jobId}-output.txt`, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 30_000);
+  }
+}
+
+/** What the job page's details show (not the run's live fields, which change with every heartbeat). */
+const detailSig = (j) =>
+  JSON.stringify([j.status, j.name, j.description, j.priority, j.metadata, j.requires, j.result, j.error, j.created_at, j.started_at, j.completed_at]);
+
+/** A job's result: the last lines of the output (`output_tail`, as `kyros agent` reports) as a
+ * terminal, any other JSON pretty-printed. */
+function resultView(result) {
+  if (typeof result === 'string') return [h('pre', { id: 'job-result' }, result)];
+  if (result && typeof result === 'object' && !Array.isArray(result) && Array.isArray(result.output_tail)) {
+    const { output_tail: tail, ...rest } = result;
+    const out = [
+      h(
+        'div',
+        { id: 'job-result', class: 'terminal terminal-short', role: 'group', 'aria-label': 'Last lines of the output' },
+        tail.length ? tail.map((line) => terminalLine('stdout', typeof line === 'string' ? line : compactJson(line))) : h('p', { class: 'term-empty' }, 'No output.'),
+      ),
+    ];
+    const other = Object.keys(rest).filter((k) => k !== 'exit_code');
+    if (other.length) out.push(h('pre', { id: 'job-result-data' }, JSON.stringify(rest, null, 2)));
+    return out;
+  }
+  return [h('pre', { id: 'job-result' }, JSON.stringify(result, null, 2))];
 }
 
 class JobDetailPage extends Page {
@@ -1275,18 +1544,26 @@ class JobDetailPage extends Page {
 
   render(main) {
     this.id = this.params[0];
+    this.job = null;
+    this.beatAt = null; // the newest heartbeat (or claim) of the job we know of
     this.eventIds = new Set();
     this.alerts = alertArea();
     this.body = h('div', null, h('p', { class: 'muted' }, 'Loading the job…'));
     this.events = h('ol', { id: 'job-events', class: 'timeline', 'aria-live': 'polite', 'aria-relevant': 'additions' });
     this.noEvents = h('p', { class: 'muted', id: 'job-events-empty' }, 'No events yet.');
+    this.run = this.runCard();
+    this.output = new JobOutput(this, this.id);
+    this.output.el.hidden = true;
     main.replaceChildren(
       h('p', { class: 'breadcrumb' }, h('a', { href: '/console/jobs', 'data-link': '' }, '← All jobs')),
       this.alerts,
       this.body,
+      this.run.el,
+      this.output.el,
       h('section', { class: 'card', 'aria-labelledby': 'job-events-title' }, h('h2', { id: 'job-events-title' }, 'Events'), this.noEvents, this.events),
     );
     this.load(true);
+    this.every(() => this.tick(), 1000);
   }
 
   focusTarget() {
@@ -1311,13 +1588,21 @@ class JobDetailPage extends Page {
         }),
       ]);
       if (!this.alive()) return;
-      this.show(job, first);
+      for (const evt of [...(history.events ?? [])].sort((a, b) => Number(a.id) - Number(b.id))) {
+        this.noteBeat(evt);
+        if (!QUIET_EVENTS.has(evt.event)) this.addEvent(evt);
+      }
+      if (first) this.show(job, true);
+      else this.update(job);
       if (history.error) this.alerts.show(new Error(`The event history could not be read: ${history.error.message}`));
-      for (const evt of history.events ?? []) this.addEvent(evt);
+      this.output.el.hidden = false;
+      this.output.load();
     } catch (err) {
       if (err?.name === 'AbortError' || !this.alive()) return;
       if (err instanceof ApiError && err.status === 404) {
         this.setTitle('Job not found');
+        this.run.el.hidden = true;
+        this.output.el.hidden = true;
         this.body.replaceChildren(this.head('Job not found', 'This job does not exist, was deleted, or belongs to someone else.'));
         if (first) $('#main h1')?.focus();
         return;
@@ -1326,28 +1611,38 @@ class JobDetailPage extends Page {
     }
   }
 
+  /** A newer version of the job: the details drawn again when they changed, the run in place. */
+  update(job) {
+    if (this.job && new Date(job.updated_at) < new Date(this.job.updated_at)) return; // overtaken
+    if (!this.job || detailSig(job) !== detailSig(this.job)) this.show(job, false);
+    else {
+      this.job = job;
+      this.updateRun(job);
+    }
+  }
+
   show(job, focus) {
     this.job = job;
     this.setTitle(`Job “${job.name}”`);
+    const requires = job.requires?.length
+      ? h('span', { id: 'job-requires', class: 'labels' }, job.requires.map((l) => h('code', { class: 'label' }, l)))
+      : h('span', { id: 'job-requires', class: 'muted' }, 'any agent');
     const props = [
       ['Status', h('span', { id: 'job-status' }, badge(job.status))],
       ['ID', h('code', null, job.id)],
       ['Priority', String(job.priority ?? 0)],
-      ['Attempts', String(job.attempts ?? 0)],
-      ['Leased by', job.agent_id ? h('code', { title: job.agent_id }, `agent ${shortId(job.agent_id)}`) : '—'],
+      ['Requires', requires],
       ['Created', timeEl(job.created_at)],
       ['Started', timeEl(job.started_at)],
       ['Finished', timeEl(job.completed_at)],
-      ['Updated', timeEl(job.updated_at)],
-      ['Lease until', timeEl(job.lease_expires_at)],
     ];
     const dl = h('dl', { class: 'props' }, props.map(([k, v]) => [h('dt', null, k), h('dd', null, v)]));
     const sections = [];
     if (job.description) sections.push(h('h3', null, 'Description'), h('p', { id: 'job-description-text' }, job.description));
     if (job.metadata) sections.push(h('h3', null, 'Metadata'), h('pre', null, JSON.stringify(job.metadata, null, 2)));
-    if (job.result !== null && job.result !== undefined) sections.push(h('h3', null, 'Result'), h('pre', { id: 'job-result' }, JSON.stringify(job.result, null, 2)));
+    if (job.result !== null && job.result !== undefined) sections.push(h('h3', null, 'Result'), resultView(job.result));
     if (job.error) sections.push(h('h3', null, 'Error'), h('pre', { id: 'job-error' }, job.error));
-    const actions = jobActions(job, (updated) => this.show(updated, false), this.alerts);
+    const actions = jobActions(job, (updated) => this.update(updated), this.alerts);
     actions.append(
       confirmButton({
         label: 'Delete',
@@ -1375,8 +1670,93 @@ class JobDetailPage extends Page {
       ),
       h('section', { class: 'card job-card', 'aria-labelledby': 'job-details-title' }, h('h2', { id: 'job-details-title', class: 'visually-hidden' }, 'Details'), dl, sections),
     );
+    this.updateRun(job);
     if (focus || hadFocus) $('#job-title')?.focus();
     rateLimit.apply();
+  }
+
+  /** The run's card: built once, its fields changed in place (heartbeats come twice a second). */
+  runCard() {
+    const el = {
+      agent: h('span', { id: 'job-agent' }, '—'),
+      run: h('span', { id: 'job-run' }, '—'),
+      duration: h('span', { id: 'job-duration' }, '—'),
+      progress: h('progress', { id: 'job-progress', max: '1', 'aria-labelledby': 'job-progress-label', 'aria-describedby': 'job-progress-text' }),
+      progressText: h('span', { id: 'job-progress-text' }),
+      lease: h('span', { id: 'job-lease' }, '—'),
+      beat: h('span', { id: 'job-heartbeat' }, '—'),
+      exit: h('span', { id: 'job-exit-code' }, '—'),
+    };
+    const prop = (key, label, ...value) => {
+      const group = h('div', { class: 'prop', 'data-prop': key }, h('dt', { id: `job-${key}-label` }, label), h('dd', null, value));
+      el[`${key}Row`] = group;
+      return group;
+    };
+    el.el = h(
+      'section',
+      { class: 'card', id: 'job-run-card', 'aria-labelledby': 'job-run-title', hidden: true },
+      h('h2', { id: 'job-run-title' }, 'Run'),
+      h(
+        'dl',
+        { class: 'props' },
+        prop('agent', 'Agent', el.agent),
+        prop('run', 'Run', el.run),
+        prop('duration', 'Duration', el.duration),
+        prop('progress', 'Progress', h('span', { class: 'progress-line' }, el.progress, el.progressText)),
+        prop('lease', 'Lease until', el.lease),
+        prop('heartbeat', 'Last heartbeat', el.beat),
+        prop('exit', 'Exit code', el.exit),
+      ),
+    );
+    return el;
+  }
+
+  /** A claim or heartbeat: the newest one is the "last heartbeat". */
+  noteBeat(evt) {
+    if (evt.event !== 'job_progress' && evt.event !== 'job_claimed') return;
+    if (!evt.timestamp) return;
+    if (!this.beatAt || new Date(evt.timestamp) > new Date(this.beatAt)) this.beatAt = evt.timestamp;
+  }
+
+  updateRun(job) {
+    const r = this.run;
+    r.el.hidden = false;
+    const running = job.status === 'running';
+    r.agent.replaceChildren(job.agent_name ? h('strong', null, job.agent_name) : job.agent_id ? h('code', { title: job.agent_id }, `agent ${shortId(job.agent_id)}`) : h('span', { class: 'muted' }, 'none yet'));
+    if (job.status === 'pending') r.run.textContent = job.attempt > 0 ? `Waiting for an agent (after ${job.attempt} run${job.attempt === 1 ? '' : 's'})` : 'Waiting for an agent';
+    else r.run.textContent = job.attempt > 0 ? `Run ${job.attempt}` : '—';
+    r.durationRow.hidden = !job.started_at;
+    const hasProgress = hasNumber(job.progress);
+    r.progressRow.hidden = !hasProgress && !running;
+    if (hasProgress) {
+      r.progress.value = Math.max(0, Math.min(1, Number(job.progress)));
+      r.progressText.textContent = job.progress_message ? `${percent(job.progress)} · ${job.progress_message}` : percent(job.progress);
+    } else {
+      r.progress.removeAttribute('value'); // indeterminate: running, nothing reported
+      r.progressText.textContent = 'Not reported';
+    }
+    r.leaseRow.hidden = !running;
+    r.lease.replaceChildren(running && job.lease_expires_at ? timeEl(job.lease_expires_at) : '—');
+    r.heartbeatRow.hidden = !this.beatAt && !running;
+    const shown = r.beat.querySelector('time')?.getAttribute('datetime');
+    if (this.beatAt && shown !== this.beatAt) r.beat.replaceChildren(agoEl(this.beatAt));
+    else if (!this.beatAt) r.beat.replaceChildren(h('span', { class: 'muted' }, 'none yet'));
+    r.exitRow.hidden = !hasNumber(job.exit_code);
+    r.exit.textContent = hasNumber(job.exit_code) ? String(job.exit_code) : '—';
+    this.tick();
+  }
+
+  /** Once a second: the running time and the relative times. */
+  tick() {
+    const job = this.job;
+    if (!job) return;
+    if (job.started_at) {
+      const start = new Date(job.started_at).getTime();
+      const end = job.completed_at ? new Date(job.completed_at).getTime() : job.status === 'running' ? Date.now() : NaN;
+      const text = Number.isNaN(end) ? '—' : job.status === 'running' ? `${fmtDuration(end - start)} (running)` : fmtDuration(end - start);
+      if (this.run.duration.textContent !== text) this.run.duration.textContent = text;
+    }
+    tickAgo(this.run.el);
   }
 
   addEvent(evt) {
@@ -1399,6 +1779,17 @@ class JobDetailPage extends Page {
 
   async onEvent(evt) {
     if (evt.task_id !== this.id) return;
+    if (evt.event === 'job_output') {
+      this.output.onEvent(evt);
+      return;
+    }
+    this.noteBeat(evt);
+    if (evt.event === 'job_progress') {
+      // The heartbeat carries the job (new lease end, progress): nothing to read.
+      if (evt.job) this.update(evt.job);
+      else if (this.job) this.updateRun(this.job);
+      return;
+    }
     this.addEvent(evt);
     if (evt.event === 'job_deleted') {
       this.alerts.show(new Error('This job was deleted.'));
@@ -1406,7 +1797,10 @@ class JobDetailPage extends Page {
     }
     try {
       const job = await this.api(`/api/v1/jobs/${encodeURIComponent(this.id)}`);
-      if (this.alive() && (!this.job || jobSig(job) !== jobSig(this.job))) this.show(job, false);
+      if (!this.alive()) return;
+      this.update(job);
+      // The last lines may have been sent just before the end: make sure they are all here.
+      if (FINISHED.has(job.status)) this.output.load();
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) this.alerts.show(new Error('This job was deleted.'));
     }
@@ -1561,18 +1955,38 @@ class TasksPage extends Page {
 
 // ----- agents --------------------------------------------------------------------------------
 
+/** The agent's state now: the service's answer, or offline once its last heartbeat is too old. */
+function agentHealth(status, seen) {
+  const t = new Date(seen).getTime();
+  if (status !== 'offline' && Number.isFinite(t) && Date.now() - t > AGENT_ONLINE_MS) return 'offline';
+  return status || 'offline';
+}
+
+const HEALTH_TITLES = { active: 'Online, running jobs', idle: 'Online, waiting for jobs', offline: 'Not seen for two minutes or more' };
+
+function healthBadge(status, seen) {
+  const now = agentHealth(status, seen);
+  const el = badge(now);
+  el.classList.add('agent-health');
+  if (HEALTH_TITLES[now]) el.title = HEALTH_TITLES[now];
+  el.dataset.status = status ?? '';
+  el.dataset.seen = seen ?? '';
+  el.dataset.shown = now;
+  return el;
+}
+
 class AgentsPage extends Page {
   get title() {
     return 'Agents';
   }
 
   render(main) {
-    this.tbody = h('tbody', { id: 'agents-body' }, emptyRow(4, 'Loading…'));
+    this.tbody = h('tbody', { id: 'agents-body' }, emptyRow(6, 'Loading…'));
     this.summary = h('p', { class: 'muted', id: 'agents-summary', 'aria-live': 'polite' });
     main.replaceChildren(
       this.head(
         'Agents',
-        'Agents are API keys with the jobs:claim scope. They appear here once they have called the service.',
+        'Workers that run jobs (kyros agent, or any client with a jobs:claim key). The list updates live.',
         h('button', { type: 'button', class: 'btn btn-secondary', onclick: () => this.load() }, 'Refresh'),
       ),
       h(
@@ -1580,12 +1994,13 @@ class AgentsPage extends Page {
         { class: 'card', 'aria-labelledby': 'agents-title' },
         h('h2', { id: 'agents-title', class: 'visually-hidden' }, 'Agent list'),
         this.summary,
-        table(['Agent', 'Status', 'Last heartbeat', 'Current job'], this.tbody, 'Agents'),
-        h('p', { class: 'hint' }, 'Online means seen within the last two minutes. Create agent keys on the ', h('a', { href: '/console/keys', 'data-link': '' }, 'API keys'), ' page.'),
+        table(['Agent', 'Status', 'Labels', 'Runs', 'Last seen', 'Current jobs'], this.tbody, 'Agents'),
+        h('p', { class: 'hint' }, 'Online means seen within the last two minutes. Create agent keys (scope jobs:claim) on the ', h('a', { href: '/console/keys', 'data-link': '' }, 'API keys'), ' page.'),
       ),
     );
     this.load();
     this.every(() => this.load(), 30_000);
+    this.every(() => this.tick(), 1000);
   }
 
   refresh() {
@@ -1593,7 +2008,15 @@ class AgentsPage extends Page {
   }
 
   onEvent(evt) {
-    if (String(evt.event ?? '').startsWith('job_')) this.debounced('reload', () => this.load(), 400);
+    if (AGENT_EVENTS.has(evt.event)) this.throttled('reload', () => this.load(), 1000);
+  }
+
+  /** Once a second: "last seen" and the health badges (an agent that stops goes offline). */
+  tick() {
+    tickAgo(this.tbody);
+    for (const b of this.tbody.querySelectorAll('.agent-health')) {
+      if (agentHealth(b.dataset.status, b.dataset.seen) !== b.dataset.shown) b.replaceWith(healthBadge(b.dataset.status, b.dataset.seen));
+    }
   }
 
   async load() {
@@ -1601,25 +2024,80 @@ class AgentsPage extends Page {
       const res = await this.api('/api/v1/agents?pageSize=100');
       if (!this.alive()) return;
       const agents = res?.agents ?? [];
-      this.summary.textContent = `${res?.total ?? agents.length} agent${(res?.total ?? agents.length) === 1 ? '' : 's'}`;
+      const total = res?.total ?? agents.length;
+      this.summary.textContent = `${total} agent${total === 1 ? '' : 's'}`;
       syncRows(this.tbody, agents, {
         key: (a) => a.id,
-        sig: (a) => JSON.stringify([a.name, a.status, a.lastHeartbeatAt, a.currentJob?.id ?? null]),
-        empty: () => emptyRow(4, 'No agent has connected yet.'),
-        row: (a) =>
-          h(
-            'tr',
-            { 'data-agent-id': a.id },
-            h('td', null, h('strong', null, a.name), h('br'), h('code', { class: 'muted', title: a.id }, shortId(a.id))),
-            h('td', null, badge(a.status)),
-            h('td', { class: 'nowrap' }, shortTime(a.lastHeartbeatAt)),
-            h('td', null, a.currentJob ? h('a', { href: `/console/jobs/${encodeURIComponent(a.currentJob.id)}`, 'data-link': '' }, a.currentJob.name) : h('span', { class: 'muted' }, 'none')),
-          ),
+        // Not lastHeartbeatAt (it changes with every heartbeat): that is set in place below.
+        sig: (a) =>
+          JSON.stringify([a.name, a.status, a.labels, a.version, a.host, a.runsCompleted, a.runsFailed, a.successRate, (a.currentJobs ?? []).map((j) => [j.id, j.name, j.attempt, j.progress])]),
+        empty: () => emptyRow(6, 'No agent has connected yet.'),
+        row: (a) => this.row(a),
       });
+      for (const a of agents) {
+        const tr = this.tbody.querySelector(`tr[data-agent-id="${CSS.escape(String(a.id))}"]`);
+        if (!tr) continue;
+        const seen = tr.querySelector('.agent-seen');
+        if (seen && a.lastHeartbeatAt && seen.getAttribute('datetime') !== a.lastHeartbeatAt) {
+          seen.setAttribute('datetime', a.lastHeartbeatAt);
+          seen.title = fmtTime(a.lastHeartbeatAt);
+          seen.textContent = ago(a.lastHeartbeatAt);
+        }
+        const health = tr.querySelector('.agent-health');
+        if (health && health.dataset.seen !== a.lastHeartbeatAt) health.replaceWith(healthBadge(a.status, a.lastHeartbeatAt));
+      }
     } catch (err) {
       if (err?.name === 'AbortError' || !this.alive()) return;
-      this.tbody.replaceChildren(emptyRow(4, `Could not load the agents: ${err.message}`));
+      this.tbody.replaceChildren(emptyRow(6, `Could not load the agents: ${err.message}`));
     }
+  }
+
+  row(a) {
+    const about = [a.version ? `version ${a.version}` : null, a.host ? `on ${a.host}` : null].filter(Boolean).join(' ');
+    const finished = (a.runsCompleted ?? 0) + (a.runsFailed ?? 0);
+    const jobs = a.currentJobs ?? (a.currentJob ? [a.currentJob] : []);
+    return h(
+      'tr',
+      { 'data-agent-id': a.id, 'data-agent-name': a.name },
+      h(
+        'td',
+        { class: 'agent-cell' },
+        h('strong', { class: 'agent-name' }, a.name),
+        about ? h('span', { class: 'agent-about muted' }, about) : null,
+        h('code', { class: 'muted agent-id', title: a.id }, shortId(a.id)),
+      ),
+      h('td', { class: 'agent-status' }, healthBadge(a.status, a.lastHeartbeatAt)),
+      h('td', { class: 'agent-labels' }, a.labels?.length ? h('span', { class: 'labels' }, a.labels.map((l) => h('code', { class: 'label' }, l))) : h('span', { class: 'muted' }, '—')),
+      h(
+        'td',
+        { class: 'agent-runs nowrap' },
+        h('span', { class: 'agent-runs-count' }, `${a.runsCompleted ?? 0} completed · ${a.runsFailed ?? 0} failed`),
+        h('span', { class: 'agent-rate muted' }, finished && hasNumber(a.successRate) ? `${percent(a.successRate)} succeeded` : 'no finished runs'),
+        a.lastRunAt ? h('span', { class: 'muted agent-last-run' }, 'last run ', agoEl(a.lastRunAt)) : null,
+      ),
+      h('td', { class: 'nowrap' }, agoEl(a.lastHeartbeatAt, { class: 'agent-seen' })),
+      h(
+        'td',
+        { class: 'agent-jobs' },
+        jobs.length
+          ? h(
+              'ul',
+              { class: 'agent-job-list' },
+              jobs.map((j) =>
+                h(
+                  'li',
+                  { 'data-job-id': j.id },
+                  h('a', { href: `/console/jobs/${encodeURIComponent(j.id)}`, 'data-link': '' }, j.name),
+                  h('span', { class: 'muted' }, ` run ${j.attempt}`),
+                  hasNumber(j.progress)
+                    ? h('span', { class: 'progress-line' }, h('progress', { max: '1', value: String(Math.max(0, Math.min(1, Number(j.progress)))), 'aria-label': `Progress of ${j.name}` }), percent(j.progress))
+                    : null,
+                ),
+              ),
+            )
+          : h('span', { class: 'muted' }, 'none'),
+      ),
+    );
   }
 }
 
