@@ -394,6 +394,10 @@ pub struct OrchestratorQuery {
     run_id: Option<String>,
     /// `1`, `true`, `yes` or `on`: send the backlog, then close (streams only).
     once: Option<String>,
+    /// `1`, `true`, `yes` or `on`: leave out the activity of running jobs (`job_output`,
+    /// `job_progress`), so that the newest 1 000 events are a job's changes of state (the JSON
+    /// list only).
+    lifecycle: Option<String>,
 }
 
 fn orchestrator_filter(current: &CurrentUser, q: &OrchestratorQuery) -> EventFilter {
@@ -403,6 +407,7 @@ fn orchestrator_filter(current: &CurrentUser, q: &OrchestratorQuery) -> EventFil
         run_id: q.run_id.clone().filter(|s| !s.is_empty()),
         owner_id: owner_scope(current),
         after_id: 0,
+        lifecycle_only: false,
     }
 }
 
@@ -429,7 +434,8 @@ async fn orchestrator_events(
     caller: Authorized<EventsRead>,
     Query(q): Query<OrchestratorQuery>,
 ) -> Result<axum::Json<EventList>, ApiError> {
-    let filter = orchestrator_filter(&caller, &q);
+    let mut filter = orchestrator_filter(&caller, &q);
+    filter.lifecycle_only = truthy(q.lifecycle.as_deref());
     if filter.task_id.is_none() && filter.run_id.is_none() {
         return Err(ApiError::bad_request(
             "Either task_id or run_id must be provided",

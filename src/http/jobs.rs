@@ -25,6 +25,7 @@ pub fn routes() -> ApiRouter {
     access(
         Access::Any,
         ApiRouter::new()
+            .routes(routes!(overview))
             .routes(routes!(create, list))
             .routes(routes!(create_alias, list_alias))
             .routes(routes!(read, remove))
@@ -153,7 +154,26 @@ async fn create_alias(
     create(state, caller, body).await
 }
 
-/// Paging and filtering of the job list.
+/// What a job list is ordered by.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobSort {
+    CreatedAt,
+    UpdatedAt,
+    Priority,
+    Title,
+    Status,
+}
+
+/// The direction of a job list's order.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+/// Paging, filtering, search and order of the job list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
@@ -167,20 +187,56 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// Keyset pagination: the id of the last job of the previous page (the `Link: rel="next"`
-    /// of a full page gives it). Costs the same on every page, unlike `skip`; not with `skip`.
+    /// of a full page gives it). Costs the same on every page, unlike `skip`; not with `skip`,
+    /// and only in the default order.
     after: Option<Uuid>,
+    /// Text found anywhere in the title, ignoring case (at most 255 characters).
+    #[param(max_length = 255)]
+    q: Option<String>,
+    /// Only jobs of this owner (a username; a user who sees only their own jobs finds none of
+    /// anybody else's).
+    #[param(max_length = 255)]
+    owner: Option<String>,
+    /// Only jobs submitted at or after this time (RFC 3339).
+    created_from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only jobs submitted before this time (RFC 3339).
+    created_to: Option<chrono::DateTime<chrono::Utc>>,
+    /// The order (default `created_at`); ties go by submission time, then id.
+    #[param(inline)]
+    sort: Option<JobSort>,
+    /// `desc` (default) or `asc`.
+    #[param(inline)]
+    order: Option<SortOrder>,
+    /// `true`: count every matching job too, in the `X-Total-Count` header.
+    total: Option<bool>,
 }
 
-/// `Link: </api/v1/jobs?…&after=…>; rel="next"` (RFC 8288) for a full page.
+/// `Link: </api/v1/jobs?…&after=…>; rel="next"` (RFC 8288) for a full page in the default order.
 fn next_link(q: &ListQuery, limit: i64, rows: &[JobRow]) -> Option<HeaderValue> {
     let last = rows.last().filter(|_| rows.len() as i64 == limit)?;
-    let mut link = format!("</api/v1/jobs?limit={limit}&after={}", last.id);
+    let mut params = vec![("limit".to_owned(), limit.to_string())];
+    params.push(("after".to_owned(), last.id.to_string()));
     if let Some(status) = q.status {
-        link.push_str("&status=");
-        link.push_str(status.as_str());
+        params.push(("status".to_owned(), status.as_str().to_owned()));
     }
-    link.push_str(">; rel=\"next\"");
-    HeaderValue::from_str(&link).ok()
+    for (name, value) in [("q", &q.q), ("owner", &q.owner)] {
+        if let Some(value) = value {
+            params.push((name.to_owned(), value.clone()));
+        }
+    }
+    for (name, value) in [
+        ("created_from", q.created_from),
+        ("created_to", q.created_to),
+    ] {
+        if let Some(value) = value {
+            params.push((name.to_owned(), value.to_rfc3339()));
+        }
+    }
+    if q.total == Some(true) {
+        params.push(("total".to_owned(), "true".to_owned()));
+    }
+    let query = serde_urlencoded::to_string(&params).ok()?;
+    HeaderValue::from_str(&format!("</api/v1/jobs?{query}>; rel=\"next\"")).ok()
 }
 
 fn query_error(field: &str, kind: &'static str, msg: &str) -> ApiError {
@@ -188,14 +244,17 @@ fn query_error(field: &str, kind: &'static str, msg: &str) -> ApiError {
 }
 
 /// The jobs the caller may see (their own; all for moderators and administrators), newest
-/// first. `If-None-Match` with the list's ETag → 304.
+/// first unless `sort`/`order` say otherwise, filtered by status, owner, title text and
+/// submission time. For callers who see other people's jobs each job carries `owner_name`.
+/// `If-None-Match` with the list's ETag → 304.
 #[utoipa::path(
     get, path = "/api/v1/jobs", tag = "jobs",
     params(ListQuery),
     responses(
         (status = 200, description = "The jobs", body = Vec<JobView>,
          headers(("ETag" = String, description = "the list's version"),
-                 ("Link" = String, description = "rel=\"next\": the next page (keyset), on a full page"))),
+                 ("Link" = String, description = "rel=\"next\": the next page (keyset), on a full page in the default order"),
+                 ("X-Total-Count" = i64, description = "every matching job, with total=true"))),
         (status = 304, description = "Not modified (If-None-Match)"),
     ),
 )]
@@ -228,22 +287,189 @@ async fn list(
             "skip cannot be combined with after (keyset pagination)",
         ));
     }
-    let rows = match jobs::list(&state, &caller.user, q.status, q.after, skip, limit).await {
-        Err(JobError::NotFound) => {
+    for (name, value) in [("q", &q.q), ("owner", &q.owner)] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > 255) {
             return Err(query_error(
-                "after",
-                "value_error",
-                "after must be the id of a job in the list",
+                name,
+                "string_too_long",
+                "String should have at most 255 characters",
             ));
         }
-        other => other?,
+    }
+    let request = jobs::ListRequest {
+        status: q.status,
+        after: q.after,
+        skip,
+        limit,
+        search: q.q.as_ref().map(|s| s.trim().to_owned()),
+        owner: q
+            .owner
+            .as_ref()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty()),
+        created_from: q.created_from,
+        created_to: q.created_to,
+        sort: match q.sort {
+            None | Some(JobSort::CreatedAt) => jobs::SortField::CreatedAt,
+            Some(JobSort::UpdatedAt) => jobs::SortField::UpdatedAt,
+            Some(JobSort::Priority) => jobs::SortField::Priority,
+            Some(JobSort::Title) => jobs::SortField::Title,
+            Some(JobSort::Status) => jobs::SortField::Status,
+        },
+        ascending: matches!(q.order, Some(SortOrder::Asc)),
+        with_total: q.total == Some(true),
     };
-    let body = Value::Array(rows.iter().map(jobs::to_json).collect());
+    let page = match jobs::list(&state, &caller.user, &request).await {
+        Ok(page) => page,
+        Err(e @ jobs::ListError::UnknownAfter) | Err(e @ jobs::ListError::AfterWithSort) => {
+            return Err(query_error("after", "value_error", &e.to_string()));
+        }
+        Err(jobs::ListError::Store(e)) => return Err(e.into()),
+    };
+    let body = Value::Array(
+        page.rows
+            .iter()
+            .map(|row| {
+                let mut job = jobs::to_json(row);
+                if let (Value::Object(map), Some(name)) = (
+                    &mut job,
+                    row.owner_id.and_then(|id| page.owner_names.get(&id)),
+                ) {
+                    map.insert("owner_name".to_owned(), Value::from(name.clone()));
+                }
+                job
+            })
+            .collect(),
+    );
     let mut response = respond_conditionally(&headers, &body);
-    if let Some(link) = next_link(&q, limit, &rows) {
+    if request.sort == jobs::SortField::CreatedAt
+        && !request.ascending
+        && let Some(link) = next_link(&q, limit, &page.rows)
+    {
         response.headers_mut().insert(header::LINK, link);
     }
+    if let Some(total) = page.total {
+        response
+            .headers_mut()
+            .insert("x-total-count", HeaderValue::from(total));
+    }
     Ok(response)
+}
+
+/// The window and buckets of the overview.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OverviewQuery {
+    /// Hours back from now (default 24, at most 720).
+    #[param(minimum = 1, maximum = 720)]
+    hours: Option<i64>,
+    /// Bucket length in seconds (default 3600; 60 to 86400, and at most 500 buckets).
+    #[param(minimum = 60, maximum = 86400)]
+    bucket_secs: Option<i64>,
+}
+
+/// One bucket of the overview's series.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct OverviewBucket {
+    /// The bucket's start.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Jobs submitted in it.
+    pub submitted: i64,
+    /// Jobs that completed in it.
+    pub completed: i64,
+    /// Jobs that failed in it.
+    pub failed: i64,
+}
+
+/// The oldest pending job.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct OldestPending {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Seconds it has waited.
+    pub waiting_secs: i64,
+}
+
+/// The queue at a glance.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct OverviewView {
+    /// Jobs per status (every status, 0 included).
+    #[schema(value_type = Object)]
+    pub counts: serde_json::Map<String, Value>,
+    /// All jobs the caller may see.
+    pub total: i64,
+    pub oldest_pending: Option<OldestPending>,
+    /// The start of the first bucket.
+    pub from: chrono::DateTime<chrono::Utc>,
+    pub bucket_secs: i64,
+    /// Oldest bucket first; the last one holds now.
+    pub series: Vec<OverviewBucket>,
+}
+
+/// The queue overview of the jobs the caller may see: counts per status, the oldest pending
+/// job, and jobs submitted, completed and failed per bucket (counted by the database).
+#[utoipa::path(
+    get, path = "/api/v1/jobs/overview", tag = "jobs",
+    params(OverviewQuery),
+    responses((status = 200, description = "The overview", body = OverviewView)),
+)]
+async fn overview(
+    State(state): State<AppState>,
+    caller: Authorized<JobsRead>,
+    Query(q): Query<OverviewQuery>,
+) -> Result<axum::Json<OverviewView>, ApiError> {
+    let hours = q.hours.unwrap_or(24);
+    if !(1..=720).contains(&hours) {
+        return Err(query_error(
+            "hours",
+            "less_than_equal",
+            "Input should be from 1 to 720",
+        ));
+    }
+    let bucket_secs = q.bucket_secs.unwrap_or(3600);
+    if !(60..=86_400).contains(&bucket_secs) {
+        return Err(query_error(
+            "bucket_secs",
+            "less_than_equal",
+            "Input should be from 60 to 86400",
+        ));
+    }
+    if hours * 3600 / bucket_secs > 500 {
+        return Err(query_error(
+            "bucket_secs",
+            "value_error",
+            "At most 500 buckets: use longer buckets or fewer hours",
+        ));
+    }
+    let o = jobs::overview(&state, &caller.user, hours, bucket_secs).await?;
+    let now = state.clock.now();
+    Ok(axum::Json(OverviewView {
+        total: o.counts.iter().map(|(_, n)| n).sum(),
+        counts: o
+            .counts
+            .iter()
+            .map(|(s, n)| (s.as_str().to_owned(), Value::from(*n)))
+            .collect(),
+        oldest_pending: o.oldest_pending.map(|j| OldestPending {
+            id: j.id,
+            waiting_secs: (now - j.created_at).num_seconds().max(0),
+            name: j.name,
+            created_at: j.created_at,
+        }),
+        from: o.from,
+        bucket_secs: o.bucket_secs,
+        series: o
+            .series
+            .into_iter()
+            .map(|(at, submitted, completed, failed)| OverviewBucket {
+                at,
+                submitted,
+                completed,
+                failed,
+            })
+            .collect(),
+    }))
 }
 
 /// `GET /api/v1/jobs/`: the original's path, the same operation as `GET /api/v1/jobs`.

@@ -435,30 +435,184 @@ pub async fn find_visible(
         .ok_or(JobError::NotFound)
 }
 
-/// The jobs `user` may see, newest first, optionally of one status; `after` (keyset
-/// pagination) starts after that job, which must be one the user may see
-/// ([`JobError::NotFound`] otherwise).
+pub use crate::store::jobs::SortField;
+
+/// Which jobs a list shows, as a client asks (every field optional).
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
+    pub status: Option<JobStatus>,
+    /// Keyset pagination: the id of the last job of the previous page (default order only).
+    pub after: Option<uuid::Uuid>,
+    pub skip: i64,
+    pub limit: i64,
+    /// Text found anywhere in the title, case-insensitively.
+    pub search: Option<String>,
+    /// The owner's username (for a user who sees only their own jobs, another name finds none).
+    pub owner: Option<String>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+    pub sort: SortField,
+    pub ascending: bool,
+    /// Count every matching job too (one more query).
+    pub with_total: bool,
+}
+
+/// A page of jobs.
+#[derive(Debug, Clone, Default)]
+pub struct JobPage {
+    pub rows: Vec<JobRow>,
+    /// Every job matching the request, when asked for.
+    pub total: Option<i64>,
+    /// The usernames of the page's owners (for callers who see other people's jobs).
+    pub owner_names: std::collections::HashMap<uuid::Uuid, String>,
+}
+
+/// Why a list request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// `after` is not a job of the list.
+    #[error("after must be the id of a job in the list")]
+    UnknownAfter,
+    /// `after` with an order other than the default.
+    #[error("after (keyset pagination) follows the default order only")]
+    AfterWithSort,
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The jobs `user` may see (`auth::policy`), filtered, ordered and paged as `request` asks;
+/// newest first by default.
 pub async fn list(
     state: &crate::state::AppState,
     user: &User,
-    status: Option<JobStatus>,
-    after: Option<uuid::Uuid>,
-    skip: i64,
-    limit: i64,
-) -> Result<Vec<JobRow>, JobError> {
-    let after = match after {
-        Some(id) => {
-            let job = find_visible(state, user, &id.to_string()).await?;
-            Some((job.created_at, job.id))
-        }
+    request: &ListRequest,
+) -> Result<JobPage, ListError> {
+    let default_order = request.sort == SortField::CreatedAt && !request.ascending;
+    let after = match request.after {
+        Some(_) if !default_order => return Err(ListError::AfterWithSort),
+        Some(id) => match find_visible(state, user, &id.to_string()).await {
+            Ok(job) => Some((job.created_at, job.id)),
+            Err(JobError::Store(e)) => return Err(e.into()),
+            Err(_) => return Err(ListError::UnknownAfter),
+        },
         None => None,
     };
+    let mut owner = crate::auth::policy::owner_filter(user);
+    if let Some(name) = request.owner.as_deref() {
+        let requested = match crate::auth::accounts::username_key(name) {
+            Some(key) => crate::store::users::find_by_username_key(&state.db, &key, name)
+                .await?
+                .map(|u| u.id),
+            None => None,
+        };
+        match (requested, owner) {
+            (Some(id), None) => owner = Some(id),
+            (Some(id), Some(own)) if id == own => {}
+            // Nobody by that name, or someone whose jobs the caller does not see.
+            _ => return Ok(JobPage::default()),
+        }
+    }
+    let like = request
+        .search
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(crate::store::jobs::like_pattern);
     let filter = crate::store::jobs::ListFilter {
-        status: status.map(JobStatus::as_str),
-        owner: crate::auth::policy::owner_filter(user),
+        status: request.status.map(JobStatus::as_str),
+        owner,
         after,
+        title_like: like.as_deref(),
+        created_from: request.created_from,
+        created_to: request.created_to,
+        sort: request.sort,
+        ascending: request.ascending,
     };
-    Ok(crate::store::jobs::list(&state.db, filter, skip, limit).await?)
+    let rows = crate::store::jobs::list(&state.db, filter, request.skip, request.limit).await?;
+    let total = if request.with_total {
+        Some(crate::store::jobs::count(&state.db, filter).await?)
+    } else {
+        None
+    };
+    let mut owner_names = std::collections::HashMap::new();
+    if crate::auth::policy::owner_filter(user).is_none() {
+        let mut ids: Vec<uuid::Uuid> = rows.iter().filter_map(|j| j.owner_id).collect();
+        ids.sort();
+        ids.dedup();
+        owner_names.extend(crate::store::users::usernames(&state.db, &ids).await?);
+    }
+    Ok(JobPage {
+        rows,
+        total,
+        owner_names,
+    })
+}
+
+/// The queue at a glance: jobs per status, the oldest pending job, and per bucket of the
+/// window the jobs submitted, completed and failed — counted by the database.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    /// Every status with its count (0 included), in [`JobStatus::ALL`] order.
+    pub counts: Vec<(JobStatus, i64)>,
+    pub oldest_pending: Option<JobRow>,
+    /// The start of the first bucket.
+    pub from: DateTime<Utc>,
+    pub bucket_secs: i64,
+    /// One entry per bucket from `from`: `(start, submitted, completed, failed)`.
+    pub series: Vec<(DateTime<Utc>, i64, i64, i64)>,
+}
+
+/// The overview of the jobs `user` may see, over the last `hours` hours in buckets of
+/// `bucket_secs` seconds (the window starts at a bucket boundary).
+pub async fn overview(
+    state: &crate::state::AppState,
+    user: &User,
+    hours: i64,
+    bucket_secs: i64,
+) -> Result<Overview, crate::store::StoreError> {
+    use crate::store::jobs::{self as store, SeriesTime};
+    let owner = crate::auth::policy::owner_filter(user);
+    let counted = store::count_by_status(&state.db, owner).await?;
+    let counts = JobStatus::ALL
+        .into_iter()
+        .map(|status| {
+            let n = counted
+                .iter()
+                .find(|(s, _)| s == status.as_str())
+                .map_or(0, |(_, n)| *n);
+            (status, n)
+        })
+        .collect();
+    let oldest_pending = store::oldest_pending(&state.db, owner).await?;
+    let now = state.clock.now().timestamp();
+    let buckets = (hours * 3600 / bucket_secs).max(1);
+    let first = (now / bucket_secs - buckets + 1) * bucket_secs;
+    let from = DateTime::from_timestamp(first, 0).unwrap_or_default();
+    let submitted = store::series(&state.db, SeriesTime::Created, owner, from, bucket_secs).await?;
+    let finished = store::series(&state.db, SeriesTime::Finished, owner, from, bucket_secs).await?;
+    let series = (0..buckets)
+        .map(|i| {
+            let bucket = first / bucket_secs + i;
+            let sum = |rows: &[(i64, String, i64)], status: Option<&str>| {
+                rows.iter()
+                    .filter(|(b, s, _)| *b == bucket && status.is_none_or(|st| st == s))
+                    .map(|(_, _, n)| n)
+                    .sum::<i64>()
+            };
+            (
+                DateTime::from_timestamp(bucket * bucket_secs, 0).unwrap_or_default(),
+                sum(&submitted, None),
+                sum(&finished, Some("completed")),
+                sum(&finished, Some("failed")),
+            )
+        })
+        .collect();
+    Ok(Overview {
+        counts,
+        oldest_pending,
+        from,
+        bucket_secs,
+        series,
+    })
 }
 
 /// Submits a job owned by `user`; `job_created` goes on the bus.

@@ -88,7 +88,14 @@ pub struct EventFilter {
     /// Only events of this owner (users who are not moderators).
     pub owner_id: Option<Uuid>,
     pub after_id: i64,
+    /// Leave out the activity of running jobs ([`ACTIVITY_EVENTS`]: output and heartbeats), so
+    /// that a job's history is its changes of state however long it ran.
+    pub lifecycle_only: bool,
 }
+
+/// The events a running job emits continually (`job_output` per batch of lines, `job_progress`
+/// per heartbeat), as opposed to its changes of state.
+pub const ACTIVITY_EVENTS: [&str; 2] = ["job_output", "job_progress"];
 
 /// Which way [`events_sql`] reads the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +132,9 @@ pub fn events_sql(f: &EventFilter, direction: Direction) -> String {
         if present {
             conditions.push(format!("{column} = {}", param()));
         }
+    }
+    if f.lifecycle_only {
+        conditions.push("event NOT IN ('job_output', 'job_progress')".to_owned());
     }
     let mut sql = select_events!("").to_owned();
     if !conditions.is_empty() {

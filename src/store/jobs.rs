@@ -204,20 +204,68 @@ pub const LEASED_BY_SQLITE: &str = select_jobs!(
      WHERE lease_owner = $1 AND lease_owner IS NOT NULL AND status = 'running'"
 );
 
-/// Which jobs a list reads: one status, one owner, and (keyset pagination) only those after a
-/// job in the list's order.
+/// What a job list is ordered by (ties broken by id in the same direction, so pages are stable).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortField {
+    /// Submission time (the default, and the only order keyset pages follow).
+    #[default]
+    CreatedAt,
+    UpdatedAt,
+    Priority,
+    /// The title (`name`), compared as stored.
+    Title,
+    Status,
+}
+
+impl SortField {
+    fn column(self) -> &'static str {
+        match self {
+            SortField::CreatedAt => "created_at",
+            SortField::UpdatedAt => "updated_at",
+            SortField::Priority => "priority",
+            SortField::Title => "name",
+            SortField::Status => "status",
+        }
+    }
+}
+
+/// Which jobs a list reads: one status, one owner, a title search, a submission window, and
+/// (keyset pagination, default order only) only those after a job in the list's order.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ListFilter<'a> {
     pub status: Option<&'a str>,
     pub owner: Option<Uuid>,
     /// The `(created_at, id)` of the last job of the previous page.
     pub after: Option<(DateTime<Utc>, Uuid)>,
+    /// A `LIKE` pattern matched against the lower-cased title ([`like_pattern`] builds it).
+    pub title_like: Option<&'a str>,
+    /// Submitted at or after.
+    pub created_from: Option<DateTime<Utc>>,
+    /// Submitted before.
+    pub created_to: Option<DateTime<Utc>>,
+    pub sort: SortField,
+    /// Ascending instead of the default descending order.
+    pub ascending: bool,
 }
 
-/// The SQL of [`list`] for `filter`: only the conditions that apply, so that each combination
-/// has an index in the list's order (`jobs_page`, `jobs_owner_page`, `jobs_status_page`) and a
-/// keyset page reads its own rows only. Placeholders in the order [`list`] binds them.
-pub fn list_sql(filter: &ListFilter<'_>) -> String {
+/// The `LIKE` pattern (escape character `\`) that finds `text` anywhere in a lower-cased title:
+/// `%`, `_` and `\` of the text match themselves.
+pub fn like_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// The `WHERE` conditions of `filter` from placeholder `$1` on, and the next placeholder
+/// number. The order of the placeholders is the order [`bind_filter`] binds them in.
+fn filter_conditions(filter: &ListFilter<'_>) -> (Vec<String>, usize) {
     let mut conditions = Vec::new();
     let mut n = 0;
     let mut next = || {
@@ -230,6 +278,27 @@ pub fn list_sql(filter: &ListFilter<'_>) -> String {
     if filter.owner.is_some() {
         conditions.push(format!("owner_id = ${}", next()));
     }
+    if filter.title_like.is_some() {
+        conditions.push(format!("LOWER(name) LIKE ${} ESCAPE '\\'", next()));
+    }
+    if filter.created_from.is_some() {
+        conditions.push(format!("created_at >= ${}", next()));
+    }
+    if filter.created_to.is_some() {
+        conditions.push(format!("created_at < ${}", next()));
+    }
+    (conditions, n)
+}
+
+/// The SQL of [`list`] for `filter`: only the conditions that apply, so that each combination
+/// has an index in the list's order (`jobs_page`, `jobs_owner_page`, `jobs_status_page`) and a
+/// keyset page reads its own rows only. Placeholders in the order [`list`] binds them.
+pub fn list_sql(filter: &ListFilter<'_>) -> String {
+    let (mut conditions, mut n) = filter_conditions(filter);
+    let mut next = || {
+        n += 1;
+        n
+    };
     if filter.after.is_some() {
         let (at, id) = (next(), next());
         conditions.push(format!("(created_at, id) < (${at}, ${id})"));
@@ -241,13 +310,46 @@ pub fn list_sql(filter: &ListFilter<'_>) -> String {
         sql.push_str("WHERE ");
         sql.push_str(&conditions.join(" AND "));
     }
-    sql.push_str(&format!(
-        " ORDER BY created_at DESC, id DESC LIMIT ${limit} OFFSET ${offset}"
-    ));
+    let direction = if filter.ascending { "ASC" } else { "DESC" };
+    let column = filter.sort.column();
+    if filter.sort == SortField::CreatedAt {
+        sql.push_str(&format!(
+            " ORDER BY created_at {direction}, id {direction} LIMIT ${limit} OFFSET ${offset}"
+        ));
+    } else {
+        sql.push_str(&format!(
+            " ORDER BY {column} {direction}, created_at {direction}, id {direction} LIMIT ${limit} OFFSET ${offset}"
+        ));
+    }
     sql
 }
 
-/// Newest first (ties broken by id, so pages are stable), `limit` jobs after skipping `skip`.
+/// Binds the values of [`filter_conditions`].
+macro_rules! bind_filter {
+    ($query:expr, $filter:expr) => {{
+        let mut query = $query;
+        let filter = $filter;
+        if let Some(status) = filter.status {
+            query = query.bind(status);
+        }
+        if let Some(owner) = filter.owner {
+            query = query.bind(owner);
+        }
+        if let Some(like) = filter.title_like {
+            query = query.bind(like);
+        }
+        if let Some(from) = filter.created_from {
+            query = query.bind(from);
+        }
+        if let Some(to) = filter.created_to {
+            query = query.bind(to);
+        }
+        query
+    }};
+}
+
+/// Newest first (ties broken by id, so pages are stable) unless `filter` sorts otherwise,
+/// `limit` jobs after skipping `skip`.
 pub async fn list(
     db: &Db,
     filter: ListFilter<'_>,
@@ -257,17 +359,115 @@ pub async fn list(
     let sql = list_sql(&filter);
     let rows = on_pool!(db, pool => {
         // Built from this module's own fragments only; every value is bound.
-        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
-        if let Some(status) = filter.status {
-            query = query.bind(status);
-        }
-        if let Some(owner) = filter.owner {
-            query = query.bind(owner);
-        }
+        let mut query = bind_filter!(sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())), &filter);
         if let Some((at, id)) = filter.after {
             query = query.bind(at).bind(id);
         }
         query.bind(limit).bind(skip).fetch_all(pool).await
+    })?;
+    Ok(rows)
+}
+
+/// How many jobs match `filter` (its paging and order ignored).
+pub async fn count(db: &Db, filter: ListFilter<'_>) -> StoreResult<i64> {
+    let (conditions, _) = filter_conditions(&filter);
+    let mut sql = String::from("SELECT COUNT(*) FROM jobs");
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    let n: i64 = on_pool!(db, pool => {
+        // Built from this module's own fragments only; every value is bound.
+        bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone())), &filter)
+            .fetch_one(pool)
+            .await
+    })?;
+    Ok(n)
+}
+
+/// Jobs per status (of one owner, when given): `(status, count)`, statuses without jobs left out.
+pub async fn count_by_status(db: &Db, owner: Option<Uuid>) -> StoreResult<Vec<(String, i64)>> {
+    let rows = on_pool!(db, pool => match owner {
+        Some(owner) => sqlx::query_as(
+            "SELECT status, COUNT(*) FROM jobs WHERE owner_id = $1 GROUP BY status",
+        )
+        .bind(owner)
+        .fetch_all(pool)
+        .await,
+        None => sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+            .fetch_all(pool)
+            .await,
+    })?;
+    Ok(rows)
+}
+
+/// The pending job submitted first (of one owner, when given): the head of the backlog's age.
+pub async fn oldest_pending(db: &Db, owner: Option<Uuid>) -> StoreResult<Option<JobRow>> {
+    let row = on_pool!(db, pool => match owner {
+        Some(owner) => sqlx::query_as(select_jobs!(
+            "WHERE status = 'pending' AND owner_id = $1 ORDER BY created_at, id LIMIT 1"
+        ))
+        .bind(owner)
+        .fetch_optional(pool)
+        .await,
+        None => sqlx::query_as(select_jobs!(
+            "WHERE status = 'pending' ORDER BY created_at, id LIMIT 1"
+        ))
+        .fetch_optional(pool)
+        .await,
+    })?;
+    Ok(row)
+}
+
+/// Which time a series counts jobs by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesTime {
+    /// Submissions, by `created_at`.
+    Created,
+    /// Completions and failures, by `completed_at`.
+    Finished,
+}
+
+/// Jobs per `bucket_secs`-long bucket (bucket = seconds since the epoch / `bucket_secs`) and
+/// status since `from`, of one owner when given: `(bucket, status, count)`. Counted by the
+/// database (index `jobs_page` for submissions, `jobs_finished` for completions).
+pub async fn series(
+    db: &Db,
+    time: SeriesTime,
+    owner: Option<Uuid>,
+    from: DateTime<Utc>,
+    bucket_secs: i64,
+) -> StoreResult<Vec<(i64, String, i64)>> {
+    let column = match time {
+        SeriesTime::Created => "created_at",
+        SeriesTime::Finished => "completed_at",
+    };
+    let bucket = match db {
+        Db::Sqlite(_) => format!("CAST(strftime('%s', {column}) AS INTEGER) / $2"),
+        Db::Postgres(_) => format!("CAST(FLOOR(EXTRACT(EPOCH FROM {column}) / $2) AS BIGINT)"),
+    };
+    let statuses = match time {
+        SeriesTime::Created => "",
+        SeriesTime::Finished => " AND status IN ('completed', 'failed')",
+    };
+    let owner_condition = if owner.is_some() {
+        " AND owner_id = $3"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {bucket} AS bucket, status, COUNT(*) FROM jobs \
+         WHERE {column} >= $1{statuses}{owner_condition} GROUP BY 1, 2 ORDER BY 1, 2"
+    );
+    let rows = on_pool!(db, pool => {
+        // Built from this function's own fragments only; every value is bound.
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(from)
+            .bind(bucket_secs);
+        if let Some(owner) = owner {
+            query = query.bind(owner);
+        }
+        query.fetch_all(pool).await
     })?;
     Ok(rows)
 }

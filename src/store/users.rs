@@ -320,3 +320,20 @@ pub async fn bump_token_generation(db: &Db, id: Uuid) -> StoreResult<i64> {
     .await)?;
     generation.ok_or(StoreError::NotFound)
 }
+
+/// The names of the users `ids` (those that exist): `(id, username)`.
+pub async fn usernames(db: &Db, ids: &[Uuid]) -> StoreResult<Vec<(Uuid, String)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = on_pool!(db, pool => {
+        let mut q = sqlx::QueryBuilder::new("SELECT id, username FROM users WHERE id IN (");
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        list.push_unseparated(")");
+        q.build_query_as().fetch_all(pool).await
+    })?;
+    Ok(rows)
+}

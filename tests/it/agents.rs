@@ -667,6 +667,24 @@ async fn progress_and_output_reach_the_owner_live_and_no_one_else(backend: Backe
         mine.contains("job_progress") && mine.contains("secret build log"),
         "{mine}"
     );
+    let res = app
+        .get_with_token(
+            &format!("/api/v1/orchestrator/events?task_id={id}&lifecycle=true"),
+            &token,
+        )
+        .await;
+    let history = json(res).await;
+    let names: Vec<&str> = history["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["job_created", "job_claimed"],
+        "a job's history without its activity, oldest first"
+    );
     let theirs = events(eve.clone()).await.to_string();
     assert!(
         !theirs.contains("job_progress") && !theirs.contains("secret build log"),

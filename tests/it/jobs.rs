@@ -486,6 +486,7 @@ async fn every_list_query_reads_an_index_in_order() {
                     status,
                     owner,
                     after,
+                    ..Default::default()
                 };
                 let sql = format!("EXPLAIN QUERY PLAN {}", list_sql(&filter));
                 let mut query =
@@ -578,6 +579,7 @@ async fn every_list_query_reads_an_index_in_order() {
                 run_id: None,
                 owner_id: owner,
                 after_id: 0,
+                lifecycle_only: false,
             };
             let sql = format!("EXPLAIN QUERY PLAN {}", events_sql(&filter, direction));
             let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(sql));
@@ -650,6 +652,7 @@ async fn postgres_reads_every_hot_query_from_an_index_in_order() {
                     status,
                     owner,
                     after,
+                    ..Default::default()
                 };
                 let sql = format!("EXPLAIN {}", list_sql(&filter));
                 let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
@@ -719,6 +722,7 @@ async fn postgres_reads_every_hot_query_from_an_index_in_order() {
                 run_id: None,
                 owner_id: owner,
                 after_id: 0,
+                lifecycle_only: false,
             };
             let sql = format!("EXPLAIN {}", events_sql(&filter, direction));
             let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
@@ -750,6 +754,243 @@ async fn postgres_reads_every_hot_query_from_an_index_in_order() {
     }
 }
 
+/// The names of a job list answer, in order.
+async fn titles(app: &TestApp, token: &str, query: &str) -> (Vec<String>, Option<String>) {
+    let res = req(app, Method::GET, &format!("/api/v1/jobs{query}"), token)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(res.status(), 200, "{query}");
+    let total = res
+        .headers()
+        .get("x-total-count")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    let list = json(res).await;
+    let names = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|j| j["name"].as_str().expect("name").to_owned())
+        .collect();
+    (names, total)
+}
+
+async fn lists_are_searched_sorted_filtered_and_counted(backend: Backend) {
+    let Some((app, ann, bob, m)) = setup(backend).await else {
+        return;
+    };
+    for (title, priority) in [
+        ("Nightly build", 1),
+        ("nightly_tests 100%", 5),
+        ("Deploy", 3),
+    ] {
+        create(&app, &ann, json!({"title": title, "priority": priority})).await;
+        app.clock.advance(chrono::Duration::seconds(10));
+    }
+    let middle = kyros::clock::Clock::now(&*app.clock) - chrono::Duration::seconds(15);
+    create(&app, &bob, json!({"title": "bob's nightly"})).await;
+
+    // Search: anywhere in the title, any case; % and _ are themselves.
+    assert_eq!(
+        titles(&app, &ann, "?q=NIGHTLY&total=true").await,
+        (
+            vec!["nightly_tests 100%".to_owned(), "Nightly build".to_owned()],
+            Some("2".to_owned())
+        )
+    );
+    assert_eq!(
+        titles(&app, &ann, "?q=100%25").await.0,
+        ["nightly_tests 100%"]
+    );
+    assert_eq!(titles(&app, &ann, "?q=y_t").await.0, ["nightly_tests 100%"]);
+    assert!(
+        titles(&app, &ann, "?q=y%25t").await.0.is_empty(),
+        "% is not a wildcard"
+    );
+    // A user sees only their own; a moderator everybody's, by owner, with owner names.
+    assert_eq!(
+        titles(&app, &m, "?q=nightly&total=true").await.1,
+        Some("3".to_owned())
+    );
+    assert_eq!(titles(&app, &m, "?owner=bob").await.0, ["bob's nightly"]);
+    assert!(
+        titles(&app, &ann, "?owner=bob").await.0.is_empty(),
+        "not ann's to see"
+    );
+    assert!(titles(&app, &m, "?owner=nobody").await.0.is_empty());
+    let res = req(&app, Method::GET, "/api/v1/jobs?owner=ANN", &m)
+        .send()
+        .await
+        .expect("list");
+    let list = json(res).await;
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(3),
+        "usernames compare as at login"
+    );
+    assert!(
+        list.as_array()
+            .expect("list")
+            .iter()
+            .all(|j| j["owner_name"] == "ann")
+    );
+    let res = req(&app, Method::GET, "/api/v1/jobs", &ann)
+        .send()
+        .await
+        .expect("list");
+    assert!(
+        json(res).await[0].get("owner_name").is_none(),
+        "a user's own list names nobody"
+    );
+    // Sorting.
+    assert_eq!(
+        titles(&app, &ann, "?sort=priority").await.0,
+        ["nightly_tests 100%", "Deploy", "Nightly build"]
+    );
+    assert_eq!(
+        titles(&app, &ann, "?sort=title&order=asc").await.0,
+        ["Deploy", "Nightly build", "nightly_tests 100%"]
+    );
+    assert_eq!(
+        titles(&app, &ann, "?order=asc").await.0,
+        ["Nightly build", "nightly_tests 100%", "Deploy"]
+    );
+    // Submission window.
+    let from = middle.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    assert_eq!(
+        titles(
+            &app,
+            &ann,
+            &format!("?created_from={}", from.replace('+', "%2B"))
+        )
+        .await
+        .0,
+        ["Deploy"]
+    );
+    assert_eq!(
+        titles(
+            &app,
+            &ann,
+            &format!("?created_to={}&sort=title", from.replace('+', "%2B"))
+        )
+        .await
+        .0,
+        ["nightly_tests 100%", "Nightly build"]
+    );
+    // Keyset pages follow the default order only; bad values are 422s.
+    let first = titles(&app, &ann, "?limit=1").await;
+    assert_eq!(first.0.len(), 1);
+    for bad in [
+        format!("?sort=priority&after={}", uuid::Uuid::new_v4()),
+        "?sort=owner".to_owned(),
+        "?order=up".to_owned(),
+        format!("?q={}", "x".repeat(256)),
+        "?created_from=yesterday".to_owned(),
+    ] {
+        let res = req(&app, Method::GET, &format!("/api/v1/jobs{bad}"), &ann)
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(res.status(), 422, "{bad}");
+    }
+}
+
+async fn the_overview_counts_in_the_database(backend: Backend) {
+    let Some((app, ann, _, _)) = setup(backend).await else {
+        return;
+    };
+    let empty = req(&app, Method::GET, "/api/v1/jobs/overview", &ann)
+        .send()
+        .await
+        .expect("overview");
+    assert_eq!(empty.status(), 200);
+    let empty = json(empty).await;
+    assert_eq!(empty["total"], 0);
+    assert!(empty["oldest_pending"].is_null());
+    assert_eq!(empty["series"].as_array().map(Vec::len), Some(24));
+    assert_eq!(empty["counts"]["pending"], 0);
+
+    let old = create(&app, &ann, json!({"title": "waiting longest"})).await;
+    app.clock.advance(chrono::Duration::hours(2));
+    let (ann, bob, m) = (
+        app.token("ann", PW).await,
+        app.token("bob", PW).await,
+        app.token("mod", PW).await,
+    );
+    let done = create(&app, &ann, json!({"title": "done"})).await;
+    let failed = create(&app, &ann, json!({"title": "failed"})).await;
+    create(&app, &bob, json!({"title": "bob's"})).await;
+    for (job, to) in [(&done, "completed"), (&failed, "failed")] {
+        let id = job["id"].as_str().expect("id");
+        assert_eq!(status(&app, &ann, id, "running").await.status(), 200);
+        assert_eq!(status(&app, &ann, id, to).await.status(), 200);
+    }
+    app.clock.advance(chrono::Duration::minutes(1));
+    let res = req(&app, Method::GET, "/api/v1/jobs/overview?hours=6", &ann)
+        .send()
+        .await
+        .expect("overview");
+    let o = json(res).await;
+    assert_eq!(o["total"], 3, "ann's jobs only: {o}");
+    assert_eq!(o["counts"]["pending"], 1);
+    assert_eq!(o["counts"]["completed"], 1);
+    assert_eq!(o["counts"]["failed"], 1);
+    assert_eq!(o["counts"]["cancelled"], 0);
+    assert_eq!(o["oldest_pending"]["id"], old["id"]);
+    assert!(
+        o["oldest_pending"]["waiting_secs"]
+            .as_i64()
+            .is_some_and(|s| s >= 7200)
+    );
+    let series = o["series"].as_array().expect("series");
+    assert_eq!(series.len(), 6);
+    let sum = |field: &str| {
+        series
+            .iter()
+            .map(|b| b[field].as_i64().expect("n"))
+            .sum::<i64>()
+    };
+    assert_eq!(
+        (sum("submitted"), sum("completed"), sum("failed")),
+        (3, 1, 1)
+    );
+    assert!(
+        series.windows(2).all(|w| {
+            let at = |b: &Value| {
+                chrono::DateTime::parse_from_rfc3339(b["at"].as_str().expect("at")).expect("time")
+            };
+            (at(&w[1]) - at(&w[0])).num_seconds() == 3600
+        }),
+        "hourly buckets, oldest first"
+    );
+    let res = req(&app, Method::GET, "/api/v1/jobs/overview", &m)
+        .send()
+        .await
+        .expect("overview");
+    assert_eq!(
+        json(res).await["total"],
+        4,
+        "a moderator counts everybody's"
+    );
+    for bad in [
+        "?hours=0",
+        "?hours=721",
+        "?bucket_secs=59",
+        "?hours=720&bucket_secs=60",
+    ] {
+        let res = req(
+            &app,
+            Method::GET,
+            &format!("/api/v1/jobs/overview{bad}"),
+            &ann,
+        )
+        .send()
+        .await
+        .expect("overview");
+        assert_eq!(res.status(), 422, "{bad}");
+    }
+}
+
 backend_tests!(
     keyset_pages_follow_the_link,
     the_lifecycle_follows_the_state_machine,
@@ -757,4 +998,6 @@ backend_tests!(
     users_see_their_own_jobs_and_moderators_all,
     lists_are_ordered_filtered_paged_and_conditional,
     if_match_guards_updates,
+    lists_are_searched_sorted_filtered_and_counted,
+    the_overview_counts_in_the_database,
 );

@@ -1582,7 +1582,7 @@ class JobDetailPage extends Page {
     try {
       const [job, history] = await Promise.all([
         this.api(`/api/v1/jobs/${encodeURIComponent(this.id)}`),
-        this.api(`/api/v1/orchestrator/events?task_id=${encodeURIComponent(this.id)}`).catch((err) => {
+        this.api(`/api/v1/orchestrator/events?lifecycle=true&task_id=${encodeURIComponent(this.id)}`).catch((err) => {
           if (err?.name === 'AbortError') throw err;
           return { events: [], error: err };
         }),
