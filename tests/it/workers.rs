@@ -1,4 +1,5 @@
-//! `kyros agent`, the real binary, against the service on both engines: it claims a job, runs a
+//! `kyros agent`, the real binary, against the service on both engines (in this process, or
+//! `kyros serve` for the restart): it claims a job, runs a
 //! shell command, streams its output (through `GET …/output` and the WebSocket, in order),
 //! completes with the exit status or fails with it; a cancelled job's command is killed; an agent
 //! stopped with SIGTERM releases its job to another agent; an agent whose service restarts
@@ -8,8 +9,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::common::processes::free_port;
 use crate::common::ws::{Ws, connect, next_json};
-use crate::common::{Backend, TestApp, json};
+use crate::common::{Backend, PgDatabase, TestApp, json, random_secret};
 use futures_util::SinkExt;
 use kyros::model::Role;
 use serde_json::{Value, json};
@@ -27,12 +29,23 @@ struct AgentProcess {
 
 impl AgentProcess {
     fn start(app: &TestApp, key: &str, name: &str, extra: &[&str], command: &[&str]) -> Self {
-        let log = app.data_dir.path().join(format!("agent-{name}.log"));
+        Self::spawn(&app.base, app.data_dir.path(), key, name, extra, command)
+    }
+
+    fn spawn(
+        base: &str,
+        dir: &Path,
+        key: &str,
+        name: &str,
+        extra: &[&str],
+        command: &[&str],
+    ) -> Self {
+        let log = dir.join(format!("agent-{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let mut args = vec![
             "agent",
             "--server",
-            &app.base,
+            base,
             "--name",
             name,
             "--poll-secs",
@@ -49,7 +62,7 @@ impl AgentProcess {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KYROS_AGENT_KEY", key)
             .env("LOG_LEVEL", "debug")
-            .current_dir(app.data_dir.path())
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
@@ -470,45 +483,219 @@ async fn a_stopping_agent_releases_its_job_to_another(backend: Backend) {
     );
 }
 
+/// `kyros serve`, the real binary, on one data directory (and PostgreSQL database), restartable
+/// on the same port.
+struct Served {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    pg: Option<PgDatabase>,
+    secret: String,
+    port: u16,
+    base: String,
+}
+
+const ADMIN: &str = "serve-admin";
+
+impl Served {
+    async fn start(backend: Backend) -> Option<Served> {
+        kyros::install_crypto_provider();
+        let pg = match backend {
+            Backend::Postgres => Some(PgDatabase::create().await?),
+            Backend::Sqlite => None,
+        };
+        let port = free_port();
+        let mut served = Served {
+            child: None,
+            dir: tempfile::tempdir().expect("dir"),
+            pg,
+            secret: random_secret(),
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        served.up().await;
+        Some(served)
+    }
+
+    async fn up(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kyros"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("KYROS_DATA_DIR", self.dir.path())
+            .env("KYROS_BIND", format!("127.0.0.1:{}", self.port))
+            .env("SECRET_KEY", &self.secret)
+            .env("LOG_LEVEL", "WARNING")
+            .env("FIRST_SUPERUSER", ADMIN)
+            .env("FIRST_SUPERUSER_EMAIL", "serve-admin@example.org")
+            .env("FIRST_SUPERUSER_PASSWORD", PW)
+            .env("RATE_LIMIT_REQUESTS", "1000000")
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(pg) = &self.pg {
+            cmd.env("DATABASE_URL", &pg.url);
+        }
+        self.child = Some(cmd.spawn().expect("spawn kyros serve"));
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Ok(r) = client.get(format!("{}/health", self.base)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "kyros serve did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, and wait for the exit.
+    async fn down(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while child.try_wait().expect("wait").is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "kyros serve did not stop"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let res = request.send().await.expect("call");
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        res.json().await.expect("json")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 async fn an_agent_survives_a_restart_of_the_service(backend: Backend) {
-    let Some((app, token, key)) = setup(backend).await else {
+    let Some(mut served) = Served::start(backend).await else {
         return;
     };
-    let id = submit(&app, &token, json!({"title": "across a restart"})).await;
-    let go = app.data_dir.path().join("go");
+    let login = reqwest::Client::new()
+        .post(format!("{}/auth/login", served.base))
+        .json(&json!({"username": ADMIN, "password": PW}))
+        .send()
+        .await
+        .expect("login");
+    let token = login.json::<Value>().await.expect("json")["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let key = served
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/api-keys",
+            &token,
+            Some(json!({"name": "steady", "scopes": ["jobs:claim"]})),
+        )
+        .await["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let id = served
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/jobs",
+            &token,
+            Some(json!({"title": "across a restart"})),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let go = served.dir.path().join("go");
     let script = format!(
         "echo before; while [ ! -e {go} ]; do sleep 0.1; done; echo after",
         go = go.display()
     );
-    let agent = AgentProcess::start(&app, &key, "steady", &[], &["sh", "-c", &script]);
+    let agent = AgentProcess::spawn(
+        &served.base,
+        served.dir.path(),
+        &key,
+        "steady",
+        &[],
+        &["sh", "-c", &script],
+    );
+    let output_path = format!("/api/v1/jobs/{id}/output");
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while texts(&output(&app, &token, &id).await) != ["before"] {
+    while texts(
+        served
+            .call(reqwest::Method::GET, &output_path, &token, None)
+            .await["lines"]
+            .as_array()
+            .expect("lines"),
+    ) != ["before"]
+    {
         assert!(tokio::time::Instant::now() < deadline, "{}", agent.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let port: u16 = app
-        .base
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
-    let next = TestApp::builder(backend)
-        .var("RATE_LIMIT_REQUESTS", "1000000")
-        .var("SECRET_KEY", app.secret())
-        .sharing_storage_with(&app)
-        .port(port);
-    app.stop().await;
-    // The service is away while the command goes on: the agent keeps its output.
+    served.down().await;
+    // The service is away while the command goes on: the agent keeps its output and outcome.
     std::fs::write(&go, "").expect("go");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let app = next.start().await.expect("restarted");
-    let done = job_when(&app, &token, &id, &agent, |j| j["status"] == "completed").await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !agent.log().contains("the service is unavailable") {
+        assert!(tokio::time::Instant::now() < deadline, "{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    served.up().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let done = loop {
+        let job = served
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/jobs/{id}"),
+                &token,
+                None,
+            )
+            .await;
+        if job["status"] == "completed" {
+            break job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{job}\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(done["exit_code"], 0);
-    assert_eq!(texts(&output(&app, &token, &id).await), ["before", "after"]);
-    assert!(
-        agent.log().contains("the service is unavailable"),
-        "{}",
-        agent.log()
+    assert_eq!(done["attempts"], 0, "the same run, not a retry");
+    let lines = served
+        .call(reqwest::Method::GET, &output_path, &token, None)
+        .await;
+    assert_eq!(
+        texts(lines["lines"].as_array().expect("lines")),
+        ["before", "after"]
     );
 }
 
