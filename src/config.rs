@@ -152,6 +152,10 @@ pub struct RateLimitSettings {
     pub auth_window_secs: u64,
     /// Separate budget of anonymous addresses (requests, window, burst); `None`: the general one.
     pub anonymous: Option<(u32, u64, u32)>,
+    /// The budget of a person's browser session (the console): requests, window, burst. Larger
+    /// than the general one, so that clicking through the console never meets the limiter while
+    /// a script flooding with a stolen cookie still does.
+    pub session: (u32, u64, u32),
     pub fail_mode: RateLimitFailMode,
     pub strikes: u32,
     pub strike_window_secs: u64,
@@ -574,6 +578,11 @@ impl Settings {
                     vars.parse("KYROS_ANON_RATE_LIMIT_BURST", 0, "a whole number")?,
                 )),
             },
+            session: (
+                vars.positive("KYROS_SESSION_RATE_LIMIT_REQUESTS", 7200)?,
+                vars.positive("KYROS_SESSION_RATE_LIMIT_WINDOW", 3600)?,
+                vars.parse("KYROS_SESSION_RATE_LIMIT_BURST", 300, "a whole number")?,
+            ),
             fail_mode: match vars
                 .get("RATE_LIMIT_FAIL_MODE")
                 .map(str::to_ascii_lowercase)

@@ -294,6 +294,27 @@ pub const OPTIONS: &[OptionSpec] = &[
         "extra burst of the anonymous budget",
     ),
     opt(
+        "KYROS_SESSION_RATE_LIMIT_REQUESTS",
+        "rate_limit.session_requests",
+        "7200",
+        Reload,
+        "budget of a browser session (the console): requests per window",
+    ),
+    opt(
+        "KYROS_SESSION_RATE_LIMIT_WINDOW",
+        "rate_limit.session_window",
+        "3600",
+        Reload,
+        "window of the session budget in seconds",
+    ),
+    opt(
+        "KYROS_SESSION_RATE_LIMIT_BURST",
+        "rate_limit.session_burst",
+        "300",
+        Reload,
+        "extra burst of the session budget",
+    ),
+    opt(
         "RATE_LIMIT_FAIL_MODE",
         "rate_limit.fail_mode",
         "open",

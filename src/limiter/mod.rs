@@ -32,8 +32,10 @@ use crate::store::redis::Redis;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
-    /// Authenticated principals.
+    /// Authenticated principals (bearer tokens, API keys).
     General,
+    /// People's browser sessions (the console), by user.
+    Session,
     /// Requests without valid credentials, by address.
     Anonymous,
     /// Login-type endpoints, by address.
@@ -48,6 +50,7 @@ impl Policy {
     pub fn name(self) -> &'static str {
         match self {
             Policy::General => "general",
+            Policy::Session => "session",
             Policy::Anonymous => "anon",
             Policy::Auth => "auth",
             Policy::AuthAccount => "acct",
@@ -72,6 +75,7 @@ struct Policies {
     enabled: bool,
     fail_mode: RateLimitFailMode,
     general: Gcra,
+    session: Gcra,
     anonymous: Gcra,
     auth: Gcra,
     strikes: Gcra,
@@ -124,10 +128,12 @@ impl Policies {
             Some((requests, window, burst)) => Gcra::new(requests, window, burst),
             None => general,
         };
+        let (requests, window, burst) = rl.session;
         Policies {
             enabled: rl.enabled,
             fail_mode: rl.fail_mode,
             general,
+            session: Gcra::new(requests, window, burst),
             anonymous,
             auth: Gcra::new(rl.auth_requests, rl.auth_window_secs, 0),
             strikes: Gcra::new(rl.strikes, rl.strike_window_secs, 0),
@@ -188,6 +194,7 @@ impl Limiter {
             let p = self.policies.load();
             let g = match policy {
                 Policy::General | Policy::WebSocket => p.general,
+                Policy::Session => p.session,
                 Policy::Anonymous => p.anonymous,
                 Policy::Auth | Policy::AuthAccount => p.auth,
             };

@@ -1,7 +1,9 @@
-//! Rate limiting on the request path: every request is counted under its key — the API key or
-//! the authenticated user, else the trusted client address — by the limiter (`crate::limiter`);
-//! the login-type endpoints also under the stricter per-address budget. Every 401 and 429 is a
-//! strike (the adaptive penalty). Answers carry `RateLimit-*` headers; a 429 `Retry-After`.
+//! Rate limiting on the request path: every request is counted under its key — the API key, the
+//! authenticated user (a browser session under the larger session budget), else the trusted
+//! client address — by the limiter (`crate::limiter`); the login-type endpoints also under the
+//! stricter per-address budget. The console's fingerprinted assets are not counted. Every 401
+//! and 429 is a strike (the adaptive penalty). Answers carry `RateLimit-*` headers; a 429
+//! `Retry-After`.
 
 use std::net::IpAddr;
 
@@ -20,6 +22,9 @@ use crate::state::AppState;
 
 /// Paths never counted (the load balancer's liveness probe).
 const UNCOUNTED: &[&str] = &["/health"];
+/// Path prefixes never counted: the console's assets, served from memory under content-hashed
+/// names with `Cache-Control: immutable` (a browser fetches each once per release).
+const UNCOUNTED_PREFIXES: &[&str] = &["/console/assets/"];
 /// The login-type operations: the stricter per-address budget applies to them. Declared where
 /// their routes are declared (`http::api::login_type`) and read from the OpenAPI document; the
 /// router hands the set to this layer as a request extension.
@@ -87,6 +92,12 @@ pub fn client_key(request: &Request) -> (Policy, String, Option<IpAddr>) {
             method: AuthMethod::ApiKey { key_id, .. },
             ..
         }) => (Policy::General, format!("key:{key_id}"), ip),
+        // A person in the console: the session budget, apart from the same user's tokens.
+        Some(CurrentUser {
+            method: AuthMethod::Session(_),
+            user,
+            ..
+        }) => (Policy::Session, format!("user:{}", user.id), ip),
         Some(current) => (Policy::General, format!("user:{}", current.user.id), ip),
         None => (
             Policy::Anonymous,
@@ -136,7 +147,10 @@ pub async fn rate_limit(
     next: impl AsyncFnOnce(Request) -> Response,
 ) -> Response {
     let path = request.uri().path().to_owned();
-    if !state.limiter.enabled() || UNCOUNTED.contains(&path.as_str()) {
+    if !state.limiter.enabled()
+        || UNCOUNTED.contains(&path.as_str())
+        || UNCOUNTED_PREFIXES.iter().any(|p| path.starts_with(p))
+    {
         return next(request).await;
     }
     let ctx = request.extensions().get::<RequestContext>().cloned();

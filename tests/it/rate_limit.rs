@@ -459,7 +459,98 @@ async fn retry_after_is_true_under_the_penalty(backend: Backend) {
     assert_eq!(header(&res, "ratelimit-limit"), "2");
 }
 
+async fn console_sessions_have_their_own_budget_and_assets_are_free(backend: Backend) {
+    let Some(app) = TestApp::builder(backend)
+        .var("RATE_LIMIT_REQUESTS", "100")
+        .var("RATE_LIMIT_WINDOW", "900")
+        .without("PRODUCTION_RATE_LIMIT_REQUESTS")
+        .var("KYROS_ANON_RATE_LIMIT_REQUESTS", "2")
+        .var("KYROS_ANON_RATE_LIMIT_WINDOW", "60")
+        .start()
+        .await
+    else {
+        return;
+    };
+    app.create_user("cleo", PW, Role::User).await;
+    let session = app.session("cleo", PW).await;
+    let token = app.token("cleo", PW).await;
+    // The defaults: 7 200 an hour with a burst of 300 for the browser, 100 per 15 min for tokens.
+    let res = app
+        .with_session(Method::GET, "/auth/user", &session)
+        .send()
+        .await
+        .expect("session");
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "ratelimit-limit"), "7500");
+    let res = app.get_with_token("/auth/user", &token).await;
+    assert_eq!(header(&res, "ratelimit-limit"), "100");
+
+    // An hour of clicking at a steady 1.5 requests a second (a page view every few seconds,
+    // each a handful of calls), in steps of the service clock: never refused, and the budget
+    // left stays high.
+    let mut lowest = u64::MAX;
+    for _ in 0..2700 {
+        app.clock.advance(Duration::milliseconds(1333));
+        let res = app
+            .with_session(Method::GET, "/auth/user", &session)
+            .send()
+            .await
+            .expect("session");
+        assert_eq!(res.status(), 200);
+        lowest = lowest.min(header(&res, "ratelimit-remaining").parse().expect("number"));
+    }
+    assert!(
+        lowest > 7000,
+        "ordinary use does not eat the budget: {lowest} left at worst"
+    );
+    // The bearer token of the same user has its own, smaller budget.
+    let mut refused = false;
+    for _ in 0..101 {
+        refused |= app.get_with_token("/auth/user", &token).await.status() == 429;
+    }
+    assert!(refused, "a token's budget is the general one");
+
+    // A script flooding with the browser's cookie is still stopped.
+    let mut served = 0;
+    loop {
+        let res = app
+            .with_session(Method::GET, "/auth/user", &session)
+            .send()
+            .await
+            .expect("session");
+        if res.status() == 429 {
+            assert!(!header(&res, "retry-after").is_empty());
+            break;
+        }
+        served += 1;
+        assert!(served <= 7500, "a flood must meet the limiter");
+    }
+    assert!(served > 7000, "{served}");
+
+    // Immutable assets are not counted, even for an anonymous address with a budget of 2.
+    let page = app
+        .client
+        .get(app.url("/console/"))
+        .send()
+        .await
+        .expect("console")
+        .text()
+        .await
+        .expect("html");
+    let asset = page
+        .split('"')
+        .find(|s| s.starts_with("/console/assets/") && s.ends_with(".js"))
+        .expect("a script asset")
+        .to_owned();
+    for _ in 0..20 {
+        let res = app.client.get(app.url(&asset)).send().await.expect("asset");
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().get("ratelimit-limit").is_none());
+    }
+}
+
 backend_tests!(
+    console_sessions_have_their_own_budget_and_assets_are_free,
     retry_after_is_true_under_the_penalty,
     budget_then_429_with_headers_then_refill,
     a_burst_adds_capacity,
