@@ -353,6 +353,26 @@ pub async fn disable(state: &AppState, user: &User) -> StoreResult<()> {
     mfa::disable(&state.db, user.id).await
 }
 
+/// An administrator's reset of a user's two-step verification: false (nothing done) when the
+/// user has none, so that a reset never "succeeds" on an account it cannot change.
+pub async fn reset(state: &AppState, user: &User) -> StoreResult<bool> {
+    if !mfa::state(&state.db, user.id).await?.mfa_enabled {
+        return Ok(false);
+    }
+    mfa::disable(&state.db, user.id).await?;
+    Ok(true)
+}
+
+/// The ids of the users with two-step verification on (the administrators' user list).
+pub async fn users_with_mfa(
+    state: &AppState,
+) -> StoreResult<std::collections::HashSet<uuid::Uuid>> {
+    Ok(crate::store::users::with_mfa(&state.db)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

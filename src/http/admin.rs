@@ -104,11 +104,17 @@ pub struct UserView {
     pub failed_logins: i32,
     /// The end of the current login lockout, if any.
     pub locked_until: Option<DateTime<Utc>>,
+    /// Whether two-step verification is on (an administrator can reset it only then).
+    pub mfa_enabled: bool,
+    /// The version of this representation: send it as `If-Match` with a change, to get 412
+    /// instead of overwriting someone else's change.
+    pub etag: String,
 }
 
-impl From<&User> for UserView {
-    fn from(u: &User) -> Self {
-        UserView {
+impl UserView {
+    /// The view of `u`, with its MFA state and version.
+    fn of(u: &User, mfa_enabled: bool) -> Self {
+        let mut view = UserView {
             id: u.id,
             username: u.username.clone(),
             email: u.email.clone(),
@@ -118,8 +124,27 @@ impl From<&User> for UserView {
             updated_at: u.updated_at,
             failed_logins: u.failed_logins,
             locked_until: u.locked_until,
-        }
+            mfa_enabled,
+            etag: String::new(),
+        };
+        view.etag = etag_of(&view);
+        view
     }
+}
+
+/// The ETag of a user's representation without its `etag` field.
+fn etag_of(view: &UserView) -> String {
+    let mut value = serde_json::to_value(view).unwrap_or_default();
+    if let serde_json::Value::Object(map) = &mut value {
+        map.remove("etag");
+    }
+    crate::orchestrator::etag::etag(&value)
+}
+
+/// The view of one user, reading its MFA state.
+async fn view_of(state: &AppState, u: &User) -> Result<UserView, ApiError> {
+    let with_mfa = mfa::users_with_mfa(state).await?;
+    Ok(UserView::of(u, with_mfa.contains(&u.id)))
 }
 
 /// Every user account.
@@ -144,10 +169,11 @@ async fn list_users(
     State(state): State<AppState>,
     _: Admin,
 ) -> Result<JsonResponse<UserList>, ApiError> {
+    let with_mfa = mfa::users_with_mfa(&state).await?;
     let items = accounts::list_users(&state)
         .await?
         .iter()
-        .map(UserView::from)
+        .map(|u| UserView::of(u, with_mfa.contains(&u.id)))
         .collect();
     Ok(JsonResponse(UserList { items }))
 }
@@ -203,7 +229,13 @@ async fn create_user(
         Actor::User(&admin.user, ctx.as_ref().map(|Extension(c)| c)),
     )
     .await?;
-    Ok((StatusCode::CREATED, JsonResponse(UserView::from(&user))).into_response())
+    // As stored (the database's time precision), so that its etag is the one a list tells.
+    let stored = target(&state, user.id).await?;
+    Ok((
+        StatusCode::CREATED,
+        JsonResponse(UserView::of(&stored, false)),
+    )
+        .into_response())
 }
 
 /// A change of a user account; absent (or null) fields stay as they are.
@@ -216,25 +248,38 @@ pub struct UserUpdate {
 }
 
 /// Change a user's role or active flag (audited). Administrators cannot demote or disable
-/// themselves (409).
+/// themselves (409). `If-Match` with the user's `etag` → 412 when the user changed meanwhile.
 #[utoipa::path(
     patch, path = "/api/v1/admin/users/{id}", tag = "admin",
-    params(("id" = Uuid, Path, description = "the user id")),
+    params(("id" = Uuid, Path, description = "the user id"),
+           ("If-Match" = Option<String>, Header, description = "the etag the change is based on")),
     request_body = UserUpdate,
     responses(
         (status = 200, description = "The user after the change", body = UserView),
         (status = 404, description = "No such user", body = ErrorEnvelope),
         (status = 409, description = "An administrator demoting or disabling themselves", body = ErrorEnvelope),
+        (status = 412, description = "The user changed since the given etag", body = ErrorEnvelope),
     ),
 )]
 async fn update_user(
     State(state): State<AppState>,
     Admin(admin): Admin,
     ctx: Option<Extension<RequestContext>>,
+    headers: axum::http::HeaderMap,
     Path(id): Path<Uuid>,
     Json(body): Json<UserUpdate>,
 ) -> Result<JsonResponse<UserView>, ApiError> {
     let user = target(&state, id).await?;
+    let current = view_of(&state, &user).await?;
+    if let Some(given) = headers.get(axum::http::header::IF_MATCH) {
+        let given = given.to_str().unwrap_or("");
+        if !crate::orchestrator::etag::matches(given, &current.etag) {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "Precondition failed: the resource has changed",
+            ));
+        }
+    }
     let UserUpdate { role, active } = body;
     if user.id == admin.user.id && (role.is_some_and(|r| r != Role::Admin) || active == Some(false))
     {
@@ -250,7 +295,7 @@ async fn update_user(
         accounts::set_active(&state, &user, active, actor).await?;
     }
     let updated = target(&state, user.id).await?;
-    Ok(JsonResponse(UserView::from(&updated)))
+    Ok(JsonResponse(view_of(&state, &updated).await?))
 }
 
 /// Lift a user's login lockout (audited).
@@ -298,7 +343,11 @@ async fn reset_mfa(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let user = target(&state, id).await?;
-    mfa::disable(&state, &user).await?;
+    if !mfa::reset(&state, &user).await? {
+        return Err(ApiError::conflict(
+            "Two-step verification is not enabled for this user",
+        ));
+    }
     let actor = Actor::User(&admin.user, ctx.as_ref().map(|Extension(c)| c));
     audit_action(&state, "mfa.reset", actor, &user);
     Ok(StatusCode::NO_CONTENT)

@@ -337,3 +337,12 @@ pub async fn usernames(db: &Db, ids: &[Uuid]) -> StoreResult<Vec<(Uuid, String)>
     })?;
     Ok(rows)
 }
+
+/// The users with two-step verification on.
+pub async fn with_mfa(db: &Db) -> StoreResult<Vec<Uuid>> {
+    let rows = on_pool!(db, pool => sqlx::query_scalar("SELECT id FROM users WHERE mfa_enabled = $1")
+        .bind(true)
+        .fetch_all(pool)
+        .await)?;
+    Ok(rows)
+}

@@ -87,13 +87,46 @@ async fn admins_manage_users_and_everyone_else_is_refused(backend: Backend) {
     // A role change revokes the old tokens and is audited.
     let vera_token = app.token("vera", "vera's password").await;
     let path = format!("/api/v1/admin/users/{}", vera["id"].as_str().expect("id"));
+    assert_eq!(vera["mfa_enabled"], false);
+    let seen = vera["etag"].as_str().expect("etag").to_owned();
     let res = send(&app, reqwest::Method::PATCH, &path, &admin)
+        .header("if-match", &seen)
         .json(&json!({"role": "user"}))
         .send()
         .await
         .expect("patch");
     assert_eq!(res.status(), 200);
-    assert_eq!(json(res).await["role"], "user");
+    let changed = json(res).await;
+    assert_eq!(changed["role"], "user");
+    assert_ne!(changed["etag"], json!(seen), "a new version");
+    // A second administrator's edit based on what they saw before: 412, nothing overwritten.
+    let res = send(&app, reqwest::Method::PATCH, &path, &admin)
+        .header("if-match", &seen)
+        .json(&json!({"role": "admin"}))
+        .send()
+        .await
+        .expect("stale patch");
+    assert_eq!(res.status(), 412);
+    let res = send(&app, reqwest::Method::GET, "/api/v1/admin/users", &admin)
+        .send()
+        .await
+        .expect("list");
+    let listed = json(res).await;
+    let listed_vera = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|u| u["username"] == "vera")
+        .expect("vera")
+        .clone();
+    assert_eq!(
+        listed_vera["role"], "user",
+        "the stale edit changed nothing"
+    );
+    assert_eq!(
+        listed_vera["etag"], changed["etag"],
+        "the list tells the same version"
+    );
     assert_eq!(
         app.get_with_token("/auth/user", &vera_token).await.status(),
         401

@@ -432,6 +432,24 @@ async fn disabling_needs_password_and_code_and_admins_can_reset(backend: Backend
     assert_eq!(res.status(), 204);
     assert!(json(app.login("dan", PW).await).await["access_token"].is_string());
     assert_eq!(app.audit_rows("mfa.reset").await.len(), 1);
+    // Nothing left to reset: refused, not a success that changed nothing.
+    let res = post(
+        &app,
+        &format!("/api/v1/admin/users/{}/reset-mfa", dan.id),
+        &admin,
+        json!({}),
+    )
+    .await;
+    assert_eq!(res.status(), 409);
+    assert_eq!(
+        json(res).await["detail"],
+        "Two-step verification is not enabled for this user"
+    );
+    assert_eq!(
+        app.audit_rows("mfa.reset").await.len(),
+        1,
+        "no audit row for a refusal"
+    );
 
     // No secret, code or recovery code ever reaches the audit log.
     app.state.audit.flush().await;
