@@ -59,6 +59,50 @@ impl Actor<'_> {
     }
 }
 
+/// Every event name the service writes, sorted: the one list that `GET /api/v1/admin/audit/events`
+/// serves (the console's event filter) and that [`AuditEvent::new`] checks in debug builds, so a
+/// new event cannot be written without appearing here.
+pub const EVENTS: &[&str] = &[
+    "apikey.created",
+    "apikey.first_used",
+    "apikey.rejected",
+    "apikey.revoked",
+    "auth.lockout",
+    "auth.login",
+    "auth.logout",
+    "auth.logout_all",
+    "auth.oidc.link",
+    "auth.oidc.login",
+    "auth.oidc.unlink",
+    "auth.password_change",
+    "auth.password_changed",
+    "auth.refresh",
+    "auth.refresh_reuse",
+    "auth.token_rejected",
+    "csp.violation",
+    "csrf.rejected",
+    "https.rejected",
+    "mfa.confirm",
+    "mfa.disable",
+    "mfa.disabled",
+    "mfa.enabled",
+    "mfa.reset",
+    "mfa.verify",
+    "ratelimit.exceeded",
+    "ratelimit.penalized",
+    "rbac.denied",
+    "request.rejected",
+    "session.created",
+    "session.revoked",
+    "settings.reload",
+    "tokens.revoked",
+    "user.created",
+    "user.disabled",
+    "user.enabled",
+    "user.role_changed",
+    "user.unlocked",
+];
+
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
     pub event: &'static str,
@@ -73,6 +117,10 @@ pub struct AuditEvent {
 impl AuditEvent {
     /// `outcome` is one of `success`, `failure`, `denied`.
     pub fn new(event: &'static str, outcome: &'static str) -> Self {
+        debug_assert!(
+            EVENTS.binary_search(&event).is_ok(),
+            "audit event {event} is not in audit::EVENTS"
+        );
         AuditEvent {
             event,
             outcome,
@@ -307,5 +355,13 @@ async fn write_pending(
                 pending.drain(..n);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_event_list_is_sorted_and_unique() {
+        assert!(super::EVENTS.windows(2).all(|w| w[0] < w[1]));
     }
 }

@@ -38,6 +38,7 @@ pub fn routes() -> ApiRouter {
             .routes(routes!(reset_mfa))
             .routes(routes!(revoke_tokens))
             .routes(routes!(audit_log))
+            .routes(routes!(audit_events))
             .routes(routes!(settings))
             .routes(routes!(reload_settings)),
     )
@@ -439,6 +440,25 @@ fn time_param(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, 
                 })
         })
         .transpose()
+}
+
+/// The names of the audit events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventNames {
+    /// Every event name the service writes, sorted.
+    pub events: Vec<&'static str>,
+}
+
+/// Every audit event name the service writes (`audit::EVENTS`): what the audit log can be
+/// filtered by.
+#[utoipa::path(
+    get, path = "/api/v1/admin/audit/events", tag = "admin",
+    responses((status = 200, description = "The event names", body = AuditEventNames)),
+)]
+async fn audit_events(_: Admin) -> JsonResponse<AuditEventNames> {
+    JsonResponse(AuditEventNames {
+        events: crate::audit::EVENTS.to_vec(),
+    })
 }
 
 /// The audit log: newest first, filtered, paginated with `before` (an id).

@@ -30,6 +30,8 @@ pub fn routes() -> ApiRouter {
             .routes(routes!(create_alias, list_alias))
             .routes(routes!(read, remove))
             .routes(routes!(set_status))
+            .routes(routes!(bulk))
+            .routes(routes!(rerun))
             .routes(routes!(output)),
     )
 }
@@ -632,6 +634,125 @@ async fn set_status(
     check_if_match(&headers, &jobs::to_json(&job))?;
     let next = jobs::set_status(&state, &caller.user, &job, requested).await?;
     Ok(json_with_etag(StatusCode::OK, &jobs::to_json(&next)))
+}
+
+/// What a bulk request does.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BulkActionName {
+    /// `pending | running → cancelled`.
+    Cancel,
+    /// `failed → pending`.
+    Retry,
+}
+
+/// A bulk request.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BulkBody {
+    #[schema(inline)]
+    pub action: BulkActionName,
+    /// 1 to 100 job ids.
+    #[schema(min_items = 1, max_items = 100)]
+    pub ids: Vec<Uuid>,
+}
+
+/// The outcome for one job of a bulk request.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct BulkResult {
+    pub id: Uuid,
+    /// The HTTP status the single request would have got: 200, 404 or 409.
+    pub status: u16,
+    /// The job after the change (200 only).
+    #[schema(value_type = Option<Object>)]
+    pub job: Option<Value>,
+    /// Why it was refused (not 200).
+    pub detail: Option<String>,
+}
+
+/// The outcomes of a bulk request.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct BulkAnswer {
+    /// One per distinct id, in the order given.
+    pub results: Vec<BulkResult>,
+    pub succeeded: usize,
+    pub failed: usize,
+}
+
+/// Cancel or retry several jobs at once: each job independently, as its own status change
+/// would (the state machine, the event, the visibility: another user's job is a 404).
+#[utoipa::path(
+    post, path = "/api/v1/jobs/bulk", tag = "jobs",
+    request_body = BulkBody,
+    responses((status = 200, description = "The outcome for each job", body = BulkAnswer)),
+)]
+async fn bulk(
+    State(state): State<AppState>,
+    caller: Authorized<JobsWrite>,
+    Json(body): Json<BulkBody>,
+) -> Result<axum::Json<BulkAnswer>, ApiError> {
+    if body.ids.is_empty() || body.ids.len() > jobs::BULK_MAX {
+        return Err(ApiError::validation(vec![FieldError::body(
+            "ids",
+            "too_long",
+            "between 1 and 100 ids",
+        )]));
+    }
+    let action = match body.action {
+        BulkActionName::Cancel => jobs::BulkAction::Cancel,
+        BulkActionName::Retry => jobs::BulkAction::Retry,
+    };
+    let mut results = Vec::new();
+    for (id, outcome) in jobs::bulk(&state, &caller.user, action, &body.ids).await {
+        results.push(match outcome {
+            Ok(job) => BulkResult {
+                id,
+                status: 200,
+                job: Some(jobs::to_json(&job)),
+                detail: None,
+            },
+            Err(JobError::Store(e)) => return Err(e.into()),
+            Err(e) => {
+                let error = ApiError::from(e);
+                BulkResult {
+                    id,
+                    status: error.status.as_u16(),
+                    job: None,
+                    detail: Some(error.message.to_string()),
+                }
+            }
+        });
+    }
+    let succeeded = results.iter().filter(|r| r.status == 200).count();
+    Ok(axum::Json(BulkAnswer {
+        failed: results.len() - succeeded,
+        succeeded,
+        results,
+    }))
+}
+
+/// Submit a new job with the same title, description, priority, metadata and required labels
+/// as this one ("run again"), owned by the caller.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/{id}/rerun", tag = "jobs",
+    params(("id" = Uuid, Path, description = "the job to run again")),
+    responses(
+        (status = 201, description = "The new job", body = JobView,
+         headers(("ETag" = String, description = "the job's version"),
+                 ("Location" = String, description = "/api/v1/jobs/{id}"))),
+        (status = 404, description = "No such job, or not the caller's", body = ErrorEnvelope),
+    ),
+)]
+async fn rerun(
+    State(state): State<AppState>,
+    caller: Authorized<JobsWrite>,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    let job = jobs::rerun(&state, &caller.user, &id.to_string()).await?;
+    let mut response = json_with_etag(StatusCode::CREATED, &jobs::to_json(&job));
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/jobs/{}", job.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
 }
 
 /// Delete a job. `If-Match` with the job's ETag → 412 when it changed meanwhile.

@@ -727,3 +727,62 @@ pub async fn output(
         truncated,
     })
 }
+
+/// What a bulk request does to each of its jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkAction {
+    /// `pending | running → cancelled`.
+    Cancel,
+    /// `failed → pending`.
+    Retry,
+}
+
+/// The most jobs of one bulk request.
+pub const BULK_MAX: usize = 100;
+
+/// Applies `action` to each job of `ids` that `user` may see, one by one and independently
+/// (each through [`set_status`]: the state machine, the event, the version check); the outcome
+/// of each, in the order given (an id given twice is done once).
+pub async fn bulk(
+    state: &crate::state::AppState,
+    user: &User,
+    action: BulkAction,
+    ids: &[uuid::Uuid],
+) -> Vec<(uuid::Uuid, Result<JobRow, JobError>)> {
+    let to = match action {
+        BulkAction::Cancel => JobStatus::Cancelled,
+        BulkAction::Retry => JobStatus::Pending,
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids.iter().filter(|id| seen.insert(**id)) {
+        let outcome = match find_visible(state, user, &id.to_string()).await {
+            Ok(job) => set_status(state, user, &job, to).await,
+            Err(e) => Err(e),
+        };
+        out.push((*id, outcome));
+    }
+    out
+}
+
+/// Submits, as `user`'s, a new job with the title, description, priority, metadata and
+/// required labels of a job `user` may see ("run again"); `job_created` goes on the bus.
+pub async fn rerun(
+    state: &crate::state::AppState,
+    user: &User,
+    id: &str,
+) -> Result<JobRow, JobError> {
+    let job = find_visible(state, user, id).await?;
+    submit(
+        state,
+        user,
+        NewJob {
+            title: job.name.clone(),
+            description: job.description.clone(),
+            priority: job.priority,
+            metadata: job.metadata.as_ref().map(|m| m.0.clone()),
+            requires: crate::orchestrator::leases::labels_of(job.requires.as_ref()),
+        },
+    )
+    .await
+}

@@ -260,7 +260,66 @@ async fn the_audit_log_is_queryable_and_append_only(backend: Backend) {
     assert!(tampered.is_err(), "the audit log refuses updates");
 }
 
+/// The audit log's event names come from the service's one list, and cover what it writes.
+async fn the_audit_event_names_are_listed(backend: Backend) {
+    let Some((app, admin)) = setup(backend).await else {
+        return;
+    };
+    let res = send(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/admin/audit/events",
+        &admin,
+    )
+    .send()
+    .await
+    .expect("events");
+    assert_eq!(res.status(), 200);
+    let names: Vec<String> = json(res).await["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e.as_str().expect("name").to_owned())
+        .collect();
+    for expected in [
+        "auth.login",
+        "auth.oidc.login",
+        "settings.reload",
+        "user.role_changed",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    // Every event written so far (logins, the admin's creation) is among them.
+    app.state.audit.flush().await;
+    for row in kyros::store::audit::recent(&app.state.db, None, 1000)
+        .await
+        .expect("rows")
+    {
+        assert!(names.contains(&row.event), "{} is not listed", row.event);
+    }
+    app.create_user("plain", "a plain password", kyros::model::Role::User)
+        .await;
+    let plain = app.token("plain", "a plain password").await;
+    let res = send(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/admin/audit/events",
+        &plain,
+    )
+    .send()
+    .await
+    .expect("events");
+    assert_eq!(res.status(), 403);
+}
+
 backend_tests!(
+    the_audit_event_names_are_listed,
     admins_manage_users_and_everyone_else_is_refused,
     the_audit_log_is_queryable_and_append_only
 );

@@ -991,6 +991,104 @@ async fn the_overview_counts_in_the_database(backend: Backend) {
     }
 }
 
+async fn bulk_changes_and_reruns_go_through_the_state_machine(backend: Backend) {
+    let Some((app, ann, bob, _)) = setup(backend).await else {
+        return;
+    };
+    let pending = create(&app, &ann, json!({"title": "pending"})).await;
+    let running = create(&app, &ann, json!({"title": "running"})).await;
+    let done = create(
+        &app,
+        &ann,
+        json!({"title": "done", "priority": 7, "metadata": {"k": 1}, "requires": ["gpu"]}),
+    )
+    .await;
+    let bobs = create(&app, &bob, json!({"title": "bob's"})).await;
+    let id = |j: &Value| j["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        status(&app, &ann, &id(&running), "running").await.status(),
+        200
+    );
+    for to in ["running", "completed"] {
+        assert_eq!(status(&app, &ann, &id(&done), to).await.status(), 200);
+    }
+    let res = req(&app, Method::POST, "/api/v1/jobs/bulk", &ann)
+        .json(&json!({"action": "cancel", "ids": [id(&pending), id(&running), id(&done), id(&bobs), id(&pending)]}))
+        .send()
+        .await
+        .expect("bulk");
+    assert_eq!(res.status(), 200);
+    let answer = json(res).await;
+    assert_eq!(answer["succeeded"], 2);
+    assert_eq!(answer["failed"], 2, "{answer}");
+    let results = answer["results"].as_array().expect("results");
+    assert_eq!(results.len(), 4, "an id given twice is done once");
+    assert_eq!(results[0]["status"], 200);
+    assert_eq!(results[0]["job"]["status"], "cancelled");
+    assert_eq!(results[1]["job"]["status"], "cancelled");
+    assert_eq!(results[2]["status"], 409, "completed cannot be cancelled");
+    assert!(
+        results[2]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("completed"))
+    );
+    assert_eq!(
+        results[3]["status"], 404,
+        "bob's job does not exist for ann"
+    );
+    let res = req(
+        &app,
+        Method::GET,
+        &format!("/api/v1/jobs/{}", id(&bobs)),
+        &bob,
+    )
+    .send()
+    .await
+    .expect("bob's");
+    assert_eq!(json(res).await["status"], "pending", "untouched");
+    for bad in [
+        json!({"action": "cancel", "ids": []}),
+        json!({"action": "delete", "ids": [id(&pending)]}),
+        json!({"action": "retry", "ids": (0..101).map(|_| uuid::Uuid::new_v4()).collect::<Vec<_>>()}),
+    ] {
+        let res = req(&app, Method::POST, "/api/v1/jobs/bulk", &ann)
+            .json(&bad)
+            .send()
+            .await
+            .expect("bulk");
+        assert_eq!(res.status(), 422, "{bad}");
+    }
+
+    // Run again: a new pending job with the same input, the caller's.
+    let res = req(
+        &app,
+        Method::POST,
+        &format!("/api/v1/jobs/{}/rerun", id(&done)),
+        &ann,
+    )
+    .send()
+    .await
+    .expect("rerun");
+    assert_eq!(res.status(), 201);
+    let again = json(res).await;
+    assert_ne!(again["id"], done["id"]);
+    assert_eq!(again["status"], "pending");
+    assert_eq!(again["attempts"], 0);
+    for field in ["name", "priority", "metadata", "requires", "description"] {
+        assert_eq!(again[field], done[field], "{field}");
+    }
+    let res = req(
+        &app,
+        Method::POST,
+        &format!("/api/v1/jobs/{}/rerun", id(&bobs)),
+        &ann,
+    )
+    .send()
+    .await
+    .expect("rerun");
+    assert_eq!(res.status(), 404);
+}
+
 backend_tests!(
     keyset_pages_follow_the_link,
     the_lifecycle_follows_the_state_machine,
@@ -1000,4 +1098,5 @@ backend_tests!(
     if_match_guards_updates,
     lists_are_searched_sorted_filtered_and_counted,
     the_overview_counts_in_the_database,
+    bulk_changes_and_reruns_go_through_the_state_machine,
 );
