@@ -55,6 +55,8 @@ pub struct Runner {
     pub kill_grace: Duration,
     /// Heartbeat interval; default a third of the lease, from 1 to 10 s.
     pub heartbeat: Option<Duration>,
+    /// The live channel that tells of cancels and deletions at once.
+    pub watcher: super::live::Watcher,
 }
 
 /// How a run ended, for the agent's log and tests.
@@ -476,6 +478,7 @@ impl Runner {
         let truncated = Arc::new(AtomicBool::new(false));
         let (progress_tx, progress_rx) = watch::channel(None);
         let (lost_tx, mut lost_rx) = watch::channel(false);
+        self.watcher.add(&id, lost_tx.clone());
         let (done_tx, done_rx) = watch::channel(false);
         let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
@@ -560,6 +563,7 @@ impl Runner {
         let _ = shipper.await;
         done_tx.send_replace(true);
         let _ = beats.await;
+        self.watcher.remove(&id);
         if *lost_rx.borrow() && stopped.is_none() {
             stopped = Some(Outcome::Lost);
         }

@@ -7,12 +7,14 @@
 //! `--grace-secs`, then stops their commands and releases their leases (the jobs go back to
 //! `pending` without counting an attempt); a second signal gives up on the service at once.
 //! An agent never runs one job twice at once: a job claimed again while its earlier run is
-//! still stopping waits for that run to end.
+//! still stopping waits for that run to end. Running jobs are followed over the service's
+//! WebSocket ([`live`]), so that a cancel stops the command at once.
 //!
 //! An entry point: it speaks to the service over HTTP only, like any other agent would.
 
 pub mod client;
 pub mod job;
+pub mod live;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -121,6 +123,7 @@ pub async fn run(options: Options, key: SecretString) -> Result<(), WorkerError>
                 .into(),
         ));
     }
+    let watcher = live::Watcher::start(&options.server, key.clone());
     let client = Client::new(&options.server, key).map_err(WorkerError::Setup)?;
     let host = host_name();
     let name = options.name.clone().unwrap_or_else(|| host.clone());
@@ -136,6 +139,7 @@ pub async fn run(options: Options, key: SecretString) -> Result<(), WorkerError>
         server: options.server.clone(),
         kill_grace: options.kill_grace,
         heartbeat: options.heartbeat,
+        watcher,
     });
 
     // `signalled` counts stop signals; `stopping` (first) ends claiming, `abort` (second) ends

@@ -50,9 +50,10 @@ impl AgentProcess {
             name,
             "--poll-secs",
             "0.2",
-            "--heartbeat-secs",
-            "0.5",
         ];
+        if !extra.contains(&"--heartbeat-secs") {
+            args.extend_from_slice(&["--heartbeat-secs", "0.5"]);
+        }
         args.extend_from_slice(extra);
         args.push("--");
         args.extend_from_slice(command);
@@ -406,12 +407,13 @@ async fn a_cancelled_job_s_command_is_killed(backend: Backend) {
         "trap '' TERM; sleep 30 & echo $! > {p}.tmp; echo $$ >> {p}.tmp; mv {p}.tmp {p}; echo started; wait",
         p = pids.display()
     );
-    // The shell ignores SIGTERM: only the SIGKILL after the grace ends it.
+    // The shell ignores SIGTERM: only the SIGKILL after the grace ends it. Heartbeats are two
+    // minutes apart, longer than this test waits: the cancel comes over the live channel.
     let agent = AgentProcess::start(
         &app,
         &key,
         "builder-3",
-        &["--kill-grace-secs", "1"],
+        &["--kill-grace-secs", "1", "--heartbeat-secs", "120"],
         &["sh", "-c", &script],
     );
     let _ = pid_in(&pids, &agent).await;
