@@ -579,9 +579,9 @@ impl Settings {
                 )),
             },
             session: (
-                vars.positive("KYROS_SESSION_RATE_LIMIT_REQUESTS", 7200)?,
-                vars.positive("KYROS_SESSION_RATE_LIMIT_WINDOW", 3600)?,
-                vars.parse("KYROS_SESSION_RATE_LIMIT_BURST", 300, "a whole number")?,
+                vars.positive("KYROS_SESSION_RATE_LIMIT_REQUESTS", 1200)?,
+                vars.positive("KYROS_SESSION_RATE_LIMIT_WINDOW", 300)?,
+                vars.parse("KYROS_SESSION_RATE_LIMIT_BURST", 0, "a whole number")?,
             ),
             fail_mode: match vars
                 .get("RATE_LIMIT_FAIL_MODE")

@@ -1,9 +1,11 @@
-//! The browser console under `/console/`: one HTML page and its script and stylesheet, embedded
-//! in the binary. Assets are served under content-hashed names with a year-long immutable cache;
-//! the page itself is revalidated on every load (`no-cache` + ETag) so a new release is picked up
-//! at once. Every path under `/console/` that is not an asset answers the page, so the console's
-//! own routes (`/console/jobs/…`) survive a reload. The page runs under the unchanged production
-//! CSP: it has no inline script or style and loads nothing from another origin.
+//! The browser console under `/console/`: one HTML page and its ES modules, stylesheet and icon,
+//! embedded in the binary. The assets are served under one content hash of the whole set
+//! (`/console/assets/<bundle hash>/<file>`, so the modules import each other by relative names)
+//! with a year-long immutable cache; the page itself is revalidated on every load (`no-cache` +
+//! ETag) so a new release is picked up at once. Every path under `/console/` that is not an asset
+//! answers the page, so the console's own routes (`/console/jobs/…`) survive a reload. The page
+//! runs under the unchanged production CSP: it has no inline script or style and loads nothing
+//! from another origin.
 
 use std::sync::LazyLock;
 
@@ -20,13 +22,36 @@ pub const CONSOLE_PATH: &str = "/console/";
 const ASSET_PREFIX: &str = "/console/assets/";
 
 const INDEX_HTML: &str = include_str!("../web/console/index.html");
-/// (file name referenced by index.html, content type, bytes).
+const JS: &str = "text/javascript; charset=utf-8";
+/// (file name as index.html and the modules refer to it, content type, bytes): every file of
+/// `src/web/console/` but the page.
 const SOURCES: &[(&str, &str, &[u8])] = &[
+    ("main.js", JS, include_bytes!("../web/console/main.js")),
+    ("core.js", JS, include_bytes!("../web/console/core.js")),
+    ("dialog.js", JS, include_bytes!("../web/console/dialog.js")),
+    ("chart.js", JS, include_bytes!("../web/console/chart.js")),
+    ("login.js", JS, include_bytes!("../web/console/login.js")),
     (
-        "console.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../web/console/console.js"),
+        "overview.js",
+        JS,
+        include_bytes!("../web/console/overview.js"),
     ),
+    ("jobs.js", JS, include_bytes!("../web/console/jobs.js")),
+    (
+        "job-detail.js",
+        JS,
+        include_bytes!("../web/console/job-detail.js"),
+    ),
+    ("tasks.js", JS, include_bytes!("../web/console/tasks.js")),
+    ("agents.js", JS, include_bytes!("../web/console/agents.js")),
+    ("keys.js", JS, include_bytes!("../web/console/keys.js")),
+    (
+        "account.js",
+        JS,
+        include_bytes!("../web/console/account.js"),
+    ),
+    ("users.js", JS, include_bytes!("../web/console/users.js")),
+    ("audit.js", JS, include_bytes!("../web/console/audit.js")),
     (
         "console.css",
         "text/css; charset=utf-8",
@@ -41,14 +66,15 @@ const SOURCES: &[(&str, &str, &[u8])] = &[
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 struct Asset {
-    /// `console.<hash>.js`
-    name: String,
+    name: &'static str,
     content_type: &'static str,
     body: &'static [u8],
     etag: String,
 }
 
 struct Console {
+    /// The first 12 hex digits of the SHA-256 of the set (see `bundle_hash`).
+    bundle: String,
     index: String,
     index_etag: String,
     assets: Vec<Asset>,
@@ -58,18 +84,30 @@ fn etag_of(bytes: &[u8]) -> String {
     format!("\"{}\"", hex::encode(&Sha256::digest(bytes)[..16]))
 }
 
-/// Hashes every asset and points the page at the hashed names.
+/// The hash of the whole set: SHA-256 over, in name order, each file's name, a NUL byte and the
+/// SHA-256 of its bytes. Any change of any file (or a file added, removed or renamed) changes it.
+fn bundle_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut files: Vec<_> = files.into_iter().collect();
+    files.sort_by_key(|&(name, _)| name);
+    let mut hasher = Sha256::new();
+    for (name, body) in files {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(Sha256::digest(body));
+    }
+    hex::encode(&hasher.finalize()[..6])
+}
+
+/// Hashes the set and points the page at the hashed URLs.
 fn build() -> Console {
+    let bundle = bundle_hash(SOURCES.iter().map(|&(name, _, body)| (name, body)));
     let mut index = INDEX_HTML.to_owned();
     let assets = SOURCES
         .iter()
-        .map(|&(file, content_type, body)| {
-            let hash = hex::encode(&Sha256::digest(body)[..6]);
-            let (stem, ext) = file.rsplit_once('.').unwrap_or((file, ""));
-            let name = format!("{stem}.{hash}.{ext}");
+        .map(|&(name, content_type, body)| {
             index = index.replace(
-                &format!("\"{ASSET_PREFIX}{file}\""),
                 &format!("\"{ASSET_PREFIX}{name}\""),
+                &format!("\"{ASSET_PREFIX}{bundle}/{name}\""),
             );
             Asset {
                 name,
@@ -81,6 +119,7 @@ fn build() -> Console {
         .collect();
     Console {
         index_etag: etag_of(index.as_bytes()),
+        bundle,
         index,
         assets,
     }
@@ -171,7 +210,9 @@ async fn page(headers: HeaderMap) -> Response {
     )
 }
 
-/// A path of the console's own (`/console/jobs/…`): the console page, so a reload works.
+/// A path of the console's own (`/console/jobs/…`): the console page, so a reload works. A name
+/// under `/console/assets/` without the set's hash is no page but a missing asset (an old page's
+/// reference, or a guess): 404.
 #[utoipa::path(
     get, path = "/console/{*path}", tag = "console",
     params(("path" = String, Path, description = "any path under /console/ (slashes included)"),
@@ -180,32 +221,41 @@ async fn page(headers: HeaderMap) -> Response {
         (status = 200, description = "HTML page", content_type = "text/html", body = String,
          headers(("ETag" = String, description = "the page's version"))),
         (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 404, description = "An asset name without the set's hash", body = ErrorEnvelope),
     ),
 )]
-async fn page_under(headers: HeaderMap) -> Response {
-    page(headers).await
+async fn page_under(Path(path): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if path.starts_with("assets/") {
+        return Err(no_such_asset());
+    }
+    Ok(page(headers).await)
 }
 
-/// A script, stylesheet or image of the console, under its content-hashed name (cached for a
-/// year, immutable).
+/// A module, stylesheet or image of the console, under the content hash of the whole set (cached
+/// for a year, immutable).
 #[utoipa::path(
-    get, path = "/console/assets/{file}", tag = "console",
-    params(("file" = String, Path, description = "the hashed name the page refers to, e.g. console.0123456789ab.js"),
+    get, path = "/console/assets/{bundle}/{file}", tag = "console",
+    params(("bundle" = String, Path, description = "the hash of the set the page refers to, e.g. 0123456789ab"),
+           ("file" = String, Path, description = "the file, e.g. main.js (modules import each other by relative names)"),
            ("If-None-Match" = Option<String>, Header, description = "the asset's ETag")),
     responses(
         (status = 200, description = "The asset",
          content((String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml")),
          headers(("ETag" = String, description = "the asset's version"))),
         (status = 304, description = "Not modified (If-None-Match)"),
-        (status = 404, description = "No such asset", body = ErrorEnvelope),
+        (status = 404, description = "No such asset (or another release's hash)", body = ErrorEnvelope),
     ),
 )]
-async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let asset = CONSOLE
+async fn asset(
+    Path((bundle, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let console: &'static Console = &CONSOLE;
+    let asset = console
         .assets
         .iter()
-        .find(|a| a.name == file)
-        .ok_or_else(|| ApiError::not_found("No such console asset"))?;
+        .find(|a| bundle == console.bundle && a.name == file)
+        .ok_or_else(no_such_asset)?;
     Ok(respond(
         &headers,
         &asset.etag,
@@ -213,4 +263,8 @@ async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Result<Response,
         asset.content_type,
         asset.body,
     ))
+}
+
+fn no_such_asset() -> ApiError {
+    ApiError::not_found("No such console asset")
 }

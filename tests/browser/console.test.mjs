@@ -508,11 +508,15 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/, `the console CSP allows inline code: ${csp}`);
     await expectUrl(/\/console\/login\?next=%2Fconsole%2F/, 'unauthenticated visit');
     await expectPage('Sign in to Kyros', 'login page');
-    // The assets are the content-hashed ones.
+    // The assets are under the content hash of the whole set (the modules import each other
+    // relatively, so they share it).
     const script = await page.locator('script[type="module"]').getAttribute('src');
-    assert.match(script ?? '', /^\/console\/assets\/console\.[0-9a-f]+\.js$/, `script src ${script}`);
+    const bundle = /^\/console\/assets\/([0-9a-f]{12})\/main\.js$/.exec(script ?? '')?.[1];
+    assert.ok(bundle, `script src ${script}`);
     const css = await page.locator('link[rel="stylesheet"]').getAttribute('href');
-    assert.match(css ?? '', /^\/console\/assets\/console\.[0-9a-f]+\.css$/, `stylesheet href ${css}`);
+    assert.equal(css, `/console/assets/${bundle}/console.css`, `stylesheet href ${css}`);
+    const modules = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname).filter((p) => p.endsWith('.js')));
+    assert.ok(modules.length > 5 && modules.every((p) => p.startsWith(`/console/assets/${bundle}/`)), `modules loaded: ${modules}`);
     assert.ok(await page.locator('.skip-link[href="#main"]').count(), 'no skip link');
     assert.equal(await page.locator('#nav').isVisible(), false, 'the navigation is shown before login');
     // The stylesheet applied (no inline styles allowed: the skip link is moved off screen by CSS).
@@ -883,7 +887,9 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     await expectVisible('#audit-body tr[data-event="apikey.created"]', 'apikey.created in the audit log');
     await screenshot('admin-audit');
 
-    await page.fill('#audit-event', 'apikey.created');
+    // The event filter lists the events the service knows (GET /api/v1/admin/audit/events).
+    await page.locator('#audit-event[data-source="service"]').waitFor({ state: 'attached', timeout: LIVE_MS });
+    await page.locator('#audit-event').selectOption('apikey.created');
     await page.getByRole('button', { name: 'Apply' }).click();
     await expectUrl(/\/console\/admin\/audit\?event=apikey\.created$/, 'audit filter in the URL');
     await expectText('#audit-body tr[data-event]', 'apikey.created', 'filtered audit log');

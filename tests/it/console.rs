@@ -15,6 +15,21 @@ fn header(res: &reqwest::Response, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Every file of the console's directory but the page: (name, bytes), by name.
+fn source_files() -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(SOURCES)
+        .expect("console sources")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.file_name().is_some_and(|n| n != "index.html"))
+        .map(|p| {
+            let name = p.file_name().expect("name").to_string_lossy().into_owned();
+            (name, std::fs::read(&p).expect("source"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 /// The `/console/assets/…` URLs the page references.
 fn asset_urls(html: &str) -> Vec<String> {
     html.split("\"/console/assets/")
@@ -69,17 +84,33 @@ async fn page_and_hashed_assets(backend: Backend) {
     assert!(etag.starts_with('"') && etag.len() > 10, "{etag}");
     let html = res.text().await.expect("html");
 
-    // Every asset the page names is served under the hash of its bytes, cached for a year.
+    // Every file of the console is served under the hash of the whole set, cached for a year;
+    // the page names the entry module, the stylesheet and the icon there.
+    let files = source_files();
+    // SHA-256 over, in name order, each file's name, a NUL byte and the SHA-256 of its bytes.
+    let mut hasher = Sha256::new();
+    for (name, bytes) in &files {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(Sha256::digest(bytes));
+    }
+    let bundle = hex::encode(&hasher.finalize()[..6]);
     let urls = asset_urls(&html);
-    for source in ["console.js", "console.css"] {
-        let (stem, ext) = source.rsplit_once('.').expect("ext");
-        let bytes = std::fs::read(format!("{SOURCES}/{source}")).expect("source");
-        let hash = hex::encode(&Sha256::digest(&bytes)[..6]);
-        let url = format!("/console/assets/{stem}.{hash}.{ext}");
+    for name in ["main.js", "console.css", "favicon.svg"] {
+        let url = format!("/console/assets/{bundle}/{name}");
         assert!(
             urls.contains(&url),
             "{url} not referenced by the page: {urls:?}"
         );
+    }
+    for url in &urls {
+        assert!(
+            url.starts_with(&format!("/console/assets/{bundle}/")),
+            "{url}: not under the set's hash {bundle}"
+        );
+    }
+    for (name, bytes) in &files {
+        let url = format!("/console/assets/{bundle}/{name}");
         let res = app.client.get(app.url(&url)).send().await.expect("asset");
         assert_eq!(res.status(), 200, "{url}");
         assert_eq!(
@@ -87,14 +118,13 @@ async fn page_and_hashed_assets(backend: Backend) {
             "public, max-age=31536000, immutable"
         );
         let ct = header(&res, "content-type");
-        assert!(
-            ct.starts_with(if ext == "js" {
-                "text/javascript"
-            } else {
-                "text/css"
-            }),
-            "{url}: {ct}"
-        );
+        let want = match name.rsplit_once('.').map(|(_, ext)| ext) {
+            Some("js") => "text/javascript",
+            Some("css") => "text/css",
+            Some("svg") => "image/svg+xml",
+            other => panic!("unexpected console file type {other:?}"),
+        };
+        assert!(ct.starts_with(want), "{url}: {ct}");
         assert_eq!(header(&res, "x-content-type-options"), "nosniff");
         let asset_etag = header(&res, "etag");
         assert_eq!(res.bytes().await.expect("body").as_ref(), bytes.as_slice());
@@ -111,13 +141,34 @@ async fn page_and_hashed_assets(backend: Backend) {
         assert!(res.bytes().await.expect("body").is_empty());
         // The unhashed name and a stale hash are not served.
         for stale in [
-            format!("/console/assets/{source}"),
-            format!("/console/assets/{stem}.000000000000.{ext}"),
+            format!("/console/assets/{name}"),
+            format!("/console/assets/000000000000/{name}"),
         ] {
             let res = app.client.get(app.url(&stale)).send().await.expect("stale");
             assert_eq!(res.status(), 404, "{stale}");
             let body: serde_json::Value = res.json().await.expect("envelope");
             assert_eq!(body["detail"], "No such console asset");
+        }
+    }
+    // The modules import each other by relative names only (so the hash covers them all), and
+    // every module imported is one the service serves.
+    for (name, bytes) in files.iter().filter(|(n, _)| n.ends_with(".js")) {
+        let text = std::str::from_utf8(bytes).expect("utf-8");
+        for spec in text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("import "))
+            .filter_map(|l| l.split(" from ").nth(1))
+        {
+            let spec = spec
+                .trim_end_matches(';')
+                .trim_matches(|c| c == '\'' || c == '"');
+            let target = spec
+                .strip_prefix("./")
+                .unwrap_or_else(|| panic!("{name} imports {spec}"));
+            assert!(
+                files.iter().any(|(n, _)| n == target),
+                "{name} imports {spec}, which is not served"
+            );
         }
     }
 
@@ -179,28 +230,43 @@ fn sources_need_nothing_the_csp_forbids() {
         let open = tag.split('>').next().unwrap_or_default();
         assert!(open.contains("src="), "inline <script>: {open}");
     }
-    assert!(html.contains("\"/console/assets/console.js\""));
+    assert!(html.contains("<script type=\"module\" src=\"/console/assets/main.js\">"));
     assert!(html.contains("\"/console/assets/console.css\""));
-    let js = read("console.js");
-    for banned in [
-        "eval(",
-        "new Function",
-        "localStorage.",
-        "sessionStorage.",
-        "localStorage[",
-        "sessionStorage[",
-        "innerHTML =",
-        "insertAdjacentHTML",
-        ".style.",
-        "setAttribute('style'",
-        "setAttribute(\"style\"",
-        "cssText",
-        "document.write",
-    ] {
-        assert!(!js.contains(banned), "console.js uses {banned}");
+    let files = source_files();
+    assert!(
+        files.iter().filter(|(n, _)| n.ends_with(".js")).count() > 5,
+        "the modules"
+    );
+    for (name, bytes) in files.iter().filter(|(n, _)| n.ends_with(".js")) {
+        let js = std::str::from_utf8(bytes).expect("utf-8");
+        for banned in [
+            "eval(",
+            "new Function",
+            "localStorage.",
+            "sessionStorage.",
+            "localStorage[",
+            "sessionStorage[",
+            "innerHTML =",
+            "insertAdjacentHTML",
+            ".style.",
+            "setAttribute('style'",
+            "setAttribute(\"style\"",
+            "cssText",
+            "document.write",
+            "import(",
+        ] {
+            assert!(!js.contains(banned), "{name} uses {banned}");
+        }
     }
-    for file in ["index.html", "console.js", "console.css"] {
-        let text = read(file);
+    let mut texts = vec![("index.html".to_owned(), html.clone())];
+    texts.extend(
+        files
+            .iter()
+            .map(|(n, b)| (n.clone(), String::from_utf8_lossy(b).into_owned())),
+    );
+    for (file, text) in texts {
+        // The SVG namespace name (createElementNS) is a name, not something loaded.
+        let text = text.replace("http://www.w3.org/2000/svg", "");
         assert!(
             !text.contains("http://") && !text.contains("https://") && !text.contains("//cdn"),
             "{file} loads from another origin"
