@@ -28,24 +28,18 @@
 // Every page is checked for CSP violations, script errors, style attributes and unlabelled inputs.
 // Waits are waits for conditions (never timing assertions).
 
-import { describe, it, before, after } from 'node:test';
+import { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import https from 'node:https';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const OUTPUT_DIR = path.join(REPO_ROOT, 'test-output');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const KYROS_BIN = process.env.KYROS_BIN
-  ? path.resolve(process.cwd(), process.env.KYROS_BIN)
-  : path.join(REPO_ROOT, 'target', 'debug', 'kyros');
+import {
+  OUTPUT_DIR, SHOTS_DIR,
+  assertPageSound, assertTools, baseEnv, consoleExpectations, diagnostics, freePort, launchBrowser, makeCertificate,
+  need, nodeRequest, pageApi, recordCsp, screenshot, sleep, startService, stepper, stopService, waitForHealth, watchPage,
+} from './harness.mjs';
 
 const ADMIN = 'work-admin';
 const PASSWORD = crypto.randomBytes(18).toString('base64url');
@@ -55,7 +49,6 @@ const SECRET_KEY = crypto.randomBytes(32).toString('hex');
 const RUN = crypto.randomBytes(3).toString('hex');
 const LABEL = `lane-${RUN}`; // the jobs node's agent runs require this label (and come first)
 const WIDTHS = [1280, 390];
-const HEALTH_TIMEOUT_MS = 30_000;
 const LIVE_MS = 10_000;
 const ORDINARY_USE_MS = 120_000;
 
@@ -80,219 +73,50 @@ const state = {
   veraId: null,
 };
 
-const diagnostics = () => {
-  const out = ['', '----- diagnostics -----'];
-  out.push(`service: ${KYROS_BIN} on ${state.base ?? '(not started)'}; temp dir ${state.tmpDir}`);
-  out.push(`page: ${state.page ? state.page.url() : '(none)'}`);
-  out.push('browser console / page errors / failed requests (last 60):');
-  const pl = state.pageLog.slice(-60);
-  out.push(...(pl.length ? pl.map((l) => `  ${l}`) : ['  (none)']));
-  out.push('service log (last 60 lines):');
-  const tail = state.serviceLog.slice(-60);
-  out.push(...(tail.length ? tail.map((l) => `  ${l}`) : ['  (empty)']));
-  out.push('-----------------------');
-  return out.join('\n');
-};
+// ---------------------------------------------------------------------------------------------
+// The harness (harness.mjs), bound to this run.
 
-function step(name, fn, timeout = 120_000) {
-  it(name, { timeout }, async (t) => {
-    try {
-      await fn(t);
-    } catch (err) {
-      if (!err?.prerequisite) {
-        if (state.page) await screenshot(`failed-${name.slice(0, 2).replace(/\W/g, '')}`, state.page, path.join(OUTPUT_DIR, 'browser'));
-        console.error(`\nstep failed: ${name}\n${err?.stack ?? err}${diagnostics()}`);
-      }
-      throw err;
-    }
-  });
-}
+const report = () =>
+  diagnostics({ base: state.base, dir: state.tmpDir, page: state.page, pageLog: state.pageLog, serviceLog: state.serviceLog, serviceLines: 60 });
 
-function need(value, what) {
-  if (value === null || value === undefined || value === false) {
-    throw Object.assign(new Error(`prerequisite missing (an earlier step failed): ${what}`), { prerequisite: true });
-  }
-  return value;
-}
+/** A full-page screenshot to test-output/console-<name>.png (or to `dir`). */
+const shot = (name, page = state.page, dir = OUTPUT_DIR) => screenshot(page, `console-${name}`, { dir, log: state.pageLog });
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
+const step = stepper({
+  timeout: 120_000,
+  diagnostics: report,
+  failureShot: async (name) => {
+    if (state.page) await shot(`failed-${name.slice(0, 2).replace(/\W/g, '')}`, state.page, SHOTS_DIR);
+  },
+});
 
 /** An HTTPS request from node (an agent or a script), trusting only the run's certificate. */
-function request(method, urlPath, { headers = {}, body } = {}) {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? null : Buffer.from(JSON.stringify(body));
-    const req = https.request(
-      {
-        host: '127.0.0.1',
-        port: state.port,
-        method,
-        path: urlPath,
-        ca: state.cert,
-        headers: { Accept: 'application/json', ...headers, ...(data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {}) },
-        timeout: 10_000,
-      },
-      (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json = null;
-          try {
-            json = text ? JSON.parse(text) : null;
-          } catch {}
-          resolve({ status: res.statusCode, headers: res.headers, text, json });
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${method} ${urlPath}: timeout`)));
-    req.on('error', reject);
-    if (data) req.write(data);
-    req.end();
-  });
-}
+const request = (method, urlPath, opts) => nodeRequest({ base: state.base, ca: state.cert }, method, urlPath, opts);
 
 /** As the agent (node, with the API key). */
 const agent = (method, urlPath, body) => request(method, urlPath, { headers: { 'X-API-Key': state.apiKey }, body });
 
-/** A JSON API call made by the page itself (its session cookie and CSRF token). */
-async function pageApi(method, urlPath, body, { page = state.page, ifMatch } = {}) {
-  return page.evaluate(
-    async ({ method, urlPath, body, ifMatch }) => {
-      const raw = document.cookie.split(';').map((c) => c.trim()).find((c) => c.startsWith('csrf_token='));
-      const headers = { Accept: 'application/json' };
-      if (raw) headers['X-CSRF-Token'] = decodeURIComponent(raw.slice('csrf_token='.length));
-      if (body !== undefined) headers['Content-Type'] = 'application/json';
-      if (ifMatch) headers['If-Match'] = ifMatch;
-      const res = await fetch(urlPath, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin', cache: 'no-store' });
-      const text = await res.text();
-      let json = null;
-      try {
-        json = JSON.parse(text);
-      } catch {}
-      return { status: res.status, text, json, headers: Object.fromEntries(res.headers.entries()) };
+/** Watches a page; every counted answer (RateLimit-* headers) and every 429 goes to state.answers. */
+const watch = (page, label) =>
+  watchPage(page, label, state, {
+    consoleErrors: true,
+    onResponse: (r) => {
+      const h = r.headers();
+      if (h['ratelimit-limit'] !== undefined) {
+        state.answers.push({ url: `${r.request().method()} ${new URL(r.url()).pathname}`, status: r.status(), limit: Number(h['ratelimit-limit']), remaining: Number(h['ratelimit-remaining']), at: Date.now() });
+      } else if (r.status() === 429) {
+        state.answers.push({ url: r.url(), status: 429, limit: NaN, remaining: NaN, at: Date.now() });
+      }
     },
-    { method, urlPath, body, ifMatch },
-  );
-}
+  });
 
-async function waitForHealth(child) {
-  const deadline = Date.now() + HEALTH_TIMEOUT_MS;
-  let last = 'no answer yet';
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the service exited early (code ${child.exitCode})`);
-    try {
-      const res = await request('GET', '/health');
-      if (res.status === 200) return;
-      last = `HTTP ${res.status}`;
-    } catch (err) {
-      last = String(err?.code ?? err);
-    }
-    await sleep(150);
-  }
-  throw new Error(`GET /health did not answer 200 within ${HEALTH_TIMEOUT_MS} ms (last: ${last})`);
-}
+/** No CSP violation, script error, style attribute or unlabelled input; one h1. */
+const assertSound = (where, page = state.page) => assertPageSound(page, where, state);
 
-async function stopService(child) {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const done = await Promise.race([exited.then(() => true), sleep(5_000).then(() => false)]);
-  if (!done) {
-    child.kill('SIGKILL');
-    await exited;
-  }
-}
+const { expectText, expectVisible, expectLive } = consoleExpectations(() => state.page, LIVE_MS);
 
 // ---------------------------------------------------------------------------------------------
-// The browser.
-
-function watchPage(page, label) {
-  page.on('console', (m) => {
-    const text = m.text();
-    state.pageLog.push(`[${label}] console.${m.type()}: ${text}`);
-    if (/Content Security Policy/i.test(text)) state.cspConsole.push(`[${label}] ${text}`);
-    if (m.type() === 'error' && !/Failed to load resource/.test(text)) state.pageErrors.push(`[${label}] console error: ${text}`);
-  });
-  page.on('pageerror', (e) => {
-    state.pageLog.push(`[${label}] pageerror: ${e?.stack ?? e}`);
-    state.pageErrors.push(`[${label}] ${e?.message ?? e}`);
-  });
-  page.on('requestfailed', (r) => state.pageLog.push(`[${label}] requestfailed: ${r.method()} ${r.url()} ${r.failure()?.errorText ?? ''}`));
-  page.on('response', (r) => {
-    const h = r.headers();
-    if (r.status() >= 400) state.pageLog.push(`[${label}] HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
-    if (h['ratelimit-limit'] !== undefined) {
-      state.answers.push({ url: `${r.request().method()} ${new URL(r.url()).pathname}`, status: r.status(), limit: Number(h['ratelimit-limit']), remaining: Number(h['ratelimit-remaining']), at: Date.now() });
-    } else if (r.status() === 429) {
-      state.answers.push({ url: r.url(), status: 429, limit: NaN, remaining: NaN, at: Date.now() });
-    }
-  });
-  return page;
-}
-
-async function screenshot(name, page = state.page, dir = OUTPUT_DIR) {
-  try {
-    fs.mkdirSync(dir, { recursive: true });
-    await page.screenshot({ path: path.join(dir, `console-${name}.png`), fullPage: true });
-  } catch (err) {
-    state.pageLog.push(`[screenshot ${name}] failed: ${err}`);
-  }
-}
-
-async function assertSound(where, page = state.page) {
-  const events = await page.evaluate(() => window.__csp ?? []);
-  assert.deepEqual(events, [], `CSP violations on ${where}: ${JSON.stringify(events)}`);
-  assert.deepEqual(state.cspConsole, [], `CSP reports in the console (${where})`);
-  assert.deepEqual(state.pageErrors, [], `script errors (${where})`);
-  const dom = await page.evaluate(() => ({
-    styled: [...document.querySelectorAll('[style]:not([style=""])')].map((el) => el.outerHTML.slice(0, 120)),
-    h1: document.querySelectorAll('main h1').length,
-    unlabelled: [...document.querySelectorAll('input:not([type="hidden"]), select, textarea')]
-      .filter((el) => !el.labels?.length && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
-      .map((el) => el.id || el.name || el.outerHTML.slice(0, 80)),
-  }));
-  assert.deepEqual(dom.styled, [], `${where}: elements with a style attribute`);
-  assert.equal(dom.h1, 1, `${where}: h1 headings in <main>`);
-  assert.deepEqual(dom.unlabelled, [], `${where}: form controls without a label`);
-}
-
-async function expectText(selector, pattern, what, { page = state.page, timeout = LIVE_MS } = {}) {
-  const loc = page.locator(selector).filter({ hasText: pattern }).first();
-  try {
-    await loc.waitFor({ state: 'visible', timeout });
-  } catch {
-    const shown = await page.locator(selector).allInnerTexts().catch(() => []);
-    assert.fail(`${what}: expected ${selector} to show ${pattern}, it shows ${JSON.stringify(shown).slice(0, 500)} (page ${page.url()})`);
-  }
-  return loc;
-}
-
-async function expectVisible(selector, what, { page = state.page, timeout = LIVE_MS } = {}) {
-  const loc = page.locator(selector).first();
-  try {
-    await loc.waitFor({ state: 'visible', timeout });
-  } catch {
-    assert.fail(`${what}: ${selector} did not become visible (page ${page.url()})`);
-  }
-  return loc;
-}
-
-async function expectLive(page = state.page) {
-  await expectText('#conn-text', /^Live$/, 'connection state', { page });
-  await expectVisible('#conn[data-stream="orchestrator"]', 'subscription to the orchestrator stream', { page });
-}
+// The console.
 
 /** Opens a console page by its address and waits for its heading. */
 async function open(urlPath, heading, page = state.page) {
@@ -339,29 +163,17 @@ async function assertNoOverflow(where, page = state.page) {
 describe('the console at work (production mode, HTTPS, real CSP, default rate limits)', { timeout: 900_000 }, () => {
   before(async () => {
     try {
-      assert.ok(fs.existsSync(KYROS_BIN), `service binary not found: ${KYROS_BIN}`);
-      assert.ok(fs.existsSync(CHROMIUM), `Chromium not found: ${CHROMIUM}`);
+      assertTools();
       state.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kyros-console-work-'));
       const dataDir = path.join(state.tmpDir, 'data');
       fs.mkdirSync(dataDir);
-      const certFile = path.join(state.tmpDir, 'cert.pem');
-      const keyFile = path.join(state.tmpDir, 'key.pem');
-      execFileSync('openssl', [
-        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-        '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=127.0.0.1',
-        '-addext', 'subjectAltName=IP:127.0.0.1',
-        '-addext', 'basicConstraints=critical,CA:FALSE',
-        '-addext', 'keyUsage=digitalSignature',
-        '-addext', 'extendedKeyUsage=serverAuth',
-      ], { stdio: ['ignore', 'ignore', 'pipe'] });
-      state.cert = fs.readFileSync(certFile);
+      const { certFile, keyFile, cert } = makeCertificate(state.tmpDir);
+      state.cert = cert;
       state.port = await freePort();
       state.base = `https://127.0.0.1:${state.port}`;
       // A minimal environment: the production defaults of every limit apply.
       const env = {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        HOME: process.env.HOME ?? state.tmpDir,
-        TMPDIR: os.tmpdir(),
+        ...baseEnv(state.tmpDir),
         ENVIRONMENT: 'production',
         SECRET_KEY,
         TLS_CERT_FILE: certFile,
@@ -374,31 +186,16 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
         LOG_LEVEL: 'WARNING',
       };
       for (const k of Object.keys(env)) assert.doesNotMatch(k, /RATE_LIMIT/, 'this test runs with the default rate limits');
-      state.service = spawn(KYROS_BIN, ['serve'], { cwd: dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-      for (const [stream, tag] of [[state.service.stdout, 'out|'], [state.service.stderr, 'err|']]) {
-        stream.setEncoding('utf8');
-        stream.on('data', (d) => {
-          state.serviceLog.push(...d.split('\n').filter(Boolean).map((l) => `${tag} ${l}`));
-          if (state.serviceLog.length > 2000) state.serviceLog.splice(0, state.serviceLog.length - 2000);
-        });
-      }
-      process.once('exit', () => state.service?.kill('SIGKILL'));
-      await waitForHealth(state.service);
+      state.service = startService({ cwd: dataDir, env, log: state.serviceLog });
+      await waitForHealth({ base: state.base, ca: state.cert }, state.service);
 
-      state.browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        headless: true,
-        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-proxy-server', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1'],
-      });
+      state.browser = await launchBrowser();
       // A fixed zone and language, so that the time texts are known: every time shows its zone.
       state.context = await state.browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 }, timezoneId: 'UTC', locale: 'en-US' });
-      await state.context.addInitScript(() => {
-        window.__csp = [];
-        document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
-      });
-      state.page = watchPage(await state.context.newPage(), 'console');
+      await recordCsp(state.context);
+      state.page = watch(await state.context.newPage(), 'console');
     } catch (err) {
-      console.error(`\nset-up failed: ${err?.stack ?? err}${diagnostics()}`);
+      console.error(`\nset-up failed: ${err?.stack ?? err}${report()}`);
       throw err;
     }
   });
@@ -420,10 +217,10 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
     await expectText('main h1', 'Jobs', 'the jobs page after login');
     await expectLive();
     state.loggedIn = true;
-    const key = await pageApi('POST', '/api/v1/api-keys', { name: `agent-${RUN}`, scopes: ['jobs:read', 'jobs:write', 'jobs:claim'] });
+    const key = await pageApi(state.page, 'POST', '/api/v1/api-keys', { name: `agent-${RUN}`, scopes: ['jobs:read', 'jobs:write', 'jobs:claim'] });
     assert.equal(key.status, 201, `API key: ${key.text}`);
     state.apiKey = key.json.key;
-    const vera = await pageApi('POST', '/api/v1/admin/users', { username: VERA, email: 'vera@example.org', password: VERA_PASSWORD, role: 'user' });
+    const vera = await pageApi(state.page, 'POST', '/api/v1/admin/users', { username: VERA, email: 'vera@example.org', password: VERA_PASSWORD, role: 'user' });
     assert.equal(vera.status, 201, `vera: ${vera.text}`);
     state.veraId = vera.json.id;
     await assertSound('the jobs page');
@@ -435,10 +232,10 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
       const a = state.page;
       await setWidth(width, a);
       const title = `Plan the launch ${width} ${RUN}`;
-      const made = await pageApi('POST', '/api/v1/collab/tasks', { title, description: 'first draft' });
+      const made = await pageApi(state.page, 'POST', '/api/v1/collab/tasks', { title, description: 'first draft' });
       assert.equal(made.status, 201, made.text);
       const id = made.json.id;
-      const b = watchPage(await state.context.newPage(), `tab-b-${width}`);
+      const b = watch(await state.context.newPage(), `tab-b-${width}`);
       try {
         await setWidth(width, b);
         for (const page of [a, b]) {
@@ -462,9 +259,9 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
         const buttons = await dialog.locator('button').allInnerTexts();
         assert.deepEqual(buttons.map((t) => t.trim()), ['Overwrite with mine', 'Keep theirs'], 'the two choices');
         // Nothing was overwritten before the choice.
-        let now = await pageApi('GET', `/api/v1/collab/tasks/${id}`);
+        let now = await pageApi(state.page, 'GET', `/api/v1/collab/tasks/${id}`);
         assert.equal(now.json.description, `A's version ${width}`, 'the first save was overwritten without asking');
-        await screenshot(`task-conflict-${width}`, b);
+        await shot(`task-conflict-${width}`, b);
         const box = await dialog.evaluate((d) => ({ right: d.getBoundingClientRect().right, scroll: d.scrollWidth, client: d.clientWidth, vw: window.innerWidth }));
         assert.ok(box.right <= box.vw && box.scroll <= box.client + 1, `the dialog does not fit at ${width} px: ${JSON.stringify(box)}`);
         await assertSound(`the conflict dialog at ${width} px`, b);
@@ -472,12 +269,12 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
           await dialog.getByRole('button', { name: 'Keep theirs' }).click();
           await b.locator('#conflict-dialog').waitFor({ state: 'detached' });
           await expectText('#notice', 'Kept the other version', 'keep theirs', { page: b });
-          now = await pageApi('GET', `/api/v1/collab/tasks/${id}`);
+          now = await pageApi(state.page, 'GET', `/api/v1/collab/tasks/${id}`);
           assert.equal(now.json.description, `A's version ${width}`, 'Keep theirs changed the task');
         } else {
           await dialog.getByRole('button', { name: 'Overwrite with mine' }).click();
           await expectText('#notice', 'saved', 'overwrite with mine', { page: b });
-          now = await pageApi('GET', `/api/v1/collab/tasks/${id}`);
+          now = await pageApi(state.page, 'GET', `/api/v1/collab/tasks/${id}`);
           assert.equal(now.json.description, `B's version ${width}`, 'Overwrite with mine did not save');
         }
       } finally {
@@ -511,7 +308,7 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
         await expectText('#job-description-error', /3,000 characters, at most 1,024/, 'the message on the field');
         assert.equal(await page.getAttribute('#job-description', 'aria-invalid'), 'true', 'the field is not marked invalid');
         assert.equal((await page.inputValue('#job-description')).length, 3000, 'the text was cut on submit');
-        await screenshot(`jobs-too-long-${width}`);
+        await shot(`jobs-too-long-${width}`);
         await assertSound(`the refused job at ${width} px`);
 
         await open('/console/tasks', 'Tasks');
@@ -536,7 +333,7 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
     need(state.loggedIn, 'login');
     const veraId = need(state.veraId, 'vera');
     const page = state.page;
-    const role = async () => (await pageApi('GET', '/api/v1/admin/users')).json.items.find((u) => u.id === veraId).role;
+    const role = async () => (await pageApi(state.page, 'GET', '/api/v1/admin/users')).json.items.find((u) => u.id === veraId).role;
     for (const width of WIDTHS) {
       await setWidth(width);
       await open('/console/admin/users', 'Users');
@@ -552,7 +349,7 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
       const buttons = (await dialog.locator('button').allInnerTexts()).map((t) => t.trim());
       assert.deepEqual(buttons, ['Change role', 'Keep role'], 'the two choices');
       assert.ok(!buttons.every((t) => /^Cancel/.test(t)), 'both buttons say Cancel');
-      await screenshot(`users-role-confirm-${width}`);
+      await shot(`users-role-confirm-${width}`);
       await dialog.getByRole('button', { name: 'Keep role' }).click();
       await page.locator('#role-dialog').waitFor({ state: 'detached' });
       assert.equal(await row.locator('select').inputValue(), before, 'the select did not go back');
@@ -567,9 +364,9 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
     await setWidth(1280);
     await open('/console/admin/users', 'Users');
     await page.locator(`#users-body tr[data-username="${VERA}"]`).waitFor();
-    const list = await pageApi('GET', '/api/v1/admin/users');
+    const list = await pageApi(state.page, 'GET', '/api/v1/admin/users');
     const etag = list.json.items.find((u) => u.id === veraId).etag;
-    const other = await pageApi('PATCH', `/api/v1/admin/users/${veraId}`, { role: 'user' }, { ifMatch: etag });
+    const other = await pageApi(state.page, 'PATCH', `/api/v1/admin/users/${veraId}`, { role: 'user' }, { ifMatch: etag });
     assert.equal(other.status, 200, `the other admin's change: ${other.text}`);
     await page.locator(`#users-body tr[data-username="${VERA}"] select`).selectOption('admin');
     await page.locator('#role-dialog').getByRole('button', { name: 'Change role' }).click();
@@ -604,7 +401,7 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
       await setWidth(width);
       await open('/console/overview', 'Overview');
       await page.locator('#overview-chart-svg rect.chart-bar').first().waitFor({ state: 'attached', timeout: LIVE_MS });
-      const api = await pageApi('GET', '/api/v1/jobs/overview?hours=24&bucket_secs=3600');
+      const api = await pageApi(state.page, 'GET', '/api/v1/jobs/overview?hours=24&bucket_secs=3600');
       assert.equal(api.status, 200, api.text);
       const shown = await page.evaluate(() => ({
         counts: Object.fromEntries([...document.querySelectorAll('#overview-counts li[data-status]')].map((li) => [li.dataset.status, Number(li.querySelector('.figure-value').dataset.value)])),
@@ -638,7 +435,7 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
       assert.ok(shown.ticks > 5, 'axis labels');
       assert.deepEqual(shown.legend, ['Submitted', 'Completed', 'Failed'], 'the legend');
       await assertNoOverflow(`the overview at ${width} px`);
-      await screenshot(`overview-${width}`);
+      await shot(`overview-${width}`);
       await assertSound(`the overview at ${width} px`);
     }
     await setWidth(1280);
@@ -654,7 +451,7 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
     }
     /** The rows shown and the list the API gives for the same query. */
     const compare = async (apiQuery, what) => {
-      const api = await pageApi('GET', `/api/v1/jobs?${apiQuery}&total=true&limit=50`);
+      const api = await pageApi(state.page, 'GET', `/api/v1/jobs?${apiQuery}&total=true&limit=50`);
       assert.equal(api.status, 200, `${what}: ${api.text}`);
       const want = api.json.map((j) => j.id);
       try {
@@ -709,7 +506,7 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
           const before = await cell.evaluate((td) => getComputedStyle(td, '::before').content);
           assert.equal(before, `"${label}"`, `the card labels ${label}`);
         }
-        await screenshot(`jobs-cards-${width}`);
+        await shot(`jobs-cards-${width}`);
       }
       // The status filter.
       await page.locator('#job-filter-status').selectOption('cancelled');
@@ -730,20 +527,20 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
     await page.locator('#jobs-bulk-cancel').click();
     const dialog = await expectVisible('#bulk-cancel-dialog', 'the bulk cancel confirmation');
     assert.deepEqual((await dialog.locator('button').allInnerTexts()).map((t) => t.trim()), ['Cancel 2 jobs', 'Keep jobs']);
-    await screenshot('jobs-bulk-cancel-1280');
+    await shot('jobs-bulk-cancel-1280');
     await dialog.getByRole('button', { name: 'Keep jobs' }).click();
-    for (const id of pick) assert.equal((await pageApi('GET', `/api/v1/jobs/${id}`)).json.status, 'pending', 'Keep jobs cancelled a job');
+    for (const id of pick) assert.equal((await pageApi(state.page, 'GET', `/api/v1/jobs/${id}`)).json.status, 'pending', 'Keep jobs cancelled a job');
     await page.locator('#jobs-bulk-cancel').click();
     await page.locator('#bulk-cancel-dialog').getByRole('button', { name: 'Cancel 2 jobs' }).click();
     await expectText('#notice', '2 jobs cancelled', 'the bulk cancel');
-    for (const id of pick) assert.equal((await pageApi('GET', `/api/v1/jobs/${id}`)).json.status, 'cancelled', 'the bulk cancel did not cancel');
+    for (const id of pick) assert.equal((await pageApi(state.page, 'GET', `/api/v1/jobs/${id}`)).json.status, 'cancelled', 'the bulk cancel did not cancel');
     // Run again: a new job with the same input.
     const again = page.locator(`#jobs-body tr[data-job-id="${pick[0]}"]`);
     await expectText(`#jobs-body tr[data-job-id="${pick[0]}"] .job-status`, 'cancelled', 'the cancelled row');
     const name = (await again.locator('td.cell-title').innerText()).trim();
     await again.getByRole('button', { name: `Run job ${name} again` }).click();
     await expectText('#notice', 'submitted again', 'run again');
-    const same = await pageApi('GET', `/api/v1/jobs?q=${encodeURIComponent(name)}&total=true`);
+    const same = await pageApi(state.page, 'GET', `/api/v1/jobs?q=${encodeURIComponent(name)}&total=true`);
     assert.equal(Number(same.headers['x-total-count']), 2, `run again made no new job: ${same.text}`);
     assert.deepEqual(new Set(same.json.map((j) => j.status)), new Set(['cancelled', 'pending']));
     await assertSound('the jobs list after bulk actions');
@@ -758,7 +555,7 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
     const id = made.json.id;
     const claim = await agent('POST', '/api/v1/agents/claim', { name: `node-${RUN}`, labels: [`hold-${RUN}`] });
     assert.equal(claim.json?.id, id, `the agent claimed another job: ${claim.text}`);
-    const viewer = watchPage(await state.context.newPage(), 'viewer');
+    const viewer = watch(await state.context.newPage(), 'viewer');
     try {
       for (const p of [page, viewer]) {
         await open(`/console/jobs/${id}`, `Held by an agent ${RUN}`, p);
@@ -773,13 +570,13 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
       const choices = await page.locator('#job-actions .confirm:has(.confirm-question) button').allInnerTexts();
       assert.deepEqual(choices.map((t) => t.trim()), ['Delete job', 'Keep job'], 'the two choices');
       await assertNoOverflow('the job page with the delete question');
-      await screenshot('job-delete-warning-1280');
+      await shot('job-delete-warning-1280');
       await page.getByRole('button', { name: 'Delete job', exact: true }).click();
       await expectText('#notice', 'deleted', 'deleted');
       await expectText('#job-deleted', 'This job was deleted', 'the other viewer is told, live', { page: viewer });
       const enabled = await viewer.locator('main #job-actions button:enabled').count();
       assert.equal(enabled, 0, "the deleted job's buttons still work");
-      await screenshot('job-deleted-viewer-1280', viewer);
+      await shot('job-deleted-viewer-1280', viewer);
       await assertSound('the deleted job, other viewer', viewer);
       // The agent's report of a deleted job is refused.
       const done = await agent('POST', `/api/v1/agents/jobs/${id}/complete`, { lease_token: claim.json.lease_token });
@@ -796,7 +593,7 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
     const lockVera = async () => {
       for (let i = 0; i < 6; i++) await request('POST', '/auth/login', { body: { username: VERA, password: 'wrong-password' } });
     };
-    const some = await pageApi('GET', '/api/v1/jobs?limit=1');
+    const some = await pageApi(state.page, 'GET', '/api/v1/jobs?limit=1');
     const jobId = need(some.json?.[0]?.id, 'a job');
     const pages = [
       ['overview', '/console/overview', 'Overview', '#overview-chart-svg'],
@@ -832,7 +629,7 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
           const cards = await page.evaluate(() => [...document.querySelectorAll('main table.cards-narrow tbody tr')].filter((tr) => tr.getClientRects().length).map((tr) => getComputedStyle(tr).display));
           assert.ok(cards.every((d) => d === 'block'), `${name}: the rows are not cards at 390 px`);
         }
-        await screenshot(`${name}-${width}`);
+        await shot(`${name}-${width}`);
         await assertSound(`${name} at ${width} px`);
       }
     }
@@ -925,7 +722,7 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
     await page.getByRole('button', { name: 'Refresh' }).first().click();
     await expectText('#rate-limit-banner', /Too many requests — try again in \d+ s/, 'the banner');
     assert.equal(await page.locator('#job-form button[type="submit"]').isDisabled(), true, 'the form is not held');
-    await screenshot('rate-limited-1280');
+    await shot('rate-limited-1280');
     state.pageErrors.length = 0; // the flood's 429s are logged as failed loads by design
   }, 300_000);
 });

@@ -40,25 +40,20 @@
 // real agent's job and agents pages to test-output/console-job-output.png, console-agents.png).
 // Waits are waits for conditions (never timing assertions).
 
-import { describe, it, before, after } from 'node:test';
+import { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import https from 'node:https';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const OUTPUT_DIR = path.join(REPO_ROOT, 'test-output');
-const SHOTS_DIR = path.join(OUTPUT_DIR, 'browser');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const KYROS_BIN = process.env.KYROS_BIN
-  ? path.resolve(process.cwd(), process.env.KYROS_BIN)
-  : path.join(REPO_ROOT, 'target', 'debug', 'kyros');
+import {
+  KYROS_BIN, OUTPUT_DIR, SHOTS_DIR,
+  assertPageSound, assertTools, baseEnv, consoleExpectations, diagnostics, freePort, launchBrowser, makeCertificate,
+  need, nodeRequest, pageApi, recordCsp, screenshot, sleep, spawnLogged, startService, stepper, stopService,
+  waitForHealth, watchPage,
+} from './harness.mjs';
 
 const ADMIN = 'console-admin';
 const ADMIN_EMAIL = 'console-admin@example.org';
@@ -74,7 +69,6 @@ const AGENT_JOB_TITLE = `Build with a real agent ${RUN}`;
 const IMG_LINE = '<img src=x onerror=alert(1)>';
 // What the agent runs: stdout lines, a progress report (not output), markup, a stderr line.
 const AGENT_SCRIPT = `echo start; echo "::progress::0.5 halfway"; echo "${IMG_LINE}"; echo oops >&2; sleep 2; echo done`;
-const HEALTH_TIMEOUT_MS = 30_000;
 const LIVE_MS = 10_000; // how long to wait for something to appear live
 
 // ---------------------------------------------------------------------------------------------
@@ -108,146 +102,46 @@ const state = {
   loggedOut: false,
 };
 
-const diagnostics = () => {
-  const out = ['', '----- diagnostics -----'];
-  out.push(`service: ${KYROS_BIN} on ${state.base ?? '(not started)'}; temp dir ${state.tmpDir}`);
-  out.push(`page: ${state.page ? state.page.url() : '(none)'}`);
-  out.push('browser console / page errors / failed requests (last 60):');
-  const pl = state.pageLog.slice(-60);
-  out.push(...(pl.length ? pl.map((l) => `  ${l}`) : ['  (none)']));
-  if (state.agentLog.length) {
-    out.push('agent log (last 40 lines):');
-    out.push(...state.agentLog.slice(-40).map((l) => `  ${l}`));
-  }
-  out.push('service log (last 80 lines):');
-  const tail = state.serviceLog.slice(-80);
-  out.push(...(tail.length ? tail.map((l) => `  ${l}`) : ['  (empty)']));
-  out.push('-----------------------');
-  return out.join('\n');
-};
+// ---------------------------------------------------------------------------------------------
+// The harness (harness.mjs), bound to this run.
+
+const report = () =>
+  diagnostics({
+    base: state.base,
+    dir: state.tmpDir,
+    page: state.page,
+    pageLog: state.pageLog,
+    extra: [['agent log', state.agentLog, 40]],
+    serviceLog: state.serviceLog,
+  });
+
+/** A full-page screenshot to test-output/browser/console-<name>.png (or to `dir`). */
+const shot = (name, page = state.page, dir = SHOTS_DIR) => screenshot(page, `console-${name}`, { dir, log: state.pageLog });
 
 /** A test step that prints the diagnostics (and a screenshot of the failure) when it fails. */
-function step(name, fn) {
-  it(name, { timeout: 60_000 }, async (t) => {
-    try {
-      await fn(t);
-    } catch (err) {
-      if (!err?.prerequisite) {
-        if (state.page) await screenshot(`failed-${name.slice(0, 2).replace(/\W/g, '')}`);
-        console.error(`\nstep failed: ${name}\n${err?.stack ?? err}${diagnostics()}`);
-      }
-      throw err;
-    }
-  });
-}
+const step = stepper({
+  diagnostics: report,
+  failureShot: async (name) => {
+    if (state.page) await shot(`failed-${name.slice(0, 2).replace(/\W/g, '')}`);
+  },
+});
 
-function need(value, what) {
-  if (value === null || value === undefined || value === false) {
-    throw Object.assign(new Error(`prerequisite missing (an earlier step failed): ${what}`), { prerequisite: true });
-  }
-  return value;
-}
+/** An HTTPS request from node to the service that trusts only the run's own certificate. */
+const request = (method, urlPath, opts) => nodeRequest({ base: state.base, ca: state.cert }, method, urlPath, opts);
 
-/** A JSON API call made by the page itself (its session cookie, its CSRF token, its Origin). */
-async function pageApi(method, urlPath, body, page = state.page) {
-  return page.evaluate(
-    async ({ method, urlPath, body }) => {
-      const raw = document.cookie.split(';').map((c) => c.trim()).find((c) => c.startsWith('csrf_token='));
-      const headers = { Accept: 'application/json' };
-      if (raw) headers['X-CSRF-Token'] = decodeURIComponent(raw.slice('csrf_token='.length));
-      if (body !== undefined) headers['Content-Type'] = 'application/json';
-      const res = await fetch(urlPath, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
-      const text = await res.text();
-      let json = null;
-      try {
-        json = JSON.parse(text);
-      } catch {}
-      return { status: res.status, text, json };
-    },
-    { method, urlPath, body },
-  );
-}
+const watch = (page, label) => watchPage(page, label, state);
+
+/**
+ * The page as it stands is sound: no CSP violation so far (neither as an event in the document
+ * nor as a console report), no uncaught exception, no inline style attribute, one <main> with one
+ * h1, and every form control with a label.
+ */
+const assertNoCsp = (where, page = state.page) => assertPageSound(page, where, state, { main: true });
+
+const { expectText, expectVisible, expectUrl, expectLive } = consoleExpectations(() => state.page, LIVE_MS);
 
 // ---------------------------------------------------------------------------------------------
-// Helpers: processes, HTTPS from node, TOTP.
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** An HTTPS request to the service that trusts only the run's own certificate. */
-function request(method, urlPath, { headers = {}, body } = {}) {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? null : Buffer.from(JSON.stringify(body));
-    const req = https.request(
-      {
-        host: '127.0.0.1',
-        port: state.port,
-        method,
-        path: urlPath,
-        ca: state.cert,
-        headers: { Accept: 'application/json', ...headers, ...(data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {}) },
-        timeout: 10_000,
-      },
-      (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json = null;
-          try {
-            json = text ? JSON.parse(text) : null;
-          } catch {}
-          resolve({ status: res.statusCode, headers: res.headers, text, json });
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${method} ${urlPath}: timeout`)));
-    req.on('error', reject);
-    if (data) req.write(data);
-    req.end();
-  });
-}
-
-async function waitForHealth(child) {
-  const deadline = Date.now() + HEALTH_TIMEOUT_MS;
-  let last = 'no answer yet';
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`the service exited early (code ${child.exitCode}, signal ${child.signalCode})`);
-    }
-    try {
-      const res = await request('GET', '/health');
-      if (res.status === 200) return;
-      last = `HTTP ${res.status}`;
-    } catch (err) {
-      last = String(err?.code ?? err);
-    }
-    await sleep(150);
-  }
-  throw new Error(`GET https /health did not answer 200 within ${HEALTH_TIMEOUT_MS} ms (last: ${last})`);
-}
-
-async function stopService(child) {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const done = await Promise.race([exited.then(() => true), sleep(5_000).then(() => false)]);
-  if (!done) {
-    child.kill('SIGKILL');
-    await exited;
-  }
-}
+// Helpers: TOTP.
 
 function base32Decode(text) {
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
@@ -280,87 +174,7 @@ function totp(key, stepNumber) {
 const nowStep = () => Math.floor(Date.now() / 1000 / 30);
 
 // ---------------------------------------------------------------------------------------------
-// Helpers: the browser.
-
-function watchPage(page, label) {
-  page.on('console', (m) => {
-    const text = m.text();
-    state.pageLog.push(`[${label}] console.${m.type()}: ${text}`);
-    if (/Content Security Policy/i.test(text)) state.cspConsole.push(`[${label}] ${text}`);
-  });
-  page.on('pageerror', (e) => {
-    state.pageLog.push(`[${label}] pageerror: ${e?.stack ?? e}`);
-    state.pageErrors.push(`[${label}] ${e?.message ?? e}`);
-  });
-  page.on('requestfailed', (r) => state.pageLog.push(`[${label}] requestfailed: ${r.method()} ${r.url()} ${r.failure()?.errorText ?? ''}`));
-  page.on('response', (r) => {
-    if (r.status() >= 400) state.pageLog.push(`[${label}] HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
-  });
-  return page;
-}
-
-async function screenshot(name, page = state.page, dir = SHOTS_DIR) {
-  try {
-    fs.mkdirSync(dir, { recursive: true });
-    await page.screenshot({ path: path.join(dir, `console-${name}.png`), fullPage: true });
-  } catch (err) {
-    state.pageLog.push(`[screenshot ${name}] failed: ${err}`);
-  }
-}
-
-/**
- * The page as it stands is sound: no CSP violation so far (neither as an event in the document
- * nor as a console report), no uncaught exception, no inline style attribute, one h1, and every
- * form control with a label.
- */
-async function assertNoCsp(where, page = state.page) {
-  const events = await page.evaluate(() => window.__csp ?? []);
-  assert.deepEqual(events, [], `CSP violations on ${where}: ${JSON.stringify(events)}`);
-  assert.deepEqual(state.cspConsole, [], `CSP reports in the console (${where}): ${JSON.stringify(state.cspConsole)}`);
-  assert.deepEqual(state.pageErrors, [], `uncaught errors in the page (${where})`);
-  const dom = await page.evaluate(() => ({
-    styled: [...document.querySelectorAll('[style]:not([style=""])')].map((el) => el.outerHTML.slice(0, 120)),
-    h1: document.querySelectorAll('main h1').length,
-    unlabelled: [...document.querySelectorAll('input:not([type="hidden"]), select, textarea')]
-      .filter((el) => !el.labels?.length && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
-      .map((el) => el.id || el.name || el.outerHTML.slice(0, 80)),
-    main: document.querySelectorAll('main').length,
-  }));
-  assert.deepEqual(dom.styled, [], `${where}: elements with a style attribute`);
-  assert.equal(dom.main, 1, `${where}: <main> landmarks`);
-  assert.equal(dom.h1, 1, `${where}: h1 headings in <main>`);
-  assert.deepEqual(dom.unlabelled, [], `${where}: form controls without a label`);
-}
-
-/** Waits until an element matching `selector` shows text matching `pattern`; fails with what it shows. */
-async function expectText(selector, pattern, what, { page = state.page, timeout = LIVE_MS } = {}) {
-  const loc = page.locator(selector).filter({ hasText: pattern }).first();
-  try {
-    await loc.waitFor({ state: 'visible', timeout });
-  } catch {
-    const shown = await page.locator(selector).allInnerTexts().catch(() => []);
-    assert.fail(`${what}: expected ${selector} to show ${pattern}, it shows ${JSON.stringify(shown).slice(0, 500)} (page ${page.url()})`);
-  }
-  return loc;
-}
-
-async function expectVisible(selector, what, { page = state.page, timeout = LIVE_MS } = {}) {
-  const loc = page.locator(selector).first();
-  try {
-    await loc.waitFor({ state: 'visible', timeout });
-  } catch {
-    assert.fail(`${what}: ${selector} did not become visible (page ${page.url()})`);
-  }
-  return loc;
-}
-
-async function expectUrl(pattern, what, page = state.page) {
-  try {
-    await page.waitForURL(pattern, { timeout: LIVE_MS });
-  } catch {
-    assert.fail(`${what}: expected the URL to match ${pattern}, it is ${page.url()}`);
-  }
-}
+// Helpers: the console.
 
 /** The page's heading and document title. */
 async function expectPage(heading, what, page = state.page) {
@@ -377,12 +191,6 @@ async function openNav(name, urlPattern, heading) {
   assert.equal(await link.getAttribute('aria-current'), 'page', `the ${name} nav link is not marked aria-current`);
 }
 
-/** The live connection is up and receives every job event. */
-async function expectLive(page = state.page) {
-  await expectText('#conn-text', /^Live$/, 'connection state', { page });
-  await expectVisible('#conn[data-stream="orchestrator"]', 'subscription to the orchestrator stream', { page });
-}
-
 async function login(username, password) {
   await expectVisible('#login-username', 'the login form');
   await state.page.fill('#login-username', username);
@@ -395,8 +203,7 @@ async function login(username, password) {
 describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_000 }, () => {
   before(async () => {
     try {
-      assert.ok(fs.existsSync(KYROS_BIN), `service binary not found: ${KYROS_BIN} (run cargo build, or set KYROS_BIN)`);
-      assert.ok(fs.existsSync(CHROMIUM), `Chromium not found: ${CHROMIUM} (apt-get install chromium)`);
+      assertTools();
       // The TOTP helper against RFC 6238's SHA-1 vector (T = 59 s): a wrong helper would make the
       // MFA steps fail for the wrong reason.
       assert.equal(totp(Buffer.from('12345678901234567890'), 1), '287082', 'TOTP helper');
@@ -405,19 +212,8 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
       state.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kyros-console-'));
       const dataDir = path.join(state.tmpDir, 'data');
       fs.mkdirSync(dataDir);
-      const certFile = path.join(state.tmpDir, 'cert.pem');
-      const keyFile = path.join(state.tmpDir, 'key.pem');
-      execFileSync('openssl', [
-        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-        '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=127.0.0.1',
-        '-addext', 'subjectAltName=IP:127.0.0.1',
-        // A server certificate, not a CA: the agent's TLS stack (rustls/webpki) refuses a CA
-        // certificate as the server's own.
-        '-addext', 'basicConstraints=critical,CA:FALSE',
-        '-addext', 'keyUsage=digitalSignature',
-        '-addext', 'extendedKeyUsage=serverAuth',
-      ], { stdio: ['ignore', 'ignore', 'pipe'] });
-      state.cert = fs.readFileSync(certFile);
+      const { certFile, keyFile, cert } = makeCertificate(state.tmpDir);
+      state.cert = cert;
       state.certFile = certFile;
 
       state.port = await freePort();
@@ -425,9 +221,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
       // A minimal environment and the data dir as working directory, so that neither the
       // caller's settings nor a .env file of the repository apply.
       const env = {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        HOME: process.env.HOME ?? state.tmpDir,
-        TMPDIR: os.tmpdir(),
+        ...baseEnv(state.tmpDir),
         ENVIRONMENT: 'production',
         SECRET_KEY,
         TLS_CERT_FILE: certFile,
@@ -442,51 +236,18 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
         // then exhausts this budget on purpose.
         AUTH_RATE_LIMIT_REQUESTS: '20',
       };
-      state.service = spawn(KYROS_BIN, ['serve'], { cwd: dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-      const keep = (stream, tag) => {
-        let buf = '';
-        stream.setEncoding('utf8');
-        stream.on('data', (d) => {
-          buf += d;
-          const lines = buf.split('\n');
-          buf = lines.pop();
-          for (const l of lines) state.serviceLog.push(`${tag} ${l}`);
-          if (state.serviceLog.length > 2000) state.serviceLog.splice(0, state.serviceLog.length - 2000);
-        });
-      };
-      keep(state.service.stdout, 'out|');
-      keep(state.service.stderr, 'err|');
-      state.service.on('exit', (code, sig) => state.serviceLog.push(`(service exited: code ${code}, signal ${sig})`));
-      process.once('exit', () => state.service?.kill('SIGKILL'));
-      await waitForHealth(state.service);
+      state.service = startService({ cwd: dataDir, env, log: state.serviceLog });
+      await waitForHealth({ base: state.base, ca: state.cert }, state.service);
 
-      state.browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        headless: true,
-        args: [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-quic',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--no-proxy-server',
-          '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1',
-        ],
-      });
+      state.browser = await launchBrowser();
       state.context = await state.browser.newContext({
         ignoreHTTPSErrors: true, // the run's own self-signed certificate; CSP is NOT bypassed
         viewport: { width: 1280, height: 800 },
       });
-      await state.context.addInitScript(() => {
-        window.__csp = [];
-        document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
-      });
-      state.page = watchPage(await state.context.newPage(), 'console');
+      await recordCsp(state.context);
+      state.page = watch(await state.context.newPage(), 'console');
     } catch (err) {
-      console.error(`\nset-up failed: ${err?.stack ?? err}${diagnostics()}`);
+      console.error(`\nset-up failed: ${err?.stack ?? err}${report()}`);
       throw err;
     }
   });
@@ -522,7 +283,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     // The stylesheet applied (no inline styles allowed: the skip link is moved off screen by CSS).
     const skipTop = await page.locator('.skip-link').evaluate((el) => el.getBoundingClientRect().top);
     assert.ok(skipTop < 0, `the skip link is not hidden off screen (top ${skipTop}): the stylesheet did not apply`);
-    await screenshot('login');
+    await shot('login');
 
     await login(ADMIN, `${PASSWORD}-wrong`);
     await expectText('#login-form [role="alert"]', 'Incorrect username or password', 'wrong password');
@@ -559,7 +320,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     const secret = (await page.locator('#mfa-secret').innerText()).replace(/\s+/g, '');
     assert.match(secret, /^[A-Z2-7]{16,}$/, `MFA secret on the page: ${secret}`);
     state.mfaSecret = secret;
-    await screenshot('account-mfa-enrol');
+    await shot('account-mfa-enrol');
     const key = base32Decode(secret);
     const stepNow = nowStep();
     await page.fill('#mfa-confirm-code', totp(key, stepNow));
@@ -571,7 +332,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     state.recoveryCodes = await page.locator('#recovery-codes li').allInnerTexts();
     await expectText('#mfa-status', /is on/, 'MFA status after confirmation');
     state.mfaStep = stepNow;
-    await screenshot('account-mfa');
+    await shot('account-mfa');
     await assertNoCsp('the account page (MFA enrolment)');
 
     await page.locator('#logout-button').click();
@@ -584,7 +345,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     assert.equal(await codeInput.getAttribute('autocomplete'), 'one-time-code', 'code input autocomplete');
     assert.equal(await page.locator('label[for="mfa-code"]').count(), 1, 'the code input has no label');
     await expectVisible('#use-recovery', 'the recovery-code option');
-    await screenshot('login-mfa');
+    await shot('login-mfa');
 
     // A wrong code first: refused with the API's message, still on the code step.
     const valid = new Set([-1, 0, 1, 2].map((d) => totp(key, stepNow + d)));
@@ -621,7 +382,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     await expectText(`${row} .key-status`, 'active', 'the new key in the list');
     await expectText(row, 'jobs:claim', 'the key scopes in the list');
     assert.ok(!page.url().includes(key), 'the key is in the URL');
-    await screenshot('keys');
+    await shot('keys');
     await page.getByRole('button', { name: 'I have stored it' }).click();
     await page.locator('#new-key').waitFor({ state: 'hidden' });
     const body = await page.evaluate(() => document.body.textContent);
@@ -647,10 +408,10 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     state.jobId = jobId;
     const rowSel = `#jobs-body tr[data-job-id="${jobId}"]`;
     await expectText(`${rowSel} .job-status`, 'pending', 'the new job in the list');
-    await screenshot('jobs');
+    await shot('jobs');
 
     // A second tab keeps the list open, to see it change live.
-    const listPage = watchPage(await state.context.newPage(), 'jobs-list-tab');
+    const listPage = watch(await state.context.newPage(), 'jobs-list-tab');
     try {
       await listPage.goto(`${state.base}/console/jobs`);
       await expectPage('Jobs', 'second tab', listPage);
@@ -674,7 +435,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
       await expectText('#job-status', 'running', 'job detail shows running live (no reload)');
       await expectVisible('#job-events li[data-event="job_claimed"]', 'job_claimed appears live in the events');
       await expectText(`${rowSel} .job-status`, 'running', 'the list in the second tab shows running live', { page: listPage });
-      await screenshot('job-running');
+      await shot('job-running');
 
       const done = await request('POST', `/api/v1/agents/jobs/${jobId}/complete`, {
         headers: { 'X-API-Key': apiKey },
@@ -690,7 +451,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
       const order = await page.locator('#job-events li').evaluateAll((lis) => lis.map((li) => li.dataset.event));
       assert.deepEqual(order, ['job_created', 'job_claimed', 'job_completed'], `event list: ${order}`);
       assert.equal(await page.evaluate(() => performance.getEntriesByType('navigation').length), 1, 'the page reloaded');
-      await screenshot('job-detail');
+      await shot('job-detail');
       await assertNoCsp('the jobs list tab', listPage);
     } finally {
       await listPage.close().catch(() => {});
@@ -720,10 +481,10 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
 
     // The admin makes the agent's key and submits the job through the API (the page's session).
     await openNav('Jobs', /\/console\/jobs$/, 'Jobs');
-    const key = await pageApi('POST', '/api/v1/api-keys', { name: `agent-${RUN}`, scopes: ['jobs:read', 'jobs:claim'] });
+    const key = await pageApi(state.page, 'POST', '/api/v1/api-keys', { name: `agent-${RUN}`, scopes: ['jobs:read', 'jobs:claim'] });
     assert.equal(key.status, 201, `create the agent's key: ${key.status} ${key.text}`);
     assert.ok(key.json?.key, `no key in ${key.text}`);
-    const created = await pageApi('POST', '/api/v1/jobs', { title: AGENT_JOB_TITLE, requires: ['linux'] });
+    const created = await pageApi(state.page, 'POST', '/api/v1/jobs', { title: AGENT_JOB_TITLE, requires: ['linux'] });
     assert.equal(created.status, 201, `submit the job: ${created.status} ${created.text}`);
     const jobId = created.json?.id;
     assert.match(jobId ?? '', /^[0-9a-f-]{36}$/, `job id: ${created.text}`);
@@ -754,24 +515,17 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
 
     // The real agent, from the same binary.
     const agentArgs = ['agent', '--server', state.base, '--name', AGENT_NAME, '--labels', 'linux', '--poll-secs', '0.2', '--heartbeat-secs', '0.5', '--', 'sh', '-c', AGENT_SCRIPT];
-    state.agent = spawn(KYROS_BIN, agentArgs, {
+    state.agent = spawnLogged(KYROS_BIN, agentArgs, {
       cwd: state.tmpDir,
       env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        HOME: process.env.HOME ?? state.tmpDir,
-        TMPDIR: os.tmpdir(),
+        ...baseEnv(state.tmpDir),
         KYROS_AGENT_KEY: key.json.key,
         SSL_CERT_FILE: state.certFile, // the run's own certificate is the agent's only CA
         LOG_LEVEL: 'info',
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      log: state.agentLog,
+      name: 'agent',
     });
-    for (const [stream, tag] of [[state.agent.stdout, 'out|'], [state.agent.stderr, 'err|']]) {
-      stream.setEncoding('utf8');
-      stream.on('data', (d) => state.agentLog.push(...d.split('\n').filter(Boolean).map((l) => `${tag} ${l}`)));
-    }
-    state.agent.on('exit', (code, sig) => state.agentLog.push(`(agent exited: code ${code}, signal ${sig})`));
-    process.once('exit', () => state.agent?.kill('SIGKILL'));
     try {
       await expectText('#job-agent', AGENT_NAME, 'the agent by name, live');
       await expectText('#job-run', 'Run 1', 'the run number');
@@ -827,7 +581,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
       assert.ok(saved.split('\n').includes('oops'), `downloaded output without stderr: ${JSON.stringify(saved)}`);
 
       await page.locator('#job-output').scrollIntoViewIfNeeded();
-      await screenshot('job-output', page, OUTPUT_DIR);
+      await shot('job-output', page, OUTPUT_DIR);
       await assertNoCsp('the job page with a real agent');
 
       // The agents page: the agent with its version, labels and completed run.
@@ -840,7 +594,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
       await expectText(`${row} .agent-labels`, 'linux', 'the agent labels');
       await expectText(`${row} .agent-health`, /idle|active/, 'the agent is online');
       await expectText(`${row} .agent-seen`, /ago|just now/, 'last seen');
-      await screenshot('agents', page, OUTPUT_DIR);
+      await shot('agents', page, OUTPUT_DIR);
       await assertNoCsp('the agents page with a real agent');
     } finally {
       await stopService(state.agent);
@@ -856,7 +610,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     const agentRow = page.locator('#agents-body tr[data-agent-id]').filter({ hasText: KEY_NAME });
     await agentRow.first().waitFor({ state: 'visible', timeout: LIVE_MS });
     await expectText('#agents-body tr[data-agent-id]', /idle|active/, 'the agent is online');
-    await screenshot('agents');
+    await shot('agents');
     await assertNoCsp('the agents page');
 
     await openNav('Tasks', /\/console\/tasks$/, 'Tasks');
@@ -864,7 +618,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     await page.fill('#task-description', 'Check the wording before Friday.');
     await page.getByRole('button', { name: 'Add task' }).click();
     await expectText('#tasks-body tr[data-task-id]', TASK_TITLE, 'the new task in the list');
-    await screenshot('tasks');
+    await shot('tasks');
     await assertNoCsp('the tasks page');
 
     await openNav('Users', /\/console\/admin\/users$/, 'Users');
@@ -872,7 +626,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     await expectText(me, '(you)', 'the admin in the user list');
     assert.equal(await page.locator(`${me} select`).inputValue(), 'admin', 'the admin role');
     assert.equal(await page.locator(`${me} select`).isDisabled(), true, 'an admin can change their own role in the UI');
-    await screenshot('admin-users');
+    await shot('admin-users');
     await assertNoCsp('the users page');
 
     await openNav('Audit log', /\/console\/admin\/audit$/, 'Audit log');
@@ -885,7 +639,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
       await sleep(200);
     }
     await expectVisible('#audit-body tr[data-event="apikey.created"]', 'apikey.created in the audit log');
-    await screenshot('admin-audit');
+    await shot('admin-audit');
 
     // The event filter lists the events the service knows (GET /api/v1/admin/audit/events).
     await page.locator('#audit-event[data-source="service"]').waitFor({ state: 'attached', timeout: LIVE_MS });
@@ -897,7 +651,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     assert.ok(events.length >= 1, 'no rows after filtering');
     assert.deepEqual([...new Set(events)], ['apikey.created'], `the filter let other events through: ${events}`);
     await expectText('#audit-body tr[data-event]', KEY_NAME, 'the audit details name the key');
-    await screenshot('admin-audit-filtered');
+    await shot('admin-audit-filtered');
     await assertNoCsp('the audit page');
   });
 
@@ -915,7 +669,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     const claim = await request('POST', '/api/v1/agents/claim', { headers: { 'X-API-Key': apiKey } });
     assert.equal(claim.status, 401, `claim with the revoked key: ${claim.status} ${claim.text}`);
     state.revoked = true;
-    await screenshot('keys-revoked');
+    await shot('keys-revoked');
     await assertNoCsp('the API keys page (revocation)');
   });
 
@@ -941,7 +695,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     await expectText('#sessions-body tr[data-current="true"]', 'This session', 'a current session after the change');
     assert.equal(await page.locator('#sessions-body tr').count(), 1, 'other sessions survived the password change');
     await expectLive();
-    await screenshot('account');
+    await shot('account');
 
     // Still signed in after a reload (the new session cookie works).
     await page.reload();
@@ -978,7 +732,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     await expectPage('Sign in to Kyros', 'login page after the revocation');
     assert.equal(await page.locator('#nav').isVisible(), false, 'navigation visible after the revocation');
     state.loggedIn = false;
-    await screenshot('session-ended');
+    await shot('session-ended');
     await assertNoCsp('the login page after the revocation');
   });
 
@@ -1036,7 +790,7 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
     assert.equal(await banner.getAttribute('role'), 'alert', 'the banner is not an alert');
     assert.equal(await submit.isDisabled(), true, 'the submit button is enabled while rate-limited');
     await expectText('#login-form [role="alert"]', /Too many requests/, 'the form error');
-    await screenshot('rate-limit');
+    await shot('rate-limit');
     if (first > 1) {
       // The countdown is live.
       await page.waitForFunction((n) => Number(document.querySelector('#rate-limit-seconds')?.textContent) < n, first, { timeout: 5_000 });

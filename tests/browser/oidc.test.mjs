@@ -19,25 +19,18 @@
 //      the browser still has the first person's session there), and the identity is listed.
 // Screenshots go to test-output/browser/oidc-<name>.png.
 
-import { describe, it, before, after } from 'node:test';
+import { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 
+import {
+  baseEnv, cspViolations as violations, freePort, launchBrowser, recordCsp, screenshot, startService, stepper, stopService,
+  waitForHealth, watchPage,
+} from './harness.mjs';
 import { startProvider } from './oidc-op.mjs';
-
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const SHOTS_DIR = path.join(REPO_ROOT, 'test-output', 'browser');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const KYROS_BIN = process.env.KYROS_BIN
-  ? path.resolve(process.cwd(), process.env.KYROS_BIN)
-  : path.join(REPO_ROOT, 'target', 'debug', 'kyros');
 
 const ADMIN = 'oidc-admin';
 const PASSWORD = crypto.randomBytes(18).toString('base64url');
@@ -49,50 +42,13 @@ const WAIT_MS = 15_000;
 
 const state = { dir: null, op: null, service: null, log: [], base: null, browser: null, context: null, page: null, pageLog: [] };
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
+const step = stepper({
+  diagnostics: () => `\npage log:\n  ${state.pageLog.join('\n  ')}\nservice log:\n  ${state.log.slice(-40).join('\n  ')}`,
+});
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const shot = (name) => screenshot(state.page, `oidc-${name}`);
 
-async function waitForHealth(base) {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    try {
-      if ((await fetch(`${base}/health`)).status === 200) return;
-    } catch {}
-    await sleep(150);
-  }
-  throw new Error('the service did not answer /health');
-}
-
-function step(name, fn) {
-  it(name, { timeout: 60_000 }, async () => {
-    try {
-      await fn();
-    } catch (err) {
-      console.error(`\nstep failed: ${name}\n${err?.stack ?? err}\npage log:\n  ${state.pageLog.join('\n  ')}\nservice log:\n  ${state.log.slice(-40).join('\n  ')}`);
-      throw err;
-    }
-  });
-}
-
-async function shot(name) {
-  fs.mkdirSync(SHOTS_DIR, { recursive: true });
-  await state.page.screenshot({ path: path.join(SHOTS_DIR, `oidc-${name}.png`), fullPage: true });
-}
-
-async function cspViolations() {
-  return state.page.evaluate(() => window.__csp ?? []);
-}
+const cspViolations = () => violations(state.page);
 
 describe('sign in with an identity provider in the console', () => {
   before(async () => {
@@ -108,8 +64,7 @@ describe('sign in with an identity provider in the console', () => {
       ],
     });
     const env = {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: process.env.HOME ?? state.dir,
+      ...baseEnv(state.dir),
       KYROS_BIND: `127.0.0.1:${port}`,
       KYROS_DATA_DIR: state.dir,
       SECRET_KEY,
@@ -132,35 +87,22 @@ describe('sign in with an identity provider in the console', () => {
         "default-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; frame-ancestors 'none'; " +
         "base-uri 'self'; form-action 'self'; script-src 'self'; style-src 'self'; object-src 'none'",
     };
-    state.service = spawn(KYROS_BIN, ['serve'], { cwd: state.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    for (const s of [state.service.stdout, state.service.stderr]) {
-      s.setEncoding('utf8');
-      s.on('data', (d) => state.log.push(...d.split('\n').filter(Boolean)));
-    }
-    process.once('exit', () => state.service?.kill('SIGKILL'));
+    state.service = startService({ cwd: state.dir, env, log: state.log });
     try {
-      await waitForHealth(state.base);
+      await waitForHealth({ base: state.base }, state.service);
     } catch (err) {
       throw new Error(`${err.message}; service log:\n  ${state.log.slice(-30).join('\n  ')}`);
     }
-    state.browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1'] });
+    state.browser = await launchBrowser();
     state.context = await state.browser.newContext({ viewport: { width: 1280, height: 800 } });
     // Every CSP violation of every document is collected (and must stay empty).
-    await state.context.addInitScript(() => {
-      window.__csp = [];
-      document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
-    });
-    state.page = await state.context.newPage();
-    state.page.on('console', (m) => state.pageLog.push(`console.${m.type()}: ${m.text()}`));
-    state.page.on('pageerror', (e) => state.pageLog.push(`pageerror: ${e}`));
+    await recordCsp(state.context);
+    state.page = watchPage(await state.context.newPage(), 'console', state);
   });
 
   after(async () => {
     await state.browser?.close();
-    if (state.service && state.service.exitCode === null) {
-      state.service.kill('SIGTERM');
-      await Promise.race([new Promise((r) => state.service.once('exit', r)), sleep(5_000)]);
-    }
+    await stopService(state.service);
     await state.op?.close();
   });
 

@@ -19,29 +19,22 @@
 //
 // Only 127.0.0.1 / localhost are ever contacted.
 
-import { describe, it, before, after } from 'node:test';
+import { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const SHOTS_DIR = path.join(REPO_ROOT, 'test-output', 'browser');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const KYROS_BIN = process.env.KYROS_BIN
-  ? path.resolve(process.cwd(), process.env.KYROS_BIN)
-  : path.join(REPO_ROOT, 'target', 'debug', 'kyros');
+import {
+  assertTools, baseEnv, diagnostics, freePort, launchBrowser, need, screenshot, startService, stepper, stopService,
+  waitForHealth, watchPage,
+} from './harness.mjs';
 
 const ADMIN = 'browser-admin@example.org';
 const PASSWORD = crypto.randomBytes(18).toString('base64url'); // 24 chars
 const SECRET_KEY = crypto.randomBytes(32).toString('hex'); // 64 hex chars
-const HEALTH_TIMEOUT_MS = 30_000;
 
 // ---------------------------------------------------------------------------------------------
 // Shared state of the run.
@@ -64,83 +57,25 @@ const state = {
   sessionCookie: null,
 };
 
-const diagnostics = () => {
-  const out = ['', '----- diagnostics -----'];
-  out.push(`service: ${KYROS_BIN} on ${state.base ?? '(not started)'}; data dir ${state.dataDir}`);
-  out.push('browser console / page errors / failed requests:');
-  out.push(...(state.pageLog.length ? state.pageLog.map((l) => `  ${l}`) : ['  (none)']));
-  out.push('service log (last 80 lines):');
-  const tail = state.serviceLog.slice(-80);
-  out.push(...(tail.length ? tail.map((l) => `  ${l}`) : ['  (empty)']));
-  out.push('-----------------------');
-  return out.join('\n');
-};
+// ---------------------------------------------------------------------------------------------
+// The harness (harness.mjs), bound to this run.
+
+const report = () =>
+  diagnostics({ base: state.base, dir: state.dataDir, pageLog: state.pageLog, pageLines: 500, serviceLog: state.serviceLog });
 
 /** A test step that prints the diagnostics when it fails. */
-function step(name, fn) {
-  it(name, { timeout: 60_000 }, async (t) => {
-    try {
-      await fn(t);
-    } catch (err) {
-      if (!err?.prerequisite) console.error(`\nstep failed: ${name}\n${err?.stack ?? err}${diagnostics()}`);
-      throw err;
-    }
-  });
-}
+const step = stepper({ diagnostics: report });
 
-function need(value, what) {
-  if (value === null || value === undefined) {
-    throw Object.assign(new Error(`prerequisite missing (an earlier step failed): ${what}`), { prerequisite: true });
-  }
-  return value;
-}
+const watch = (page, label) => watchPage(page, label, state);
+
+/**
+ * A screenshot to test-output/browser/<name>.png, with what the step saw (`note`) shown on top of
+ * the page (the service's own documents are bare JSON).
+ */
+const shot = (page, name, note) => screenshot(page, name, { note, log: state.pageLog });
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitForHealth(base, child) {
-  const deadline = Date.now() + HEALTH_TIMEOUT_MS;
-  let last = 'no answer yet';
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`the service exited early (code ${child.exitCode}, signal ${child.signalCode})`);
-    }
-    try {
-      const res = await fetch(`${base}/health`, { signal: AbortSignal.timeout(2_000) });
-      if (res.status === 200) return;
-      last = `HTTP ${res.status}`;
-    } catch (err) {
-      last = String(err?.cause?.code ?? err);
-    }
-    await sleep(150);
-  }
-  throw new Error(`GET /health did not answer 200 within ${HEALTH_TIMEOUT_MS} ms (last: ${last})`);
-}
-
-async function stopService(child) {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const done = await Promise.race([exited.then(() => true), sleep(5_000).then(() => false)]);
-  if (!done) {
-    child.kill('SIGKILL');
-    await exited;
-  }
-}
 
 const htmlEscape = (s) =>
   String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
@@ -173,14 +108,6 @@ function foreignHandler(req, res) {
   }
 }
 
-function watchPage(page, label) {
-  page.on('console', (m) => state.pageLog.push(`[${label}] console.${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => state.pageLog.push(`[${label}] pageerror: ${e?.stack ?? e}`));
-  page.on('requestfailed', (r) =>
-    state.pageLog.push(`[${label}] requestfailed: ${r.method()} ${r.url()} ${r.failure()?.errorText ?? ''}`));
-  return page;
-}
-
 async function newContext() {
   const context = await state.browser.newContext({
     // A Content-Security-Policy of the service (e.g. default-src 'none' on its JSON answers) must
@@ -194,23 +121,6 @@ async function newContext() {
   return context;
 }
 
-async function screenshot(page, name, note) {
-  try {
-    if (note !== undefined) {
-      // Show what the step saw on top of the page (the service's own documents are bare JSON).
-      await page.evaluate((text) => {
-        const pre = document.createElement('pre');
-        pre.style.cssText = 'background:#eef6ee;border:1px solid #9c9;padding:8px;white-space:pre-wrap;font:12px monospace';
-        pre.textContent = text;
-        document.body.prepend(pre);
-      }, `${name}\n${note}`);
-    }
-    fs.mkdirSync(SHOTS_DIR, { recursive: true });
-    await page.screenshot({ path: path.join(SHOTS_DIR, `${name}.png`), fullPage: true });
-  } catch (err) {
-    state.pageLog.push(`[screenshot ${name}] failed: ${err}`);
-  }
-}
 
 /**
  * fetch() inside the page. Answers {ok:true,type,status,headers,text,json} or, when the promise
@@ -274,8 +184,7 @@ async function logAttack(page, line) {
 describe('browser cookie session and CSRF protection', { timeout: 300_000 }, () => {
   before(async () => {
     try {
-      assert.ok(fs.existsSync(KYROS_BIN), `service binary not found: ${KYROS_BIN} (run cargo build, or set KYROS_BIN)`);
-      assert.ok(fs.existsSync(CHROMIUM), `Chromium not found: ${CHROMIUM} (apt-get install chromium)`);
+      assertTools();
 
       state.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kyros-browser-'));
       state.port = await freePort();
@@ -283,9 +192,7 @@ describe('browser cookie session and CSRF protection', { timeout: 300_000 }, () 
       // A minimal environment, and the data dir as working directory, so that neither the
       // caller's settings (DATABASE_URL, REDIS_URL, …) nor a .env file of the repository apply.
       const env = {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        HOME: process.env.HOME ?? state.dataDir,
-        TMPDIR: os.tmpdir(),
+        ...baseEnv(state.dataDir),
         KYROS_BIND: `127.0.0.1:${state.port}`,
         KYROS_DATA_DIR: state.dataDir,
         SECRET_KEY,
@@ -296,53 +203,21 @@ describe('browser cookie session and CSRF protection', { timeout: 300_000 }, () 
         AUTH_RATE_LIMIT_REQUESTS: '100',
         ENVIRONMENT: 'local',
       };
-      state.service = spawn(KYROS_BIN, ['serve'], { cwd: state.dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-      const keep = (stream, tag) => {
-        let buf = '';
-        stream.setEncoding('utf8');
-        stream.on('data', (d) => {
-          buf += d;
-          const lines = buf.split('\n');
-          buf = lines.pop();
-          for (const l of lines) state.serviceLog.push(`${tag} ${l}`);
-          if (state.serviceLog.length > 2000) state.serviceLog.splice(0, state.serviceLog.length - 2000);
-        });
-      };
-      keep(state.service.stdout, 'out|');
-      keep(state.service.stderr, 'err|');
-      state.service.on('exit', (code, sig) => state.serviceLog.push(`(service exited: code ${code}, signal ${sig})`));
-      // Should this process die without running after(), do not leave the service behind.
-      process.once('exit', () => state.service?.kill('SIGKILL'));
-      await waitForHealth(state.base, state.service);
+      state.service = startService({ cwd: state.dataDir, env, log: state.serviceLog });
+      await waitForHealth({ base: state.base }, state.service);
 
       state.foreignPort = await freePort();
       state.foreignServer = http.createServer(foreignHandler);
       await new Promise((r, j) => state.foreignServer.once('error', j).listen(state.foreignPort, '127.0.0.1', r));
 
-      state.browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        headless: true,
-        // Playwright makes and removes a fresh temporary --user-data-dir itself.
-        args: [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-quic',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--no-proxy-server',
-          // Nothing but localhost and 127.0.0.1 resolves.
-          '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1',
-        ],
-      });
+      // Nothing but localhost and 127.0.0.1 resolves.
+      state.browser = await launchBrowser();
       state.context = await newContext();
-      state.page = watchPage(await state.context.newPage(), 'same-origin');
+      state.page = watch(await state.context.newPage(), 'same-origin');
       const nav = await state.page.goto(`${state.base}/health`);
       assert.equal(nav?.status(), 200, 'the same-origin page /health did not load');
     } catch (err) {
-      console.error(`\nset-up failed: ${err?.stack ?? err}${diagnostics()}`);
+      console.error(`\nset-up failed: ${err?.stack ?? err}${report()}`);
       throw err;
     }
   });
@@ -396,7 +271,7 @@ describe('browser cookie session and CSRF protection', { timeout: 300_000 }, () 
     assert.equal(csrf.sameSite, 'Strict', 'csrf_token must be SameSite=Strict');
     assert.equal(csrf.path, '/', 'csrf_token Path');
     state.sessionCookie = session.value;
-    await screenshot(state.page, '01-same-origin-logged-in', `POST /auth/session -> ${res.status}\n${JSON.stringify(res.json, null, 2)}`);
+    await shot(state.page, '01-same-origin-logged-in', `POST /auth/session -> ${res.status}\n${JSON.stringify(res.json, null, 2)}`);
   });
 
   step('b. document.cookie shows csrf_token but not the HttpOnly kyros_session', async () => {
@@ -458,7 +333,7 @@ describe('browser cookie session and CSRF protection', { timeout: 300_000 }, () 
     // The second session: another browser context (another "device").
     const other = await newContext();
     try {
-      const otherPage = watchPage(await other.newPage(), 'second-device');
+      const otherPage = watch(await other.newPage(), 'second-device');
       await otherPage.goto(`${state.base}/health`);
       const login = await pageFetch(otherPage, `${state.base}/auth/session`, {
         method: 'POST',
@@ -467,7 +342,7 @@ describe('browser cookie session and CSRF protection', { timeout: 300_000 }, () 
         body: JSON.stringify({ username: ADMIN, password: PASSWORD }),
       });
       assert.equal(login.status, 200, `second login: ${show(login)}`);
-      await screenshot(otherPage, '02-second-device-logged-in', `second device: POST /auth/session -> ${login.status}`);
+      await shot(otherPage, '02-second-device-logged-in', `second device: POST /auth/session -> ${login.status}`);
 
       const before = await listSessions(state.page);
       assert.equal(before.length, 2, `sessions after the second login: ${JSON.stringify(before)}`);
@@ -493,7 +368,7 @@ describe('browser cookie session and CSRF protection', { timeout: 300_000 }, () 
     } finally {
       await other.close().catch(() => {});
     }
-    await screenshot(state.page, '03-same-origin-after-revoke', JSON.stringify(await listSessions(state.page), null, 2));
+    await shot(state.page, '03-same-origin-after-revoke', JSON.stringify(await listSessions(state.page), null, 2));
   });
 
   // ----- attacks from foreign origins ------------------------------------------------------
@@ -508,7 +383,7 @@ describe('browser cookie session and CSRF protection', { timeout: 300_000 }, () 
     step(`attack from http://${a.host}:<foreignPort>/ (${a.sameSite ? 'same site, other origin' : 'other site'})`, async (t) => {
       const currentId = need(state.currentId, 'session list');
       const origin = `http://${a.host}:${need(state.foreignPort, 'foreign server')}`;
-      const page = watchPage(await state.context.newPage(), `foreign ${a.label}`);
+      const page = watch(await state.context.newPage(), `foreign ${a.label}`);
       const outcome = (attackOutcome[a.label] = {});
       try {
         const nav = await page.goto(`${origin}/`);
@@ -551,13 +426,13 @@ describe('browser cookie session and CSRF protection', { timeout: 300_000 }, () 
         outcome.noCorsPost = simple.ok ? `${simple.type} ${simple.status}` : simple.error;
         await logAttack(page, `c. no-cors POST /auth/session: ${outcome.noCorsPost}`);
         if (simple.ok) assert.equal(simple.type, 'opaque', `no-cors answer readable: ${show(simple)}`);
-        await screenshot(page, `04-foreign-${a.label}`);
+        await shot(page, `04-foreign-${a.label}`);
       } finally {
         await page.close().catch(() => {});
       }
 
       // c2. An auto-posting text/plain form (a top-level navigation to the service).
-      const formPage = watchPage(await state.context.newPage(), `foreign form ${a.label}`);
+      const formPage = watch(await state.context.newPage(), `foreign form ${a.label}`);
       try {
         const target = `${state.base}/auth/session`;
         const answered = formPage.waitForResponse(
@@ -568,7 +443,7 @@ describe('browser cookie session and CSRF protection', { timeout: 300_000 }, () 
         const resp = await answered;
         await formPage.waitForLoadState('load').catch(() => {});
         outcome.formPost = resp.status();
-        await screenshot(formPage, `05-foreign-form-${a.label}`);
+        await shot(formPage, `05-foreign-form-${a.label}`);
         assert.notEqual(resp.status(), 429, 'the login-CSRF form was rate-limited, so the check proved nothing');
         assert.ok(resp.status() >= 400, `the cross-origin login form was accepted: HTTP ${resp.status()}`);
       } finally {
@@ -591,7 +466,7 @@ describe('browser cookie session and CSRF protection', { timeout: 300_000 }, () 
     const { map } = await pageCookies(state.page);
     assert.equal(map.csrf_token, state.token, 'the csrf_token cookie changed');
     await state.page.goto(`${state.base}/health`);
-    await screenshot(state.page, '06-same-origin-after-attacks', JSON.stringify({ sessions, attacks: attackOutcome }, null, 2));
+    await shot(state.page, '06-same-origin-after-attacks', JSON.stringify({ sessions, attacks: attackOutcome }, null, 2));
   });
 
   step('DELETE /auth/session with the token logs out', async () => {
