@@ -32,13 +32,12 @@ import { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
 import {
   OUTPUT_DIR, SHOTS_DIR,
-  assertPageSound, assertTools, baseEnv, consoleExpectations, diagnostics, freePort, launchBrowser, makeCertificate,
-  need, nodeRequest, pageApi, recordCsp, screenshot, sleep, startService, stepper, stopService, waitForHealth, watchPage,
+  assertPageSound, assertTools, startProductionService, consoleExpectations, diagnostics, launchBrowser,
+  need, nodeRequest, pageApi, recordCsp, screenshot, sleep, stepper, stopService, watchPage,
 } from './harness.mjs';
 
 const ADMIN = 'work-admin';
@@ -164,30 +163,17 @@ describe('the console at work (production mode, HTTPS, real CSP, default rate li
   before(async () => {
     try {
       assertTools();
-      state.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kyros-console-work-'));
-      const dataDir = path.join(state.tmpDir, 'data');
-      fs.mkdirSync(dataDir);
-      const { certFile, keyFile, cert } = makeCertificate(state.tmpDir);
-      state.cert = cert;
-      state.port = await freePort();
-      state.base = `https://127.0.0.1:${state.port}`;
-      // A minimal environment: the production defaults of every limit apply.
-      const env = {
-        ...baseEnv(state.tmpDir),
-        ENVIRONMENT: 'production',
-        SECRET_KEY,
-        TLS_CERT_FILE: certFile,
-        TLS_KEY_FILE: keyFile,
-        KYROS_BIND: `127.0.0.1:${state.port}`,
-        KYROS_DATA_DIR: dataDir,
-        FIRST_SUPERUSER: ADMIN,
-        FIRST_SUPERUSER_EMAIL: `${ADMIN}@example.org`,
-        FIRST_SUPERUSER_PASSWORD: PASSWORD,
-        LOG_LEVEL: 'WARNING',
-      };
-      for (const k of Object.keys(env)) assert.doesNotMatch(k, /RATE_LIMIT/, 'this test runs with the default rate limits');
-      state.service = startService({ cwd: dataDir, env, log: state.serviceLog });
-      await waitForHealth({ base: state.base, ca: state.cert }, state.service);
+      // No rate-limit setting: the production defaults of every limit apply.
+      const served = await startProductionService({
+        prefix: 'kyros-console-work-',
+        secret: SECRET_KEY,
+        admin: ADMIN,
+        email: `${ADMIN}@example.org`,
+        password: PASSWORD,
+        log: state.serviceLog,
+      });
+      Object.assign(state, { tmpDir: served.tmpDir, cert: served.cert, port: served.port, base: served.base, service: served.service });
+      for (const k of Object.keys(served.env)) assert.doesNotMatch(k, /RATE_LIMIT/, 'this test runs with the default rate limits');
 
       state.browser = await launchBrowser();
       // A fixed zone and language, so that the time texts are known: every time shows its zone.

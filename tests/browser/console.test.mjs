@@ -45,14 +45,13 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
 import {
   KYROS_BIN, OUTPUT_DIR, SHOTS_DIR,
-  assertPageSound, assertTools, baseEnv, consoleExpectations, diagnostics, freePort, launchBrowser, makeCertificate,
-  need, nodeRequest, pageApi, recordCsp, screenshot, sleep, spawnLogged, startService, stepper, stopService,
-  waitForHealth, watchPage,
+  assertPageSound, assertTools, baseEnv, startProductionService, consoleExpectations, diagnostics, launchBrowser,
+  need, nodeRequest, pageApi, recordCsp, screenshot, sleep, spawnLogged, stepper, stopService,
+  watchPage,
 } from './harness.mjs';
 
 const ADMIN = 'console-admin';
@@ -209,35 +208,25 @@ describe('browser console (production mode, HTTPS, real CSP)', { timeout: 240_00
       assert.equal(totp(Buffer.from('12345678901234567890'), 1), '287082', 'TOTP helper');
       assert.equal(base32Decode('MZXW6YTBOI').toString(), 'foobar', 'base32 helper');
 
-      state.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kyros-console-'));
-      const dataDir = path.join(state.tmpDir, 'data');
-      fs.mkdirSync(dataDir);
-      const { certFile, keyFile, cert } = makeCertificate(state.tmpDir);
-      state.cert = cert;
-      state.certFile = certFile;
-
-      state.port = await freePort();
-      state.base = `https://127.0.0.1:${state.port}`;
-      // A minimal environment and the data dir as working directory, so that neither the
-      // caller's settings nor a .env file of the repository apply.
-      const env = {
-        ...baseEnv(state.tmpDir),
-        ENVIRONMENT: 'production',
-        SECRET_KEY,
-        TLS_CERT_FILE: certFile,
-        TLS_KEY_FILE: keyFile,
-        KYROS_BIND: `127.0.0.1:${state.port}`,
-        KYROS_DATA_DIR: dataDir,
-        FIRST_SUPERUSER: ADMIN,
-        FIRST_SUPERUSER_EMAIL: ADMIN_EMAIL,
-        FIRST_SUPERUSER_PASSWORD: PASSWORD,
-        LOG_LEVEL: 'WARNING',
+      const served = await startProductionService({
+        prefix: 'kyros-console-',
+        secret: SECRET_KEY,
+        admin: ADMIN,
+        email: ADMIN_EMAIL,
+        password: PASSWORD,
         // About a dozen logins, codes and password checks happen within seconds; the last step
         // then exhausts this budget on purpose.
-        AUTH_RATE_LIMIT_REQUESTS: '20',
-      };
-      state.service = startService({ cwd: dataDir, env, log: state.serviceLog });
-      await waitForHealth({ base: state.base, ca: state.cert }, state.service);
+        extra: { AUTH_RATE_LIMIT_REQUESTS: '20' },
+        log: state.serviceLog,
+      });
+      Object.assign(state, {
+        tmpDir: served.tmpDir,
+        cert: served.cert,
+        certFile: served.certFile,
+        port: served.port,
+        base: served.base,
+        service: served.service,
+      });
 
       state.browser = await launchBrowser();
       state.context = await state.browser.newContext({

@@ -98,6 +98,41 @@ export async function stopService(child) {
 }
 
 /**
+ * `kyros serve` as it runs in production — `ENVIRONMENT=production`, HTTPS with a throwaway
+ * certificate, a first administrator, nothing else of the caller's environment — in a new
+ * directory under the system's temporary one (`prefix`), waited for until `/health` answers.
+ * `extra` adds settings (a test says why). The answer: `{tmpDir, dataDir, cert, certFile, port,
+ * base, service}`.
+ */
+export async function startProductionService({ prefix, secret, admin, email, password, extra = {}, log }) {
+  const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dataDir = path.join(tmpDir, 'data');
+  fs.mkdirSync(dataDir);
+  const { certFile, keyFile, cert } = makeCertificate(tmpDir);
+  const port = await freePort();
+  const base = `https://127.0.0.1:${port}`;
+  const env = {
+    ...baseEnv(tmpDir),
+    ENVIRONMENT: 'production',
+    SECRET_KEY: secret,
+    TLS_CERT_FILE: certFile,
+    TLS_KEY_FILE: keyFile,
+    KYROS_BIND: `127.0.0.1:${port}`,
+    KYROS_DATA_DIR: dataDir,
+    FIRST_SUPERUSER: admin,
+    FIRST_SUPERUSER_EMAIL: email,
+    FIRST_SUPERUSER_PASSWORD: password,
+    LOG_LEVEL: 'WARNING',
+    ...extra,
+  };
+  // The data directory as working directory, so that no .env file of the repository applies.
+  const service = startService({ cwd: dataDir, env, log });
+  const running = { tmpDir, dataDir, cert, certFile, port, base, service, env };
+  await waitForHealth({ base, ca: cert }, service);
+  return running;
+}
+
+/**
  * A throwaway self-signed server certificate for 127.0.0.1 (openssl CLI) in `dir`: its files and
  * the PEM text (to trust it as the only CA).
  */
